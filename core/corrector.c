@@ -1,0 +1,619 @@
+/*
+ * corrector.c - the corrector network: forward, backward, folding into
+ * queries, checkpoints (see corrector.h).
+ *
+ * Design: every product is one sgemm over the whole batch; the element-wise
+ * work (bias, activation and its derivative) is plain loops. The backward
+ * pass is checked against finite differences in tests/unit/test_corrector.c.
+ * Checkpoints are little-endian and end with a CRC-32C over every byte
+ * before it; a file that fails any check is refused whole.
+ */
+#include "corrector.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blas.h"
+#include "crc32c.h"
+#include "fileio.h"
+#include "index.h"
+#include "mem.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+	       "checkpoints are written in host order, which must be LE");
+
+#define CKPT_MAGIC "FRSHCKPT"
+#define CKPT_FORMAT 1u
+#define CKPT_HEADER 72
+#define CKPT_MAX_BYTES ((size_t)1 << 32)
+#define MAX_HIDDEN ((size_t)16384)
+
+struct fresh_corrector {
+	struct fresh_corrector_shape shape;
+	struct fresh_corrector_layout layout;
+	uint64_t version, trained_through;
+	bool normalize;
+	float *params;
+};
+
+const char *fresh_corrector_kind_name(enum fresh_corrector_kind kind)
+{
+	switch (kind) {
+	case FRESH_CORRECTOR_NONE:
+		return "none";
+	case FRESH_CORRECTOR_AFFINE:
+		return "affine";
+	case FRESH_CORRECTOR_MLP:
+		return "mlp";
+	}
+	return "unknown";
+}
+
+const char *fresh_activation_name(enum fresh_activation act)
+{
+	return act == FRESH_ACT_GELU ? "gelu" : "relu";
+}
+
+bool fresh_corrector_kind_parse(const char *s, enum fresh_corrector_kind *k)
+{
+	if (strcmp(s, "mlp") == 0)
+		*k = FRESH_CORRECTOR_MLP;
+	else if (strcmp(s, "affine") == 0)
+		*k = FRESH_CORRECTOR_AFFINE;
+	else if (strcmp(s, "none") == 0)
+		*k = FRESH_CORRECTOR_NONE;
+	else
+		return false;
+	return true;
+}
+
+bool fresh_activation_parse(const char *s, enum fresh_activation *a)
+{
+	if (strcmp(s, "relu") == 0)
+		*a = FRESH_ACT_RELU;
+	else if (strcmp(s, "gelu") == 0)
+		*a = FRESH_ACT_GELU;
+	else
+		return false;
+	return true;
+}
+
+enum fresh_status fresh_corrector_shape_check(
+	const struct fresh_corrector_shape *s, struct fresh_error *err)
+{
+	if (s->kind != FRESH_CORRECTOR_NONE && s->kind != FRESH_CORRECTOR_AFFINE &&
+	    s->kind != FRESH_CORRECTOR_MLP)
+		return fresh_fail(err, FRESH_INVALID, "unknown corrector kind %d",
+				  (int)s->kind);
+	if (s->act != FRESH_ACT_RELU && s->act != FRESH_ACT_GELU)
+		return fresh_fail(err, FRESH_INVALID, "unknown activation %d",
+				  (int)s->act);
+	if (s->d_in == 0 || s->d_in > FRESH_MAX_DIM || s->d_out == 0 ||
+	    s->d_out > FRESH_MAX_DIM)
+		return fresh_fail(err, FRESH_INVALID,
+				  "dimensions %zu -> %zu out of range 1..%zu",
+				  s->d_in, s->d_out, FRESH_MAX_DIM);
+	if (s->kind == FRESH_CORRECTOR_NONE && s->d_in != s->d_out)
+		return fresh_fail(err, FRESH_INVALID,
+				  "corrector 'none' cannot map width %zu to %zu",
+				  s->d_in, s->d_out);
+	if (s->kind == FRESH_CORRECTOR_MLP &&
+	    (s->hidden == 0 || s->hidden > MAX_HIDDEN))
+		return fresh_fail(err, FRESH_INVALID,
+				  "hidden width %zu out of range 1..%zu",
+				  s->hidden, MAX_HIDDEN);
+	if (s->kind != FRESH_CORRECTOR_MLP && s->hidden != 0)
+		return fresh_fail(err, FRESH_INVALID,
+				  "hidden width %zu given for corrector '%s'",
+				  s->hidden, fresh_corrector_kind_name(s->kind));
+	return FRESH_OK;
+}
+
+struct fresh_corrector_layout
+fresh_corrector_layout_of(const struct fresh_corrector_shape *s)
+{
+	struct fresh_corrector_layout l = {0, 0, 0, 0, 0, 0};
+
+	if (s->kind == FRESH_CORRECTOR_NONE)
+		return l;
+	l.a = 0;
+	l.b = l.a + s->d_out * s->d_in;
+	l.w1 = l.b + s->d_out;
+	l.b1 = l.w1 + s->hidden * s->d_in;
+	l.w2 = l.b1 + s->hidden;
+	l.total = l.w2 + s->d_out * s->hidden;
+	return l;
+}
+
+enum fresh_status fresh_corrector_create(
+	const struct fresh_corrector_shape *shape, struct fresh_corrector **out,
+	struct fresh_error *err)
+{
+	struct fresh_corrector *c;
+	enum fresh_status st = fresh_corrector_shape_check(shape, err);
+
+	if (st != FRESH_OK)
+		return st;
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return fresh_fail(err, FRESH_NOMEM, "out of memory");
+	c->shape = *shape;
+	c->layout = fresh_corrector_layout_of(shape);
+	c->params = fresh_calloc(c->layout.total ? c->layout.total : 1,
+				 sizeof(float));
+	if (!c->params) {
+		size_t total = c->layout.total;
+		free(c);
+		return fresh_fail(err, FRESH_NOMEM,
+				  "no memory for %zu corrector parameters",
+				  total);
+	}
+	*out = c;
+	return FRESH_OK;
+}
+
+enum fresh_status fresh_corrector_clone(const struct fresh_corrector *c,
+					struct fresh_corrector **out)
+{
+	struct fresh_corrector *d;
+	enum fresh_status st = fresh_corrector_create(&c->shape, &d, NULL);
+
+	if (st != FRESH_OK)
+		return st;
+	memcpy(d->params, c->params, c->layout.total * sizeof(float));
+	d->version = c->version;
+	d->trained_through = c->trained_through;
+	d->normalize = c->normalize;
+	*out = d;
+	return FRESH_OK;
+}
+
+void fresh_corrector_free(struct fresh_corrector *c)
+{
+	if (!c)
+		return;
+	fresh_free(c->params);
+	free(c);
+}
+
+const struct fresh_corrector_shape *
+fresh_corrector_shape(const struct fresh_corrector *c)
+{
+	return &c->shape;
+}
+
+struct fresh_corrector_layout
+fresh_corrector_layout(const struct fresh_corrector *c)
+{
+	return c->layout;
+}
+
+float *fresh_corrector_params(struct fresh_corrector *c)
+{
+	return c->params;
+}
+
+const float *fresh_corrector_params_const(const struct fresh_corrector *c)
+{
+	return c->params;
+}
+
+bool fresh_corrector_residual(const struct fresh_corrector *c)
+{
+	return c->shape.d_in == c->shape.d_out;
+}
+
+bool fresh_corrector_is_identity(const struct fresh_corrector *c)
+{
+	const struct fresh_corrector_layout *l = &c->layout;
+
+	if (!fresh_corrector_residual(c))
+		return false;
+	for (size_t i = l->a; i < l->w1; i++) /* A and b */
+		if (c->params[i] != 0.0f)
+			return false;
+	for (size_t i = l->w2; i < l->total; i++)
+		if (c->params[i] != 0.0f)
+			return false;
+	return true;
+}
+
+uint64_t fresh_corrector_version(const struct fresh_corrector *c)
+{
+	return c->version;
+}
+
+void fresh_corrector_set_version(struct fresh_corrector *c, uint64_t v)
+{
+	c->version = v;
+}
+
+uint64_t fresh_corrector_trained_through(const struct fresh_corrector *c)
+{
+	return c->trained_through;
+}
+
+void fresh_corrector_set_trained_through(struct fresh_corrector *c,
+					 uint64_t seq)
+{
+	c->trained_through = seq;
+}
+
+bool fresh_corrector_normalize(const struct fresh_corrector *c)
+{
+	return c->normalize;
+}
+
+void fresh_corrector_set_normalize(struct fresh_corrector *c, bool on)
+{
+	c->normalize = on;
+}
+
+enum fresh_status fresh_corrector_ws_init(struct fresh_corrector_ws *ws,
+					  size_t rows, size_t hidden)
+{
+	memset(ws, 0, sizeof *ws);
+	ws->rows = rows;
+	ws->hidden = hidden;
+	if (hidden == 0)
+		return FRESH_OK;
+	ws->z1 = fresh_alloc(rows, hidden * sizeof(float));
+	ws->h1 = fresh_alloc(rows, hidden * sizeof(float));
+	ws->dh = fresh_alloc(rows, hidden * sizeof(float));
+	if (!ws->z1 || !ws->h1 || !ws->dh) {
+		fresh_corrector_ws_free(ws);
+		return FRESH_NOMEM;
+	}
+	return FRESH_OK;
+}
+
+void fresh_corrector_ws_free(struct fresh_corrector_ws *ws)
+{
+	fresh_free(ws->z1);
+	fresh_free(ws->h1);
+	fresh_free(ws->dh);
+	memset(ws, 0, sizeof *ws);
+}
+
+static inline float gelu(float x)
+{
+	return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+}
+
+static inline float gelu_grad(float x)
+{
+	float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+	float pdf = expf(-0.5f * x * x) * (float)(0.5 * M_2_SQRTPI * M_SQRT1_2);
+	return cdf + x * pdf;
+}
+
+static void activate(enum fresh_activation act, const float *z, float *h,
+		     size_t count)
+{
+	if (act == FRESH_ACT_RELU) {
+		for (size_t i = 0; i < count; i++)
+			h[i] = z[i] > 0.0f ? z[i] : 0.0f;
+	} else {
+		for (size_t i = 0; i < count; i++)
+			h[i] = gelu(z[i]);
+	}
+}
+
+/* Sets each of n rows of y (width w) to bias. */
+static void broadcast_rows(float *y, size_t n, size_t w, const float *bias)
+{
+	for (size_t r = 0; r < n; r++)
+		memcpy(y + r * w, bias, w * sizeof(float));
+}
+
+/* out[w] = sum of the n rows of y (width w), accumulated in double. */
+static void column_sums(const float *y, size_t n, size_t w, float *out)
+{
+	double *acc = calloc(w, sizeof *acc);
+
+	if (!acc) {
+		/* Rare: fall back to float accumulation rather than fail. */
+		memset(out, 0, w * sizeof *out);
+		for (size_t r = 0; r < n; r++)
+			for (size_t c = 0; c < w; c++)
+				out[c] += y[r * w + c];
+		return;
+	}
+	for (size_t r = 0; r < n; r++)
+		for (size_t c = 0; c < w; c++)
+			acc[c] += y[r * w + c];
+	for (size_t c = 0; c < w; c++)
+		out[c] = (float)acc[c];
+	free(acc);
+}
+
+enum fresh_status fresh_corrector_forward(const struct fresh_corrector *c,
+					  const float *x, size_t n, float *y,
+					  struct fresh_corrector_ws *ws)
+{
+	const struct fresh_corrector_shape *s = &c->shape;
+	const struct fresh_corrector_layout *l = &c->layout;
+	const float *p = c->params;
+	enum fresh_status st;
+
+	if (s->kind == FRESH_CORRECTOR_NONE) {
+		memcpy(y, x, n * s->d_in * sizeof(float));
+		return FRESH_OK;
+	}
+	if (s->kind == FRESH_CORRECTOR_MLP &&
+	    (!ws || ws->rows < n || ws->hidden != s->hidden))
+		return FRESH_INVALID;
+	broadcast_rows(y, n, s->d_out, p + l->b);
+	if (fresh_corrector_residual(c))
+		for (size_t i = 0; i < n * s->d_out; i++)
+			y[i] += x[i];
+	st = fresh_sgemm(false, true, n, s->d_out, s->d_in, 1.0f, x, s->d_in,
+			 p + l->a, s->d_in, 1.0f, y, s->d_out);
+	if (st != FRESH_OK || s->kind != FRESH_CORRECTOR_MLP)
+		return st;
+	broadcast_rows(ws->z1, n, s->hidden, p + l->b1);
+	st = fresh_sgemm(false, true, n, s->hidden, s->d_in, 1.0f, x, s->d_in,
+			 p + l->w1, s->d_in, 1.0f, ws->z1, s->hidden);
+	if (st != FRESH_OK)
+		return st;
+	activate(s->act, ws->z1, ws->h1, n * s->hidden);
+	return fresh_sgemm(false, true, n, s->d_out, s->hidden, 1.0f, ws->h1,
+			   s->hidden, p + l->w2, s->hidden, 1.0f, y, s->d_out);
+}
+
+enum fresh_status fresh_corrector_backward(const struct fresh_corrector *c,
+					   const float *x, size_t n,
+					   const float *dy, float *grad,
+					   unsigned mask,
+					   struct fresh_corrector_ws *ws)
+{
+	const struct fresh_corrector_shape *s = &c->shape;
+	const struct fresh_corrector_layout *l = &c->layout;
+	const float *p = c->params;
+	enum fresh_status st = FRESH_OK;
+
+	memset(grad, 0, l->total * sizeof *grad);
+	if (s->kind == FRESH_CORRECTOR_NONE || n == 0)
+		return FRESH_OK;
+	if (s->kind == FRESH_CORRECTOR_MLP &&
+	    (!ws || ws->rows < n || ws->hidden != s->hidden))
+		return FRESH_INVALID;
+	if (mask & (FRESH_GRAD_LINEAR | FRESH_GRAD_MLP))
+		column_sums(dy, n, s->d_out, grad + l->b);
+	if (mask & FRESH_GRAD_LINEAR)
+		st = fresh_sgemm(true, false, s->d_out, s->d_in, n, 1.0f, dy,
+				 s->d_out, x, s->d_in, 0.0f, grad + l->a,
+				 s->d_in);
+	if (st != FRESH_OK || s->kind != FRESH_CORRECTOR_MLP ||
+	    !(mask & FRESH_GRAD_MLP))
+		return st;
+	/* dW2 = dyᵀ h1; dh = dy W2; dz = dh * act'(z1); dW1 = dzᵀ x. */
+	st = fresh_sgemm(true, false, s->d_out, s->hidden, n, 1.0f, dy,
+			 s->d_out, ws->h1, s->hidden, 0.0f, grad + l->w2,
+			 s->hidden);
+	if (st == FRESH_OK)
+		st = fresh_sgemm(false, false, n, s->hidden, s->d_out, 1.0f, dy,
+				 s->d_out, p + l->w2, s->hidden, 0.0f, ws->dh,
+				 s->hidden);
+	if (st != FRESH_OK)
+		return st;
+	if (s->act == FRESH_ACT_RELU) {
+		for (size_t i = 0; i < n * s->hidden; i++)
+			ws->dh[i] = ws->z1[i] > 0.0f ? ws->dh[i] : 0.0f;
+	} else {
+		for (size_t i = 0; i < n * s->hidden; i++)
+			ws->dh[i] *= gelu_grad(ws->z1[i]);
+	}
+	column_sums(ws->dh, n, s->hidden, grad + l->b1);
+	return fresh_sgemm(true, false, s->hidden, s->d_in, n, 1.0f, ws->dh,
+			   s->hidden, x, s->d_in, 0.0f, grad + l->w1, s->d_in);
+}
+
+enum fresh_status fresh_corrector_fold(const struct fresh_corrector *c,
+				       const float *q, size_t rows, float *q2,
+				       float *off)
+{
+	const struct fresh_corrector_shape *s = &c->shape;
+	const struct fresh_corrector_layout *l = &c->layout;
+	bool residual = fresh_corrector_residual(c);
+	enum fresh_status st;
+
+	if (s->kind == FRESH_CORRECTOR_MLP)
+		return FRESH_INVALID;
+	if (s->kind == FRESH_CORRECTOR_NONE) {
+		memcpy(q2, q, rows * s->d_in * sizeof(float));
+		memset(off, 0, rows * sizeof *off);
+		return FRESH_OK;
+	}
+	if (residual)
+		memcpy(q2, q, rows * s->d_in * sizeof(float));
+	/* q2 (rows x d_in) = q (rows x d_out) A (d_out x d_in) [+ q]. */
+	st = fresh_sgemm(false, false, rows, s->d_in, s->d_out, 1.0f, q,
+			 s->d_out, c->params + l->a, s->d_in,
+			 residual ? 1.0f : 0.0f, q2, s->d_in);
+	if (st != FRESH_OK)
+		return st;
+	return fresh_sgemv(false, rows, s->d_out, 1.0f, q, s->d_out,
+			   c->params + l->b, 0.0f, off);
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
+					    void **buf, size_t *len)
+{
+	size_t n = CKPT_HEADER + c->layout.total * sizeof(float) + 4;
+	unsigned char *b = malloc(n);
+
+	if (!b)
+		return FRESH_NOMEM;
+	memcpy(b, CKPT_MAGIC, 8);
+	put32(b + 8, CKPT_FORMAT);
+	put32(b + 12, (uint32_t)c->shape.kind);
+	put32(b + 16, (uint32_t)c->shape.act);
+	put32(b + 20, c->normalize ? 1u : 0u);
+	put64(b + 24, c->shape.d_in);
+	put64(b + 32, c->shape.d_out);
+	put64(b + 40, c->shape.hidden);
+	put64(b + 48, c->version);
+	put64(b + 56, c->trained_through);
+	put64(b + 64, c->layout.total);
+	memcpy(b + CKPT_HEADER, c->params, c->layout.total * sizeof(float));
+	put32(b + n - 4, fresh_crc32c(0, b, n - 4));
+	*buf = b;
+	*len = n;
+	return FRESH_OK;
+}
+
+enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
+					      struct fresh_corrector **out,
+					      struct fresh_error *err)
+{
+	const unsigned char *b = buf;
+	struct fresh_corrector_shape shape;
+	struct fresh_corrector_layout layout;
+	struct fresh_corrector *c;
+	struct fresh_error serr;
+	uint32_t flags;
+	uint64_t nparams;
+	enum fresh_status st;
+
+	if (len < CKPT_HEADER + 4 || memcmp(b, CKPT_MAGIC, 8) != 0)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "not a freshd checkpoint (bad magic or size)");
+	if (get32(b + 8) != CKPT_FORMAT)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "checkpoint format %u, expected %u",
+				  get32(b + 8), CKPT_FORMAT);
+	if (fresh_crc32c(0, b, len - 4) != get32(b + len - 4))
+		return fresh_fail(err, FRESH_CHECKSUM,
+				  "checkpoint checksum mismatch (damaged)");
+	memset(&shape, 0, sizeof shape);
+	shape.kind = (enum fresh_corrector_kind)get32(b + 12);
+	shape.act = (enum fresh_activation)get32(b + 16);
+	flags = get32(b + 20);
+	if (get64(b + 24) > FRESH_MAX_DIM || get64(b + 32) > FRESH_MAX_DIM ||
+	    get64(b + 40) > MAX_HIDDEN || flags > 1)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "checkpoint header out of range");
+	shape.d_in = (size_t)get64(b + 24);
+	shape.d_out = (size_t)get64(b + 32);
+	shape.hidden = (size_t)get64(b + 40);
+	st = fresh_corrector_shape_check(&shape, &serr);
+	if (st != FRESH_OK)
+		return fresh_fail(err, FRESH_FORMAT, "checkpoint: %s",
+				  serr.msg);
+	layout = fresh_corrector_layout_of(&shape);
+	nparams = get64(b + 64);
+	if (nparams != layout.total ||
+	    len != CKPT_HEADER + layout.total * sizeof(float) + 4)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "checkpoint holds %llu parameters in %zu "
+				  "bytes, its shape needs %zu",
+				  (unsigned long long)nparams, len,
+				  layout.total);
+	st = fresh_corrector_create(&shape, &c, err);
+	if (st != FRESH_OK)
+		return st;
+	memcpy(c->params, b + CKPT_HEADER, layout.total * sizeof(float));
+	for (size_t i = 0; i < layout.total; i++) {
+		if (!isfinite(c->params[i])) {
+			fresh_corrector_free(c);
+			return fresh_fail(err, FRESH_FORMAT,
+					  "checkpoint parameter %zu is not "
+					  "finite",
+					  i);
+		}
+	}
+	c->normalize = flags & 1u;
+	c->version = get64(b + 48);
+	c->trained_through = get64(b + 56);
+	*out = c;
+	return FRESH_OK;
+}
+
+enum fresh_status fresh_corrector_save(const struct fresh_corrector *c,
+				       const char *path,
+				       struct fresh_error *err)
+{
+	struct fresh_atomic_file f;
+	void *buf;
+	size_t len;
+	enum fresh_status st = fresh_corrector_serialize(c, &buf, &len);
+
+	if (st != FRESH_OK)
+		return fresh_fail(err, st, "%s: out of memory", path);
+	st = fresh_atomic_open(&f, path, err);
+	if (st == FRESH_OK) {
+		st = fresh_atomic_write(&f, buf, len, err);
+		if (st == FRESH_OK)
+			st = fresh_atomic_commit(&f, err);
+		if (st != FRESH_OK)
+			fresh_atomic_abort(&f);
+	}
+	free(buf);
+	return st;
+}
+
+enum fresh_status fresh_corrector_load(const char *path,
+				       struct fresh_corrector **out,
+				       struct fresh_error *err)
+{
+	struct fresh_error derr;
+	enum fresh_status st;
+	struct stat sb;
+	void *buf = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return fresh_fail(err, FRESH_IO, "%s: %s", path,
+				  strerror(errno));
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+	    (size_t)sb.st_size > CKPT_MAX_BYTES) {
+		close(fd);
+		return fresh_fail(err, FRESH_FORMAT,
+				  "%s: not a regular file of plausible size",
+				  path);
+	}
+	buf = malloc((size_t)sb.st_size + 1);
+	if (!buf) {
+		close(fd);
+		return fresh_fail(err, FRESH_NOMEM, "%s: out of memory", path);
+	}
+	st = fresh_pread_full(fd, buf, (size_t)sb.st_size, 0);
+	close(fd);
+	if (st != FRESH_OK)
+		st = fresh_fail(err, FRESH_IO, "%s: read failed", path);
+	else if ((st = fresh_corrector_deserialize(buf, (size_t)sb.st_size,
+						   out, &derr)) != FRESH_OK)
+		st = fresh_fail(err, st, "%s: %s", path, derr.msg);
+	free(buf);
+	return st;
+}

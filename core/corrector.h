@@ -1,0 +1,164 @@
+/*
+ * corrector.h - the corrector network h, which maps a stale embedding s
+ * (d_in floats) toward the current encoder's space (d_out floats):
+ *
+ *   mlp:    h(s) = L(s) + A s + b + W2 act(W1 s + b1)
+ *   affine: h(s) = L(s) + A s + b
+ *   none:   h(s) = s
+ *
+ * where L(s) = s when d_in == d_out (the residual form of Monath et al.;
+ * with A, b, W2 zero, h is the identity) and L(s) = 0 otherwise (A is then
+ * the whole linear map from the stale width to the fresh one). The affine
+ * part is what the closed-form (ridge) start fits; the MLP learns what is
+ * left. All parameters live in one contiguous block, in the order
+ * A (d_out x d_in), b (d_out), W1 (hidden x d_in), b1 (hidden),
+ * W2 (d_out x hidden), all row-major.
+ *
+ * A corrector is immutable once published; the trainer works on a copy.
+ */
+#ifndef FRESH_CORRECTOR_H
+#define FRESH_CORRECTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+enum fresh_corrector_kind {
+	FRESH_CORRECTOR_NONE = 0,
+	FRESH_CORRECTOR_AFFINE = 1,
+	FRESH_CORRECTOR_MLP = 2,
+};
+
+enum fresh_activation {
+	FRESH_ACT_RELU = 0,
+	FRESH_ACT_GELU = 1,
+};
+
+struct fresh_corrector_shape {
+	enum fresh_corrector_kind kind;
+	enum fresh_activation act;
+	size_t d_in, d_out, hidden; /* hidden is 0 unless kind is mlp */
+};
+
+/* Offsets of each parameter in the block, and its total size. */
+struct fresh_corrector_layout {
+	size_t a, b, w1, b1, w2, total;
+};
+
+struct fresh_corrector;
+
+/* Scratch for forward/backward over up to rows rows. */
+struct fresh_corrector_ws {
+	size_t rows, hidden;
+	float *z1; /* rows x hidden: pre-activation */
+	float *h1; /* rows x hidden: activation */
+	float *dh; /* rows x hidden: gradient scratch */
+};
+
+/* Which parameters fresh_corrector_backward computes gradients for. */
+enum {
+	FRESH_GRAD_LINEAR = 1, /* A, b */
+	FRESH_GRAD_MLP = 2,    /* W1, b1, W2 (and b) */
+};
+
+const char *fresh_corrector_kind_name(enum fresh_corrector_kind kind);
+const char *fresh_activation_name(enum fresh_activation act);
+/* Parses "mlp", "affine", "none" / "relu", "gelu"; false if unknown. */
+bool fresh_corrector_kind_parse(const char *s, enum fresh_corrector_kind *k);
+bool fresh_activation_parse(const char *s, enum fresh_activation *a);
+
+/* Validates a shape (kind none needs d_in == d_out; sizes in range). */
+enum fresh_status fresh_corrector_shape_check(
+	const struct fresh_corrector_shape *shape, struct fresh_error *err);
+struct fresh_corrector_layout
+fresh_corrector_layout_of(const struct fresh_corrector_shape *shape);
+
+/*
+ * A new corrector with all parameters zero: the identity when d_in ==
+ * d_out. Caller owns it; free with fresh_corrector_free.
+ */
+enum fresh_status fresh_corrector_create(
+	const struct fresh_corrector_shape *shape, struct fresh_corrector **out,
+	struct fresh_error *err);
+/* A deep copy (same version and flags). */
+enum fresh_status fresh_corrector_clone(const struct fresh_corrector *c,
+					struct fresh_corrector **out);
+void fresh_corrector_free(struct fresh_corrector *c);
+
+const struct fresh_corrector_shape *
+fresh_corrector_shape(const struct fresh_corrector *c);
+struct fresh_corrector_layout
+fresh_corrector_layout(const struct fresh_corrector *c);
+/* The parameter block (layout.total floats). */
+float *fresh_corrector_params(struct fresh_corrector *c);
+const float *fresh_corrector_params_const(const struct fresh_corrector *c);
+/* d_in == d_out: h adds its output to s. */
+bool fresh_corrector_residual(const struct fresh_corrector *c);
+/* True when h(s) == s for every s (residual with A, b, W2 all zero). */
+bool fresh_corrector_is_identity(const struct fresh_corrector *c);
+
+/* Metadata carried with the parameters (checkpointed). */
+uint64_t fresh_corrector_version(const struct fresh_corrector *c);
+void fresh_corrector_set_version(struct fresh_corrector *c, uint64_t v);
+/* The last update sequence number the training data included. */
+uint64_t fresh_corrector_trained_through(const struct fresh_corrector *c);
+void fresh_corrector_set_trained_through(struct fresh_corrector *c,
+					 uint64_t seq);
+/* Whether scoring uses h(s) / ||h(s)||. */
+bool fresh_corrector_normalize(const struct fresh_corrector *c);
+void fresh_corrector_set_normalize(struct fresh_corrector *c, bool on);
+
+enum fresh_status fresh_corrector_ws_init(struct fresh_corrector_ws *ws,
+					  size_t rows, size_t hidden);
+void fresh_corrector_ws_free(struct fresh_corrector_ws *ws);
+
+/*
+ * y[n x d_out] = h(x[n x d_in]), n <= ws->rows (ws may be NULL for kinds
+ * without hidden layer). Keeps z1 and h1 in ws for a following backward.
+ * Not normalized: the caller applies fresh_corrector_normalize.
+ */
+enum fresh_status fresh_corrector_forward(const struct fresh_corrector *c,
+					  const float *x, size_t n, float *y,
+					  struct fresh_corrector_ws *ws);
+
+/*
+ * Given dy = dLoss/dy for the last forward on x, writes the gradient of
+ * the parameters selected by mask into grad (layout.total floats; entries
+ * not selected are set to zero). Uses ws->dh as scratch.
+ */
+enum fresh_status fresh_corrector_backward(const struct fresh_corrector *c,
+					   const float *x, size_t n,
+					   const float *dy, float *grad,
+					   unsigned mask,
+					   struct fresh_corrector_ws *ws);
+
+/*
+ * Folds an affine corrector into queries: for q of width d_out,
+ * <q, h(s)> = <q', s> + off with q' = q + Aᵀq (or Aᵀq without the
+ * residual) and off = <q, b>. q is b_rows x d_out; q2 is b_rows x d_in.
+ */
+enum fresh_status fresh_corrector_fold(const struct fresh_corrector *c,
+				       const float *q, size_t rows, float *q2,
+				       float *off);
+
+/*
+ * Checkpoints. The format: magic "FRSHCKPT", format version, kind,
+ * activation, flags, d_in, d_out, hidden, version, trained-through
+ * sequence, parameter count, the parameters (float32 LE), CRC-32C of all
+ * that precedes it. fresh_corrector_serialize allocates *buf (free()).
+ */
+enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
+					    void **buf, size_t *len);
+enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
+					      struct fresh_corrector **out,
+					      struct fresh_error *err);
+enum fresh_status fresh_corrector_save(const struct fresh_corrector *c,
+				       const char *path,
+				       struct fresh_error *err);
+enum fresh_status fresh_corrector_load(const char *path,
+				       struct fresh_corrector **out,
+				       struct fresh_error *err);
+
+#endif

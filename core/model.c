@@ -1,0 +1,379 @@
+/*
+ * model.c - building and scoring a published model (see model.h).
+ *
+ * Design: what a corrected search scans is decided once, at build:
+ *   - identity or 'none' corrector: the stale matrix S itself;
+ *   - affine: S again, with the corrector folded into each query
+ *     (<q, s + As + b> = <q + Aᵀq, s> + <q, b>), so no copy of the index
+ *     exists and an affine refit publishes in the time of a fold;
+ *   - mlp: the corrected matrix C = h(S), materialized in row chunks on
+ *     the (low-priority) pool, one workspace per worker.
+ * Normalized output becomes a per-row scale 1/||h(s)|| for S-based plans
+ * and is applied in place to C. A model is immutable after build; the
+ * reference count is its only mutable field.
+ */
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "mem.h"
+#include "scan.h"
+
+#define CHUNK_ROWS ((size_t)1024)
+
+struct fresh_model {
+	atomic_size_t refs;
+	struct fresh_index *index;
+	struct fresh_corrector *corr;
+	float *corrected; /* n x d_out for mlp, else NULL */
+	float *row_scale; /* n, when normalizing an S-based plan, else NULL */
+	bool fold, can_correct;
+};
+
+double fresh_progress_fraction(const struct fresh_progress *p)
+{
+	size_t total = atomic_load(&p->total), done = atomic_load(&p->done);
+
+	return total ? (double)done / (double)total : 0.0;
+}
+
+struct build_job {
+	struct fresh_model *m;
+	const float *s;
+	size_t n, d_in, d_out;
+	struct fresh_corrector_ws *ws; /* per worker */
+	float **tmp;                   /* per worker: CHUNK_ROWS x d_out */
+	struct fresh_progress *prog;
+	const atomic_bool *cancel;
+	atomic_int failed;
+};
+
+static void build_task(void *arg, size_t task, size_t worker)
+{
+	struct build_job *j = arg;
+	struct fresh_model *m = j->m;
+	size_t r0 = task * CHUNK_ROWS;
+	size_t nr = j->n - r0 < CHUNK_ROWS ? j->n - r0 : CHUNK_ROWS;
+	const float *x = j->s + r0 * j->d_in;
+	bool identity = !m->corrected && !m->fold;
+	float *y;
+
+	if ((j->cancel && atomic_load(j->cancel)) || atomic_load(&j->failed))
+		return;
+	if (identity) {
+		y = (float *)x; /* norms of s itself */
+	} else {
+		y = m->corrected ? m->corrected + r0 * j->d_out
+				 : j->tmp[worker];
+		if (fresh_corrector_forward(m->corr, x, nr, y,
+					    &j->ws[worker]) != FRESH_OK) {
+			atomic_store(&j->failed, 1);
+			return;
+		}
+	}
+	if (fresh_corrector_normalize(m->corr)) {
+		for (size_t i = 0; i < nr; i++) {
+			float *row = y + i * j->d_out;
+			double ss = 0.0;
+			float inv;
+			for (size_t c = 0; c < j->d_out; c++)
+				ss += (double)row[c] * row[c];
+			inv = ss > 0.0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+			if (m->corrected)
+				for (size_t c = 0; c < j->d_out; c++)
+					row[c] *= inv;
+			else
+				m->row_scale[r0 + i] = inv;
+		}
+	}
+	if (j->prog)
+		atomic_fetch_add(&j->prog->done, nr);
+}
+
+static void model_free(struct fresh_model *m)
+{
+	fresh_index_release(m->index);
+	fresh_corrector_free(m->corr);
+	fresh_free(m->corrected);
+	fresh_free(m->row_scale);
+	free(m);
+}
+
+enum fresh_status fresh_model_build(struct fresh_index *idx,
+				    struct fresh_corrector *corr,
+				    struct fresh_pool *pool,
+				    struct fresh_progress *prog,
+				    const atomic_bool *cancel,
+				    struct fresh_model **out,
+				    struct fresh_error *err)
+{
+	const struct fresh_corrector_shape *sh = fresh_corrector_shape(corr);
+	size_t n = fresh_index_size(idx), threads = fresh_pool_threads(pool);
+	struct fresh_model *m;
+	struct build_job j;
+	enum fresh_status st = FRESH_OK;
+	bool identity = fresh_corrector_is_identity(corr);
+	bool work;
+
+	if (sh->d_in != fresh_index_dim(idx))
+		return fresh_fail(err, FRESH_CONFLICT,
+				  "corrector input width %zu, index width %zu",
+				  sh->d_in, fresh_index_dim(idx));
+	m = calloc(1, sizeof *m);
+	if (!m)
+		return fresh_fail(err, FRESH_NOMEM, "out of memory");
+	atomic_init(&m->refs, 1);
+	m->fold = sh->kind == FRESH_CORRECTOR_AFFINE && !identity;
+	m->can_correct = true;
+	if (!fresh_corrector_residual(corr)) {
+		const float *a = fresh_corrector_params_const(corr);
+		size_t na = sh->d_out * sh->d_in;
+		m->can_correct = false;
+		for (size_t i = 0; i < na && !m->can_correct; i++)
+			m->can_correct = a[i] != 0.0f;
+	}
+	if (sh->kind == FRESH_CORRECTOR_MLP && !identity && m->can_correct) {
+		m->corrected = fresh_alloc(n, sh->d_out * sizeof(float));
+		if (!m->corrected) {
+			free(m);
+			return fresh_fail(err, FRESH_NOMEM,
+					  "no memory for the corrected matrix "
+					  "(%zu x %zu floats)",
+					  n, sh->d_out);
+		}
+	}
+	if (fresh_corrector_normalize(corr) && !m->corrected &&
+	    m->can_correct) {
+		m->row_scale = fresh_alloc(n, sizeof(float));
+		if (!m->row_scale) {
+			fresh_free(m->corrected);
+			free(m);
+			return fresh_fail(err, FRESH_NOMEM,
+					  "no memory for row norms");
+		}
+	}
+	/* From here on the model owns corr and a reference to idx. */
+	m->corr = corr;
+	fresh_index_retain(idx);
+	m->index = idx;
+
+	work = m->corrected || m->row_scale;
+	memset(&j, 0, sizeof j);
+	if (prog) {
+		atomic_store(&prog->done, 0);
+		atomic_store(&prog->total, work ? n : 0);
+	}
+	if (!work)
+		goto done;
+	j.m = m;
+	j.s = fresh_index_vectors(idx);
+	j.n = n;
+	j.d_in = sh->d_in;
+	j.d_out = sh->d_out;
+	j.prog = prog;
+	j.cancel = cancel;
+	atomic_init(&j.failed, 0);
+	j.ws = calloc(threads, sizeof *j.ws);
+	j.tmp = calloc(threads, sizeof *j.tmp);
+	if (!j.ws || !j.tmp)
+		st = FRESH_NOMEM;
+	for (size_t w = 0; w < threads && st == FRESH_OK; w++) {
+		st = fresh_corrector_ws_init(&j.ws[w], CHUNK_ROWS, sh->hidden);
+		if (st == FRESH_OK && m->row_scale && m->fold) {
+			j.tmp[w] = fresh_alloc(CHUNK_ROWS,
+					       sh->d_out * sizeof(float));
+			if (!j.tmp[w])
+				st = FRESH_NOMEM;
+		}
+	}
+	if (st == FRESH_OK)
+		fresh_pool_run(pool, (n + CHUNK_ROWS - 1) / CHUNK_ROWS,
+			       build_task, &j);
+	for (size_t w = 0; j.ws && w < threads; w++)
+		fresh_corrector_ws_free(&j.ws[w]);
+	for (size_t w = 0; j.tmp && w < threads; w++)
+		fresh_free(j.tmp[w]);
+	free(j.ws);
+	free(j.tmp);
+	if (st == FRESH_OK && cancel && atomic_load(cancel))
+		st = FRESH_CANCELLED;
+	if (st == FRESH_OK && atomic_load(&j.failed))
+		st = FRESH_NOMEM;
+done:
+	if (st != FRESH_OK) {
+		/* Hand corr back untouched: the caller still owns it. */
+		m->corr = NULL;
+		model_free(m);
+		return fresh_fail(err, st, "building the corrected model: %s",
+				  fresh_status_str(st));
+	}
+	*out = m;
+	return FRESH_OK;
+}
+
+void fresh_model_retain(struct fresh_model *m)
+{
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+}
+
+void fresh_model_release(struct fresh_model *m)
+{
+	if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) ==
+			 1)
+		model_free(m);
+}
+
+uint64_t fresh_model_version(const struct fresh_model *m)
+{
+	return fresh_corrector_version(m->corr);
+}
+
+struct fresh_index *fresh_model_index(const struct fresh_model *m)
+{
+	return m->index;
+}
+
+const struct fresh_corrector *fresh_model_corrector(const struct fresh_model *m)
+{
+	return m->corr;
+}
+
+size_t fresh_model_query_dim(const struct fresh_model *m,
+			     enum fresh_scoring scoring)
+{
+	return scoring == FRESH_SCORING_STALE
+		       ? fresh_index_dim(m->index)
+		       : fresh_corrector_shape(m->corr)->d_out;
+}
+
+bool fresh_model_can_correct(const struct fresh_model *m)
+{
+	return m->can_correct;
+}
+
+size_t fresh_model_extra_bytes(const struct fresh_model *m)
+{
+	size_t n = fresh_index_size(m->index), bytes = 0;
+
+	if (m->corrected)
+		bytes += n * fresh_corrector_shape(m->corr)->d_out * 4;
+	if (m->row_scale)
+		bytes += n * 4;
+	return bytes;
+}
+
+void fresh_model_plan(const struct fresh_model *m, enum fresh_scoring scoring,
+		      struct fresh_scan_plan *plan)
+{
+	struct fresh_matrix *x = &plan->matrix;
+
+	x->n = fresh_index_size(m->index);
+	x->ids = fresh_index_ids(m->index);
+	x->x = fresh_index_vectors(m->index);
+	x->dim = fresh_index_dim(m->index);
+	x->row_scale = NULL;
+	plan->fold = false;
+	if (scoring == FRESH_SCORING_STALE)
+		return;
+	if (m->corrected) {
+		x->x = m->corrected;
+		x->dim = fresh_corrector_shape(m->corr)->d_out;
+	}
+	x->row_scale = m->row_scale;
+	plan->fold = m->fold;
+}
+
+enum fresh_status fresh_model_prepare_queries(const struct fresh_model *m,
+					      const struct fresh_scan_plan *plan,
+					      const float *q, size_t b,
+					      float *q2, float *offsets)
+{
+	if (plan->fold)
+		return fresh_corrector_fold(m->corr, q, b, q2, offsets);
+	memcpy(q2, q, b * plan->matrix.dim * sizeof(float));
+	memset(offsets, 0, b * sizeof *offsets);
+	return FRESH_OK;
+}
+
+enum fresh_status fresh_model_search(const struct fresh_model *m,
+				     struct fresh_pool *pool,
+				     enum fresh_scoring scoring,
+				     const float *q, size_t b, size_t k,
+				     const struct fresh_exclusion *excl,
+				     struct fresh_hit *hits, size_t *counts)
+{
+	struct fresh_scan_plan plan;
+	struct fresh_queries qs = {q, b, NULL};
+	float *q2 = NULL, *off = NULL;
+	enum fresh_status st;
+
+	if (scoring == FRESH_SCORING_CORRECTED && !m->can_correct)
+		return FRESH_NOT_READY;
+	fresh_model_plan(m, scoring, &plan);
+	if (plan.fold) {
+		q2 = fresh_alloc(b, plan.matrix.dim * sizeof(float));
+		off = malloc(b * sizeof *off);
+		if (!q2 || !off) {
+			st = FRESH_NOMEM;
+			goto out;
+		}
+		st = fresh_model_prepare_queries(m, &plan, q, b, q2, off);
+		if (st != FRESH_OK)
+			goto out;
+		qs.q = q2;
+		qs.offset = off;
+	}
+	st = fresh_topk(pool, &plan.matrix, &qs, k, excl, hits, counts);
+out:
+	fresh_free(q2);
+	free(off);
+	return st;
+}
+
+enum fresh_status fresh_model_corrected_rows(const struct fresh_model *m,
+					     const size_t *rows, size_t n,
+					     float *out)
+{
+	const struct fresh_corrector_shape *sh = fresh_corrector_shape(m->corr);
+	const float *s = fresh_index_vectors(m->index);
+	struct fresh_corrector_ws ws;
+	enum fresh_status st = FRESH_OK;
+	float *x;
+
+	if (m->corrected) {
+		for (size_t i = 0; i < n; i++)
+			memcpy(out + i * sh->d_out,
+			       m->corrected + rows[i] * sh->d_out,
+			       sh->d_out * sizeof(float));
+		return FRESH_OK;
+	}
+	if (!m->can_correct)
+		return FRESH_NOT_READY;
+	x = fresh_alloc(n ? n : 1, sh->d_in * sizeof(float));
+	if (!x)
+		return FRESH_NOMEM;
+	for (size_t i = 0; i < n; i++)
+		memcpy(x + i * sh->d_in, s + rows[i] * sh->d_in,
+		       sh->d_in * sizeof(float));
+	st = fresh_corrector_ws_init(&ws, n, sh->hidden);
+	if (st == FRESH_OK) {
+		st = fresh_corrector_forward(m->corr, x, n, out, &ws);
+		fresh_corrector_ws_free(&ws);
+	}
+	if (st == FRESH_OK && fresh_corrector_normalize(m->corr)) {
+		for (size_t i = 0; i < n; i++) {
+			float *row = out + i * sh->d_out;
+			double ss = 0.0;
+			for (size_t c = 0; c < sh->d_out; c++)
+				ss += (double)row[c] * row[c];
+			if (ss > 0.0)
+				for (size_t c = 0; c < sh->d_out; c++)
+					row[c] = (float)(row[c] / sqrt(ss));
+		}
+	}
+	fresh_free(x);
+	return st;
+}

@@ -1,0 +1,110 @@
+/*
+ * model.h - a published model: the stale index, a corrector, and what
+ * scoring needs precomputed from them (the corrected matrix C = h(S) for
+ * mlp, per-row norms for a normalized affine corrector). Immutable once
+ * built; readers hold counted references (retain/release) and the last
+ * release frees it (see swap.h for how it is published).
+ */
+#ifndef FRESH_MODEL_H
+#define FRESH_MODEL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "corrector.h"
+#include "index.h"
+#include "pool.h"
+#include "status.h"
+#include "topk.h"
+
+struct fresh_model;
+
+enum fresh_scoring {
+	FRESH_SCORING_CORRECTED = 0,
+	FRESH_SCORING_STALE = 1,
+};
+
+/* Progress of long work, readable from any thread. */
+struct fresh_progress {
+	atomic_size_t done, total;
+};
+
+double fresh_progress_fraction(const struct fresh_progress *p);
+
+/*
+ * Builds a model of idx (retained) and corr (owned by the model on
+ * success, untouched on failure). Materializes what scoring needs on pool,
+ * counting rows in prog (may be NULL); stops early with FRESH_CANCELLED
+ * when *cancel becomes true (cancel may be NULL).
+ */
+enum fresh_status fresh_model_build(struct fresh_index *idx,
+				    struct fresh_corrector *corr,
+				    struct fresh_pool *pool,
+				    struct fresh_progress *prog,
+				    const atomic_bool *cancel,
+				    struct fresh_model **out,
+				    struct fresh_error *err);
+
+void fresh_model_retain(struct fresh_model *m);
+/* Drops a reference; the last one frees. Accepts NULL. */
+void fresh_model_release(struct fresh_model *m);
+
+uint64_t fresh_model_version(const struct fresh_model *m);
+/* Borrowed for as long as the model is held. */
+struct fresh_index *fresh_model_index(const struct fresh_model *m);
+const struct fresh_corrector *fresh_model_corrector(const struct fresh_model *m);
+/* Width of a query for that scoring (fresh width for corrected). */
+size_t fresh_model_query_dim(const struct fresh_model *m,
+			     enum fresh_scoring scoring);
+/*
+ * False while corrected scoring is impossible: a fresh width differs from
+ * the stale one and no corrector has been fitted yet.
+ */
+bool fresh_model_can_correct(const struct fresh_model *m);
+/* Bytes of memory the model adds to the index (corrected matrix, norms). */
+size_t fresh_model_extra_bytes(const struct fresh_model *m);
+
+/*
+ * Exact top-k of b queries (b x query_dim) under the given scoring; excl
+ * (NULL or b entries) lists rows per query. See fresh_topk for the output.
+ */
+enum fresh_status fresh_model_search(const struct fresh_model *m,
+				     struct fresh_pool *pool,
+				     enum fresh_scoring scoring,
+				     const float *q, size_t b, size_t k,
+				     const struct fresh_exclusion *excl,
+				     struct fresh_hit *hits, size_t *counts);
+
+/*
+ * The corrected vectors of rows[0..n) as scored (normalized when the
+ * corrector normalizes), into out (n x d_out).
+ */
+enum fresh_status fresh_model_corrected_rows(const struct fresh_model *m,
+					     const size_t *rows, size_t n,
+					     float *out);
+
+/*
+ * What scoring scans, for callers that drive their own selection (the
+ * sampler): the matrix to scan and the query transform. For scoring
+ * corrected with a folded affine corrector, q must first go through
+ * fresh_model_prepare_queries.
+ */
+struct fresh_scan_plan {
+	struct fresh_matrix matrix;
+	bool fold; /* queries need fresh_corrector_fold */
+};
+void fresh_model_plan(const struct fresh_model *m, enum fresh_scoring scoring,
+		      struct fresh_scan_plan *plan);
+
+/*
+ * Transforms b queries for the plan: q2 (b x matrix.dim) and offsets (b).
+ * When the plan has no fold, q2 is a copy and offsets are zero.
+ */
+enum fresh_status fresh_model_prepare_queries(const struct fresh_model *m,
+					      const struct fresh_scan_plan *plan,
+					      const float *q, size_t b,
+					      float *q2, float *offsets);
+
+#endif

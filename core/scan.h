@@ -1,0 +1,52 @@
+/*
+ * scan.h - one pass of a query batch over a matrix, tile by tile.
+ *
+ * The scorer behind search and sampling: scores
+ *     score(q, r) = (<Q[q], X[r]> + offset[q]) * row_scale[r]
+ * (offset and row_scale optional) are computed with single-threaded sgemm
+ * on (query block x row block) tiles, in parallel over row ranges, and
+ * handed tile by tile to a consumer (top-k heaps, Gumbel sampling). A batch
+ * smaller than a query block is served by one pass over the matrix: tiles
+ * of rows stay in cache while every query of the block is scored.
+ */
+#ifndef FRESH_SCAN_H
+#define FRESH_SCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pool.h"
+#include "status.h"
+
+struct fresh_matrix {
+	const float *x;         /* n x dim, row-major */
+	size_t n, dim;
+	const uint64_t *ids;    /* n: the id of each row */
+	const float *row_scale; /* n or NULL */
+};
+
+struct fresh_queries {
+	const float *q;      /* b x dim (the matrix's dim), row-major */
+	size_t b;
+	const float *offset; /* b or NULL */
+};
+
+/*
+ * Called once per tile: scores[i * nr + j] is the score of query q0 + i
+ * against row r0 + j (0 <= i < nq, 0 <= j < nr). worker identifies the
+ * calling thread (0 <= worker < fresh_pool_threads); tiles of one worker
+ * never run concurrently, tiles of different workers do.
+ */
+typedef void (*fresh_tile_fn)(void *ctx, size_t worker, size_t q0, size_t nq,
+			      size_t r0, size_t nr, const float *scores);
+
+/*
+ * Scores queries [q0, q0 + nq) of qs against every row of m and feeds the
+ * tiles to fn. FRESH_NOMEM when scratch cannot be allocated.
+ */
+enum fresh_status fresh_scan(struct fresh_pool *pool,
+			     const struct fresh_matrix *m,
+			     const struct fresh_queries *qs, size_t q0,
+			     size_t nq, fresh_tile_fn fn, void *ctx);
+
+#endif

@@ -1,0 +1,531 @@
+/*
+ * trainer.c - the refit (see trainer.h).
+ *
+ * Design: the trainer works only on copies: the pair snapshot, its own
+ * corrector, its own optimizer state; it never touches a published model,
+ * so a refit can be abandoned at any point (cancel) without cleanup
+ * beyond its own buffers. Minibatches are gathered into contiguous
+ * scratch so each step is three or four sgemm calls. Guards: a step whose
+ * loss is not finite is skipped; a held-out loss that is not finite or
+ * four times the best so far rolls the parameters back to the best, resets
+ * Adam and halves the step size (at most three times).
+ */
+#include "trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "adam.h"
+#include "hash.h"
+#include "mem.h"
+#include "ridge.h"
+
+#define HOLDOUT_SALT UINT64_C(0x5eed0f4e1d0a7c3b)
+#define EVAL_CHUNK ((size_t)1024)
+#define UNIT_NORM_TOL 1e-3
+#define MAX_ROLLBACKS 3
+
+struct fresh_refit_config fresh_refit_config_default(void)
+{
+	struct fresh_refit_config c;
+
+	memset(&c, 0, sizeof c);
+	c.min_pairs = 64;
+	c.holdout_permille = 100;
+	c.max_epochs = 200;
+	c.max_steps = 4000;
+	c.max_seconds = 60.0;
+	c.patience = 12;
+	c.batch = 256;
+	c.lr = 1e-3f;
+	c.clip_norm = 10.0f;
+	c.seed = 1;
+	c.normalize = FRESH_NORMALIZE_AUTO;
+	return c;
+}
+
+bool fresh_refit_is_holdout(uint64_t id, unsigned permille)
+{
+	return fresh_mix64(id ^ HOLDOUT_SALT) % 1000 < permille;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double sq_norm(const float *v, size_t d)
+{
+	double s = 0.0;
+	for (size_t i = 0; i < d; i++)
+		s += (double)v[i] * v[i];
+	return s;
+}
+
+/* Scales each row of y to unit length; writes 1/||row|| to inv if given. */
+static void normalize_rows(float *y, size_t n, size_t d, float *inv)
+{
+	for (size_t i = 0; i < n; i++) {
+		double ss = sq_norm(y + i * d, d);
+		float s = ss > 0.0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+		for (size_t c = 0; c < d; c++)
+			y[i * d + c] *= s;
+		if (inv)
+			inv[i] = s;
+	}
+}
+
+/* Adds the squared distance and relative squared error of x vs g rows. */
+static void accumulate(const float *x, const float *g, size_t n, size_t d,
+		       double *mse, double *rel)
+{
+	for (size_t i = 0; i < n; i++) {
+		double dist = 0.0, gg = sq_norm(g + i * d, d);
+		for (size_t c = 0; c < d; c++) {
+			double e = (double)x[i * d + c] - g[i * d + c];
+			dist += e * e;
+		}
+		*mse += dist;
+		*rel += gg > 0.0 ? dist / gg : dist;
+	}
+}
+
+enum fresh_status fresh_refit_evaluate(const struct fresh_corrector *c,
+				       const float *x, const float *g,
+				       size_t n, struct fresh_holdout *out)
+{
+	const struct fresh_corrector_shape *sh = fresh_corrector_shape(c);
+	struct fresh_corrector_ws ws;
+	enum fresh_status st;
+	float *y;
+	size_t chunk = n < EVAL_CHUNK ? n : EVAL_CHUNK;
+
+	memset(out, 0, sizeof *out);
+	out->n = n;
+	out->stale_defined = sh->d_in == sh->d_out;
+	if (n == 0)
+		return FRESH_OK;
+	y = fresh_alloc(chunk, sh->d_out * sizeof(float));
+	if (!y)
+		return FRESH_NOMEM;
+	st = fresh_corrector_ws_init(&ws, chunk, sh->hidden);
+	for (size_t r = 0; r < n && st == FRESH_OK; r += chunk) {
+		size_t m = n - r < chunk ? n - r : chunk;
+		st = fresh_corrector_forward(c, x + r * sh->d_in, m, y, &ws);
+		if (st != FRESH_OK)
+			break;
+		if (fresh_corrector_normalize(c))
+			normalize_rows(y, m, sh->d_out, NULL);
+		accumulate(y, g + r * sh->d_out, m, sh->d_out,
+			   &out->corrected_mse, &out->corrected_rel_err);
+		if (out->stale_defined)
+			accumulate(x + r * sh->d_in, g + r * sh->d_out, m,
+				   sh->d_out, &out->stale_mse,
+				   &out->stale_rel_err);
+	}
+	fresh_corrector_ws_free(&ws);
+	fresh_free(y);
+	out->corrected_mse /= (double)n;
+	out->corrected_rel_err /= (double)n;
+	out->stale_mse /= (double)n;
+	out->stale_rel_err /= (double)n;
+	return st;
+}
+
+/* The split pairs, gathered contiguously. */
+struct split {
+	size_t d, dd, ntr, nho;
+	float *xtr, *gtr, *xho, *gho;
+};
+
+static void split_free(struct split *s)
+{
+	fresh_free(s->xtr);
+	fresh_free(s->gtr);
+	fresh_free(s->xho);
+	fresh_free(s->gho);
+}
+
+static enum fresh_status split_pairs(const struct fresh_index *idx,
+				     const struct fresh_pairs_snapshot *p,
+				     unsigned permille, struct split *s)
+{
+	const float *sv = fresh_index_vectors(idx);
+	size_t d = fresh_index_dim(idx), dd = p->dim, row;
+
+	memset(s, 0, sizeof *s);
+	s->d = d;
+	s->dd = dd;
+	for (size_t i = 0; i < p->n; i++) {
+		if (!fresh_index_find(idx, p->ids[i], &row))
+			continue;
+		if (fresh_refit_is_holdout(p->ids[i], permille))
+			s->nho++;
+		else
+			s->ntr++;
+	}
+	s->xtr = fresh_alloc(s->ntr + 1, d * sizeof(float));
+	s->gtr = fresh_alloc(s->ntr + 1, dd * sizeof(float));
+	s->xho = fresh_alloc(s->nho + 1, d * sizeof(float));
+	s->gho = fresh_alloc(s->nho + 1, dd * sizeof(float));
+	if (!s->xtr || !s->gtr || !s->xho || !s->gho) {
+		split_free(s);
+		return FRESH_NOMEM;
+	}
+	s->ntr = s->nho = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		float *x, *g;
+		if (!fresh_index_find(idx, p->ids[i], &row))
+			continue;
+		if (fresh_refit_is_holdout(p->ids[i], permille)) {
+			x = s->xho + s->nho * d;
+			g = s->gho + s->nho++ * dd;
+		} else {
+			x = s->xtr + s->ntr * d;
+			g = s->gtr + s->ntr++ * dd;
+		}
+		memcpy(x, sv + row * d, d * sizeof(float));
+		memcpy(g, p->g + i * dd, dd * sizeof(float));
+	}
+	return FRESH_OK;
+}
+
+static bool all_unit_norm(const struct split *s)
+{
+	for (size_t i = 0; i < s->ntr; i++)
+		if (fabs(sqrt(sq_norm(s->gtr + i * s->dd, s->dd)) - 1.0) >
+		    UNIT_NORM_TOL)
+			return false;
+	for (size_t i = 0; i < s->nho; i++)
+		if (fabs(sqrt(sq_norm(s->gho + i * s->dd, s->dd)) - 1.0) >
+		    UNIT_NORM_TOL)
+			return false;
+	return true;
+}
+
+/* Closed-form start: A, b by ridge (of g - s on s when residual). */
+static enum fresh_status fit_affine(struct fresh_corrector *c,
+				    const struct split *s,
+				    struct fresh_refit_report *rep)
+{
+	struct fresh_corrector_layout l = fresh_corrector_layout(c);
+	float *p = fresh_corrector_params(c);
+	struct fresh_ridge_result rr;
+	const float *target = s->gtr;
+	float *resid = NULL;
+	enum fresh_status st;
+
+	if (fresh_corrector_residual(c)) {
+		resid = fresh_alloc(s->ntr, s->dd * sizeof(float));
+		if (!resid)
+			return FRESH_NOMEM;
+		for (size_t i = 0; i < s->ntr * s->dd; i++)
+			resid[i] = s->gtr[i] - s->xtr[i];
+		target = resid;
+	}
+	st = fresh_ridge_fit(s->xtr, target, s->ntr, s->d, s->dd, 0.0,
+			     p + l.a, p + l.b, &rr);
+	if (st == FRESH_OK)
+		rep->lambda = rr.lambda;
+	fresh_free(resid);
+	return st;
+}
+
+static uint64_t rng_next(uint64_t *state)
+{
+	*state += UINT64_C(0x9e3779b97f4a7c15);
+	return fresh_mix64(*state);
+}
+
+static double rng_normal(uint64_t *state)
+{
+	double u1 = fresh_unit_open(rng_next(state));
+	double u2 = fresh_unit_open(rng_next(state));
+	return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+struct mlp_state {
+	float *xb, *gb, *y, *dy, *grad, *best, *inv;
+	size_t *perm;
+	struct fresh_corrector_ws ws;
+	struct fresh_adam adam;
+};
+
+static void mlp_state_free(struct mlp_state *m)
+{
+	fresh_free(m->xb);
+	fresh_free(m->gb);
+	fresh_free(m->y);
+	fresh_free(m->dy);
+	fresh_free(m->grad);
+	fresh_free(m->best);
+	fresh_free(m->inv);
+	free(m->perm);
+	fresh_corrector_ws_free(&m->ws);
+	fresh_adam_free(&m->adam);
+}
+
+/*
+ * One minibatch: loss gradient into m->dy. Returns the mean loss (squared
+ * distance per pair), NaN when not finite.
+ */
+static double batch_loss(const struct fresh_corrector *c, struct mlp_state *m,
+			 size_t nb, size_t dd)
+{
+	bool norm = fresh_corrector_normalize(c);
+	double loss = 0.0;
+
+	if (norm)
+		normalize_rows(m->y, nb, dd, m->inv);
+	for (size_t i = 0; i < nb; i++) {
+		float *y = m->y + i * dd, *dy = m->dy + i * dd;
+		const float *g = m->gb + i * dd;
+		double dot = 0.0;
+		for (size_t k = 0; k < dd; k++) {
+			float e = y[k] - g[k];
+			loss += (double)e * e;
+			dy[k] = 2.0f * e / (float)nb;
+			dot += (double)dy[k] * y[k];
+		}
+		if (norm) /* through y/||y||: (dy - y (y·dy)) / ||y|| */
+			for (size_t k = 0; k < dd; k++)
+				dy[k] = (dy[k] - y[k] * (float)dot) * m->inv[i];
+	}
+	loss /= (double)nb;
+	return isfinite(loss) ? loss : NAN;
+}
+
+static void clip(float *g, size_t begin, size_t end, float max_norm)
+{
+	double ss = 0.0;
+
+	for (size_t i = begin; i < end; i++)
+		ss += (double)g[i] * g[i];
+	if (ss > (double)max_norm * max_norm) {
+		float s = (float)(max_norm / sqrt(ss));
+		for (size_t i = begin; i < end; i++)
+			g[i] *= s;
+	}
+}
+
+static enum fresh_status train_mlp(struct fresh_corrector *c,
+				   const struct split *s,
+				   const struct fresh_refit_config *cfg,
+				   struct fresh_progress *prog,
+				   const atomic_bool *cancel,
+				   struct fresh_refit_report *rep)
+{
+	const struct fresh_corrector_shape *sh = fresh_corrector_shape(c);
+	struct fresh_corrector_layout l = fresh_corrector_layout(c);
+	float *p = fresh_corrector_params(c);
+	size_t nb_max = cfg->batch < s->ntr ? cfg->batch : s->ntr;
+	size_t d = s->d, dd = s->dd, since = 0;
+	struct fresh_adam_config acfg = fresh_adam_config_default();
+	struct fresh_holdout ho;
+	struct mlp_state m;
+	uint64_t rng = cfg->seed;
+	double best, t0 = now();
+	enum fresh_status st;
+	bool stop = false;
+
+	memset(&m, 0, sizeof m);
+	/* He initialisation of W1; W2 stays zero so h starts at the ridge. */
+	for (size_t i = 0; i < sh->hidden * d; i++)
+		p[l.w1 + i] = (float)(rng_normal(&rng) * sqrt(2.0 / (double)d));
+	acfg.lr = cfg->lr;
+	m.xb = fresh_alloc(nb_max, d * sizeof(float));
+	m.gb = fresh_alloc(nb_max, dd * sizeof(float));
+	m.y = fresh_alloc(nb_max, dd * sizeof(float));
+	m.dy = fresh_alloc(nb_max, dd * sizeof(float));
+	m.inv = fresh_alloc(nb_max, sizeof(float));
+	m.grad = fresh_alloc(l.total, sizeof(float));
+	m.best = fresh_alloc(l.total, sizeof(float));
+	m.perm = malloc(s->ntr * sizeof *m.perm);
+	if (!m.xb || !m.gb || !m.y || !m.dy || !m.inv || !m.grad || !m.best ||
+	    !m.perm) {
+		st = FRESH_NOMEM;
+		goto out;
+	}
+	st = fresh_corrector_ws_init(&m.ws, nb_max, sh->hidden);
+	if (st == FRESH_OK)
+		st = fresh_adam_init(&m.adam, l.total, acfg);
+	if (st == FRESH_OK)
+		st = fresh_refit_evaluate(c, s->xho, s->gho, s->nho, &ho);
+	if (st != FRESH_OK)
+		goto out;
+	best = ho.corrected_mse;
+	memcpy(m.best, p, l.total * sizeof(float));
+	for (size_t i = 0; i < s->ntr; i++)
+		m.perm[i] = i;
+	if (prog) {
+		atomic_store(&prog->done, 0);
+		atomic_store(&prog->total, cfg->max_epochs);
+	}
+
+	for (size_t epoch = 0; epoch < cfg->max_epochs && !stop; epoch++) {
+		for (size_t i = s->ntr; i > 1; i--) { /* Fisher-Yates */
+			size_t j = rng_next(&rng) % i, t = m.perm[i - 1];
+			m.perm[i - 1] = m.perm[j];
+			m.perm[j] = t;
+		}
+		for (size_t b0 = 0; b0 < s->ntr && !stop; b0 += nb_max) {
+			size_t nb = s->ntr - b0 < nb_max ? s->ntr - b0 : nb_max;
+			double loss;
+
+			if (cancel && atomic_load(cancel)) {
+				st = FRESH_CANCELLED;
+				goto out;
+			}
+			for (size_t i = 0; i < nb; i++) {
+				size_t r = m.perm[b0 + i];
+				memcpy(m.xb + i * d, s->xtr + r * d,
+				       d * sizeof(float));
+				memcpy(m.gb + i * dd, s->gtr + r * dd,
+				       dd * sizeof(float));
+			}
+			st = fresh_corrector_forward(c, m.xb, nb, m.y, &m.ws);
+			if (st != FRESH_OK)
+				goto out;
+			loss = batch_loss(c, &m, nb, dd);
+			if (isnan(loss)) {
+				rep->skipped_steps++;
+				continue;
+			}
+			st = fresh_corrector_backward(c, m.xb, nb, m.dy, m.grad,
+						      FRESH_GRAD_MLP, &m.ws);
+			if (st != FRESH_OK)
+				goto out;
+			clip(m.grad, l.b, l.total, cfg->clip_norm);
+			fresh_adam_step(&m.adam, p, m.grad, l.b, l.total);
+			rep->steps++;
+			stop = rep->steps >= cfg->max_steps ||
+			       now() - t0 > cfg->max_seconds;
+		}
+		rep->epochs = epoch + 1;
+		if (prog)
+			atomic_store(&prog->done, epoch + 1);
+		st = fresh_refit_evaluate(c, s->xho, s->gho, s->nho, &ho);
+		if (st != FRESH_OK)
+			goto out;
+		if (!isfinite(ho.corrected_mse) ||
+		    ho.corrected_mse > 4.0 * best) {
+			/* A spike: back to the best, gentler steps. */
+			memcpy(p, m.best, l.total * sizeof(float));
+			fresh_adam_reset(&m.adam);
+			m.adam.cfg.lr *= 0.5f;
+			if (++rep->rollbacks > MAX_ROLLBACKS)
+				break;
+			continue;
+		}
+		if (ho.corrected_mse < best * (1.0 - 1e-4)) {
+			best = ho.corrected_mse;
+			memcpy(m.best, p, l.total * sizeof(float));
+			since = 0;
+		} else if (++since >= cfg->patience) {
+			break;
+		}
+	}
+	memcpy(p, m.best, l.total * sizeof(float));
+out:
+	mlp_state_free(&m);
+	return st;
+}
+
+enum fresh_status fresh_refit_train(const struct fresh_index *idx,
+				    const struct fresh_pairs_snapshot *pairs,
+				    const struct fresh_corrector *current,
+				    const struct fresh_refit_config *cfg,
+				    struct fresh_progress *prog,
+				    const atomic_bool *cancel,
+				    struct fresh_corrector **out,
+				    struct fresh_refit_report *rep,
+				    struct fresh_error *err)
+{
+	const struct fresh_corrector_shape *sh = fresh_corrector_shape(current);
+	struct fresh_corrector *cand = NULL;
+	struct fresh_holdout cur;
+	struct split s;
+	double t0 = now();
+	enum fresh_status st;
+
+	*out = NULL;
+	memset(rep, 0, sizeof *rep);
+	rep->method = "none";
+	if (pairs->dim != sh->d_out || fresh_index_dim(idx) != sh->d_in)
+		return fresh_fail(err, FRESH_CONFLICT,
+				  "pairs of width %zu for a corrector %zu -> %zu",
+				  pairs->dim, sh->d_in, sh->d_out);
+	if (sh->kind == FRESH_CORRECTOR_NONE) {
+		snprintf(rep->reason, sizeof rep->reason,
+			 "corrector 'none' has nothing to fit");
+		return FRESH_OK;
+	}
+	st = split_pairs(idx, pairs, cfg->holdout_permille, &s);
+	if (st != FRESH_OK)
+		return fresh_fail(err, st, "no memory for %zu pairs", pairs->n);
+	rep->pairs = s.ntr + s.nho;
+	rep->train = s.ntr;
+	rep->held_out = s.nho;
+	if (rep->pairs < cfg->min_pairs || s.nho == 0 || s.ntr < 2) {
+		snprintf(rep->reason, sizeof rep->reason,
+			 "%zu pairs buffered (%zu held out); at least %zu "
+			 "needed with one held out",
+			 rep->pairs, s.nho,
+			 cfg->min_pairs > 2 ? cfg->min_pairs : 2);
+		goto done;
+	}
+	st = fresh_corrector_create(sh, &cand, err);
+	if (st != FRESH_OK)
+		goto done;
+	rep->normalize = cfg->normalize == FRESH_NORMALIZE_ON ||
+			 (cfg->normalize == FRESH_NORMALIZE_AUTO &&
+			  all_unit_norm(&s));
+	fresh_corrector_set_normalize(cand, rep->normalize);
+	st = fit_affine(cand, &s, rep);
+	rep->method = "ridge";
+	if (st == FRESH_OK && sh->kind == FRESH_CORRECTOR_MLP) {
+		st = train_mlp(cand, &s, cfg, prog, cancel, rep);
+		rep->method = "ridge+mlp";
+	}
+	if (st == FRESH_OK)
+		st = fresh_refit_evaluate(cand, s.xho, s.gho, s.nho,
+					  &rep->holdout);
+	if (st == FRESH_OK)
+		st = fresh_refit_evaluate(current, s.xho, s.gho, s.nho, &cur);
+	if (st != FRESH_OK) {
+		st = fresh_fail(err, st, "refit failed: %s",
+				fresh_status_str(st));
+		goto done;
+	}
+	rep->current_mse = cur.corrected_mse;
+	rep->current_rel_err = cur.corrected_rel_err;
+	if (!isfinite(rep->holdout.corrected_mse)) {
+		snprintf(rep->reason, sizeof rep->reason,
+			 "held-out error is not finite");
+	} else if (!(rep->holdout.corrected_mse < cur.corrected_mse)) {
+		snprintf(rep->reason, sizeof rep->reason,
+			 "held-out MSE %.6g does not beat the published "
+			 "corrector's %.6g",
+			 rep->holdout.corrected_mse, cur.corrected_mse);
+	} else if (rep->holdout.stale_defined &&
+		   !(rep->holdout.corrected_mse < rep->holdout.stale_mse)) {
+		snprintf(rep->reason, sizeof rep->reason,
+			 "held-out MSE %.6g does not beat the stale "
+			 "embeddings' %.6g",
+			 rep->holdout.corrected_mse, rep->holdout.stale_mse);
+	} else {
+		rep->accepted = true;
+		*out = cand;
+		cand = NULL;
+	}
+done:
+	fresh_corrector_free(cand);
+	split_free(&s);
+	rep->seconds = now() - t0;
+	return st;
+}

@@ -1,0 +1,422 @@
+/*
+ * test_model.c - published models and the swap: corrected search equals
+ * brute force over h(S) for every plan (identity, folded affine with and
+ * without normalization, materialized MLP), stale scoring ignores the
+ * corrector, and searches from several threads during repeated publishes
+ * see consistent, non-decreasing versions (run under TSan and ASan in CI).
+ */
+#include <check.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "corrector.h"
+#include "index.h"
+#include "model.h"
+#include "pool.h"
+#include "swap.h"
+#include "testutil.h"
+
+struct fx {
+	size_t n, d;
+	float *s;
+	struct fresh_index *idx;
+	struct fresh_pool *pool;
+};
+
+static void fx_make(struct fx *f, size_t n, size_t d, uint64_t seed)
+{
+	struct tu_rng r = {seed};
+	uint64_t *ids = malloc(n * sizeof *ids);
+
+	f->n = n;
+	f->d = d;
+	f->s = malloc(n * d * sizeof *f->s);
+	tu_fill_normal(&r, f->s, n * d);
+	for (size_t i = 0; i < n; i++)
+		ids[i] = 5 * i + 3;
+	ck_assert_int_eq(fresh_index_create(n, d, f->s, ids, "fx", &f->idx,
+					    NULL),
+			 FRESH_OK);
+	ck_assert_int_eq(fresh_pool_create(2, 0, &f->pool), FRESH_OK);
+	free(ids);
+}
+
+static void fx_free(struct fx *f)
+{
+	fresh_index_release(f->idx);
+	fresh_pool_free(f->pool);
+	free(f->s);
+}
+
+static struct fresh_corrector *random_corrector(enum fresh_corrector_kind k,
+						size_t d, size_t dd,
+						size_t hidden, bool normalize,
+						uint64_t seed)
+{
+	struct fresh_corrector_shape s = {k, FRESH_ACT_GELU, d, dd, hidden};
+	struct fresh_corrector *c;
+	struct tu_rng r = {seed};
+	struct fresh_corrector_layout l = fresh_corrector_layout_of(&s);
+
+	ck_assert_int_eq(fresh_corrector_create(&s, &c, NULL), FRESH_OK);
+	for (size_t i = 0; i < l.total; i++)
+		fresh_corrector_params(c)[i] = 0.3f * tu_normal(&r);
+	fresh_corrector_set_normalize(c, normalize);
+	return c;
+}
+
+/* Brute force over h(S) (normalized if asked), compared with tolerance. */
+static void check_search(struct fx *f, struct fresh_model *m,
+			 const struct fresh_corrector *c, size_t b, size_t k)
+{
+	const struct fresh_corrector_shape *sh = fresh_corrector_shape(c);
+	struct fresh_corrector_ws ws;
+	struct tu_rng r = {99};
+	float *h = malloc(f->n * sh->d_out * sizeof *h);
+	float *q = malloc(b * sh->d_out * sizeof *q);
+	struct fresh_hit *hits = malloc(b * k * sizeof *hits);
+	struct fresh_hit *want = malloc(k * sizeof *want);
+	size_t *counts = malloc(b * sizeof *counts);
+
+	ck_assert_int_eq(fresh_corrector_ws_init(&ws, f->n, sh->hidden),
+			 FRESH_OK);
+	ck_assert_int_eq(fresh_corrector_forward(c, f->s, f->n, h, &ws),
+			 FRESH_OK);
+	if (fresh_corrector_normalize(c))
+		for (size_t i = 0; i < f->n; i++) {
+			double ss = 0.0;
+			for (size_t o = 0; o < sh->d_out; o++)
+				ss += h[i * sh->d_out + o] * h[i * sh->d_out + o];
+			for (size_t o = 0; o < sh->d_out; o++)
+				h[i * sh->d_out + o] /= (float)sqrt(ss);
+		}
+	tu_fill_normal(&r, q, b * sh->d_out);
+	ck_assert_int_eq(fresh_model_search(m, f->pool, FRESH_SCORING_CORRECTED,
+					    q, b, k, NULL, hits, counts),
+			 FRESH_OK);
+	for (size_t i = 0; i < b; i++) {
+		uint64_t ids_map[1];
+		(void)ids_map;
+		ck_assert_uint_eq(counts[i], k);
+		tu_naive_topk(h, fresh_index_ids(f->idx), f->n, sh->d_out,
+			      q + i * sh->d_out, k, NULL, 0, want);
+		for (size_t j = 0; j < k; j++) {
+			/* Same scores at every rank; ids equal unless a near tie. */
+			ck_assert_msg(fabsf(hits[i * k + j].score - want[j].score) <
+					      1e-3f * (1 + fabsf(want[j].score)),
+				      "query %zu rank %zu: %g vs %g", i, j,
+				      hits[i * k + j].score, want[j].score);
+			if (j + 1 < k &&
+			    fabsf(want[j].score - want[j + 1].score) > 1e-3f &&
+			    (j == 0 || fabsf(want[j - 1].score - want[j].score) >
+					       1e-3f))
+				ck_assert_uint_eq(hits[i * k + j].id, want[j].id);
+		}
+	}
+	fresh_corrector_ws_free(&ws);
+	free(h);
+	free(q);
+	free(hits);
+	free(want);
+	free(counts);
+}
+
+static struct fresh_model *build(struct fx *f, struct fresh_corrector *c)
+{
+	struct fresh_model *m;
+	struct fresh_progress prog;
+	struct fresh_error err;
+
+	atomic_init(&prog.done, 0);
+	atomic_init(&prog.total, 0);
+	ck_assert_int_eq(fresh_model_build(f->idx, c, f->pool, &prog, NULL, &m,
+					   &err),
+			 FRESH_OK);
+	ck_assert_uint_eq(atomic_load(&prog.done), atomic_load(&prog.total));
+	return m;
+}
+
+START_TEST(every_plan_matches_brute_force)
+{
+	struct fx f;
+	struct {
+		enum fresh_corrector_kind kind;
+		size_t dd, hidden;
+		bool normalize;
+		bool materialized;
+	} cases[] = {
+		{FRESH_CORRECTOR_MLP, 20, 16, false, true},
+		{FRESH_CORRECTOR_MLP, 20, 16, true, true},
+		{FRESH_CORRECTOR_MLP, 28, 8, false, true},
+		{FRESH_CORRECTOR_AFFINE, 20, 0, false, false},
+		{FRESH_CORRECTOR_AFFINE, 20, 0, true, false},
+		{FRESH_CORRECTOR_AFFINE, 12, 0, true, false},
+	};
+
+	fx_make(&f, 3000, 20, 1);
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		struct fresh_corrector *c = random_corrector(
+			cases[i].kind, 20, cases[i].dd, cases[i].hidden,
+			cases[i].normalize, 10 + i);
+		struct fresh_model *m = build(&f, c);
+		size_t extra = fresh_model_extra_bytes(m);
+
+		if (cases[i].materialized)
+			ck_assert_uint_eq(extra, f.n * cases[i].dd * 4);
+		else
+			ck_assert_uint_eq(extra, cases[i].normalize ? f.n * 4 : 0);
+		ck_assert_uint_eq(fresh_model_query_dim(m, FRESH_SCORING_CORRECTED),
+				  cases[i].dd);
+		check_search(&f, m, fresh_model_corrector(m), 5, 10);
+		fresh_model_release(m);
+	}
+	fx_free(&f);
+}
+END_TEST
+
+START_TEST(identity_scans_stale_matrix)
+{
+	struct fx f;
+	struct fresh_corrector_shape s = {FRESH_CORRECTOR_MLP, FRESH_ACT_RELU,
+					  8, 8, 4};
+	struct fresh_corrector *c;
+	struct fresh_model *m;
+	float q[8] = {1, 0, 0, 0, 0, 0, 0, -1};
+	struct fresh_hit a[5], b[5];
+	size_t ca, cb;
+
+	fx_make(&f, 500, 8, 2);
+	ck_assert_int_eq(fresh_corrector_create(&s, &c, NULL), FRESH_OK);
+	m = build(&f, c);
+	ck_assert_uint_eq(fresh_model_extra_bytes(m), 0);
+	ck_assert(fresh_model_can_correct(m));
+	ck_assert_int_eq(fresh_model_search(m, f.pool, FRESH_SCORING_CORRECTED,
+					    q, 1, 5, NULL, a, &ca),
+			 FRESH_OK);
+	ck_assert_int_eq(fresh_model_search(m, f.pool, FRESH_SCORING_STALE, q,
+					    1, 5, NULL, b, &cb),
+			 FRESH_OK);
+	ck_assert_mem_eq(a, b, sizeof a);
+	fresh_model_release(m);
+	fx_free(&f);
+}
+END_TEST
+
+START_TEST(stale_scoring_ignores_corrector)
+{
+	struct fx f;
+	struct fresh_corrector *c;
+	struct fresh_model *m;
+	struct tu_rng r = {3};
+	float q[3 * 16];
+	struct fresh_hit got[3 * 7], want[7];
+	size_t counts[3];
+
+	fx_make(&f, 800, 16, 3);
+	c = random_corrector(FRESH_CORRECTOR_MLP, 16, 16, 8, false, 4);
+	m = build(&f, c);
+	tu_fill_int(&r, q, 3 * 16, 2);
+	ck_assert_int_eq(fresh_model_search(m, f.pool, FRESH_SCORING_STALE, q,
+					    3, 7, NULL, got, counts),
+			 FRESH_OK);
+	for (size_t i = 0; i < 3; i++) {
+		tu_naive_topk(f.s, fresh_index_ids(f.idx), f.n, 16, q + i * 16,
+			      7, NULL, 0, want);
+		for (size_t j = 0; j < 7; j++) {
+			ck_assert_uint_eq(got[i * 7 + j].id, want[j].id);
+			ck_assert_float_eq_tol(got[i * 7 + j].score,
+					       want[j].score, 1e-4f);
+		}
+	}
+	fresh_model_release(m);
+	fx_free(&f);
+}
+END_TEST
+
+START_TEST(fresh_width_needs_a_fit)
+{
+	struct fx f;
+	struct fresh_corrector_shape s = {FRESH_CORRECTOR_AFFINE,
+					  FRESH_ACT_RELU, 8, 6, 0};
+	struct fresh_corrector *c;
+	struct fresh_model *m;
+	float q[6] = {0};
+	struct fresh_hit h[1];
+	size_t cnt;
+	size_t rows[1] = {0};
+	float out[6];
+
+	fx_make(&f, 100, 8, 5);
+	ck_assert_int_eq(fresh_corrector_create(&s, &c, NULL), FRESH_OK);
+	m = build(&f, c);
+	ck_assert(!fresh_model_can_correct(m));
+	ck_assert_int_eq(fresh_model_search(m, f.pool, FRESH_SCORING_CORRECTED,
+					    q, 1, 1, NULL, h, &cnt),
+			 FRESH_NOT_READY);
+	ck_assert_int_eq(fresh_model_corrected_rows(m, rows, 1, out),
+			 FRESH_NOT_READY);
+	fresh_model_release(m);
+	fx_free(&f);
+}
+END_TEST
+
+START_TEST(corrected_rows_match_forward)
+{
+	struct fx f;
+	struct fresh_corrector *c =
+		random_corrector(FRESH_CORRECTOR_AFFINE, 10, 10, 0, true, 6);
+	struct fresh_model *m;
+	size_t rows[3] = {4, 0, 77};
+	float out[30], h[10];
+
+	fx_make(&f, 100, 10, 6);
+	m = build(&f, c);
+	ck_assert_int_eq(fresh_model_corrected_rows(m, rows, 3, out), FRESH_OK);
+	for (size_t i = 0; i < 3; i++) {
+		double ss = 0.0;
+		ck_assert_int_eq(fresh_corrector_forward(fresh_model_corrector(m),
+							 f.s + rows[i] * 10, 1,
+							 h, NULL),
+				 FRESH_OK);
+		for (size_t o = 0; o < 10; o++)
+			ss += h[o] * h[o];
+		for (size_t o = 0; o < 10; o++)
+			ck_assert_float_eq_tol(out[i * 10 + o],
+					       h[o] / (float)sqrt(ss), 1e-5f);
+	}
+	fresh_model_release(m);
+	fx_free(&f);
+}
+END_TEST
+
+START_TEST(cancelled_build_leaves_corrector_with_caller)
+{
+	struct fx f;
+	struct fresh_corrector *c =
+		random_corrector(FRESH_CORRECTOR_MLP, 12, 12, 8, false, 7);
+	struct fresh_model *m = NULL;
+	atomic_bool cancel;
+
+	atomic_init(&cancel, true);
+	fx_make(&f, 5000, 12, 7);
+	ck_assert_int_eq(fresh_model_build(f.idx, c, f.pool, NULL, &cancel, &m,
+					   NULL),
+			 FRESH_CANCELLED);
+	ck_assert_ptr_null(m);
+	fresh_corrector_free(c); /* still ours: no double free under ASan */
+	fx_free(&f);
+}
+END_TEST
+
+/*
+ * Concurrency: version v publishes an affine corrector whose bias is v
+ * along axis 0, so the query e0 scores every target at s[0] + v: the
+ * reader can check each answer against the version that scored it.
+ */
+struct race {
+	struct fx *f;
+	struct fresh_swap swap;
+	atomic_bool stop;
+	atomic_int errors, reads;
+	float best_s0; /* the largest s[0] and its id */
+	uint64_t best_id;
+};
+
+static void *reader(void *arg)
+{
+	struct race *r = arg;
+	uint64_t last = 0;
+	float q[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+
+	while (!atomic_load(&r->stop)) {
+		struct fresh_model *m = fresh_swap_acquire(&r->swap);
+		struct fresh_hit h[3];
+		size_t cnt;
+		uint64_t v = fresh_model_version(m);
+
+		if (v < last ||
+		    fresh_model_search(m, r->f->pool, FRESH_SCORING_CORRECTED,
+				       q, 1, 3, NULL, h, &cnt) != FRESH_OK ||
+		    h[0].id != r->best_id ||
+		    fabsf(h[0].score - (r->best_s0 + (float)v)) > 1e-3f)
+			atomic_fetch_add(&r->errors, 1);
+		last = v;
+		atomic_fetch_add(&r->reads, 1);
+		fresh_model_release(m);
+	}
+	return NULL;
+}
+
+START_TEST(searches_during_publishes)
+{
+	struct fx f;
+	struct race r;
+	pthread_t th[4];
+	struct fresh_corrector_shape s = {FRESH_CORRECTOR_AFFINE,
+					  FRESH_ACT_RELU, 8, 8, 0};
+	struct fresh_corrector *c;
+	struct fresh_pool *build_pool;
+
+	fx_make(&f, 2000, 8, 8);
+	ck_assert_int_eq(fresh_pool_create(2, 0, &build_pool), FRESH_OK);
+	r.f = &f;
+	atomic_init(&r.stop, false);
+	atomic_init(&r.errors, 0);
+	atomic_init(&r.reads, 0);
+	r.best_s0 = -INFINITY;
+	for (size_t i = 0; i < f.n; i++)
+		if (f.s[i * 8] > r.best_s0) {
+			r.best_s0 = f.s[i * 8];
+			r.best_id = fresh_index_ids(f.idx)[i];
+		}
+	ck_assert_int_eq(fresh_corrector_create(&s, &c, NULL), FRESH_OK);
+	fresh_swap_init(&r.swap, build(&f, c));
+	for (int i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, reader, &r);
+	/* Publish until many searches have overlapped many publishes. */
+	for (uint64_t v = 1; v <= 200 || atomic_load(&r.reads) < 4000; v++) {
+		struct fresh_model *m;
+		ck_assert_int_eq(fresh_corrector_create(&s, &c, NULL), FRESH_OK);
+		fresh_corrector_params(c)[fresh_corrector_layout(c).b] = (float)v;
+		fresh_corrector_set_version(c, v);
+		ck_assert_int_eq(fresh_model_build(f.idx, c, build_pool, NULL,
+						   NULL, &m, NULL),
+				 FRESH_OK);
+		fresh_swap_publish(&r.swap, m);
+	}
+	atomic_store(&r.stop, true);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	ck_assert_int_eq(atomic_load(&r.errors), 0);
+	ck_assert_int_ge(atomic_load(&r.reads), 4000);
+	fresh_swap_destroy(&r.swap);
+	fresh_pool_free(build_pool);
+	fx_free(&f);
+}
+END_TEST
+
+static Suite *model_suite(void)
+{
+	Suite *s = suite_create("model");
+	TCase *plans = tcase_create("plans");
+	TCase *swap = tcase_create("swap");
+
+	tcase_set_timeout(swap, 240);
+	tcase_add_test(plans, every_plan_matches_brute_force);
+	tcase_add_test(plans, identity_scans_stale_matrix);
+	tcase_add_test(plans, stale_scoring_ignores_corrector);
+	tcase_add_test(plans, fresh_width_needs_a_fit);
+	tcase_add_test(plans, corrected_rows_match_forward);
+	tcase_add_test(plans, cancelled_build_leaves_corrector_with_caller);
+	tcase_add_test(swap, searches_during_publishes);
+	suite_add_tcase(s, plans);
+	suite_add_tcase(s, swap);
+	return s;
+}
+
+int main(void)
+{
+	return tu_run(model_suite());
+}
