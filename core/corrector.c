@@ -19,13 +19,11 @@
 #include <unistd.h>
 
 #include "blas.h"
+#include "bytes.h"
 #include "crc32c.h"
 #include "fileio.h"
 #include "index.h"
 #include "mem.h"
-
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-	       "checkpoints are written in host order, which must be LE");
 
 #define CKPT_MAGIC "FRSHCKPT"
 #define CKPT_FORMAT 1u
@@ -442,30 +440,6 @@ enum fresh_status fresh_corrector_fold(const struct fresh_corrector *c,
 			   c->params + l->b, 0.0f, off);
 }
 
-static void put32(unsigned char *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
 enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 					    void **buf, size_t *len)
 {
@@ -475,18 +449,18 @@ enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 	if (!b)
 		return FRESH_NOMEM;
 	memcpy(b, CKPT_MAGIC, 8);
-	put32(b + 8, CKPT_FORMAT);
-	put32(b + 12, (uint32_t)c->shape.kind);
-	put32(b + 16, (uint32_t)c->shape.act);
-	put32(b + 20, c->normalize ? 1u : 0u);
-	put64(b + 24, c->shape.d_in);
-	put64(b + 32, c->shape.d_out);
-	put64(b + 40, c->shape.hidden);
-	put64(b + 48, c->version);
-	put64(b + 56, c->trained_through);
-	put64(b + 64, c->layout.total);
+	fresh_put32(b + 8, CKPT_FORMAT);
+	fresh_put32(b + 12, (uint32_t)c->shape.kind);
+	fresh_put32(b + 16, (uint32_t)c->shape.act);
+	fresh_put32(b + 20, c->normalize ? 1u : 0u);
+	fresh_put64(b + 24, c->shape.d_in);
+	fresh_put64(b + 32, c->shape.d_out);
+	fresh_put64(b + 40, c->shape.hidden);
+	fresh_put64(b + 48, c->version);
+	fresh_put64(b + 56, c->trained_through);
+	fresh_put64(b + 64, c->layout.total);
 	memcpy(b + CKPT_HEADER, c->params, c->layout.total * sizeof(float));
-	put32(b + n - 4, fresh_crc32c(0, b, n - 4));
+	fresh_put32(b + n - 4, fresh_crc32c(0, b, n - 4));
 	*buf = b;
 	*len = n;
 	return FRESH_OK;
@@ -508,30 +482,30 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 	if (len < CKPT_HEADER + 4 || memcmp(b, CKPT_MAGIC, 8) != 0)
 		return fresh_fail(err, FRESH_FORMAT,
 				  "not a freshd checkpoint (bad magic or size)");
-	if (get32(b + 8) != CKPT_FORMAT)
+	if (fresh_get32(b + 8) != CKPT_FORMAT)
 		return fresh_fail(err, FRESH_FORMAT,
 				  "checkpoint format %u, expected %u",
-				  get32(b + 8), CKPT_FORMAT);
-	if (fresh_crc32c(0, b, len - 4) != get32(b + len - 4))
+				  fresh_get32(b + 8), CKPT_FORMAT);
+	if (fresh_crc32c(0, b, len - 4) != fresh_get32(b + len - 4))
 		return fresh_fail(err, FRESH_CHECKSUM,
 				  "checkpoint checksum mismatch (damaged)");
 	memset(&shape, 0, sizeof shape);
-	shape.kind = (enum fresh_corrector_kind)get32(b + 12);
-	shape.act = (enum fresh_activation)get32(b + 16);
-	flags = get32(b + 20);
-	if (get64(b + 24) > FRESH_MAX_DIM || get64(b + 32) > FRESH_MAX_DIM ||
-	    get64(b + 40) > MAX_HIDDEN || flags > 1)
+	shape.kind = (enum fresh_corrector_kind)fresh_get32(b + 12);
+	shape.act = (enum fresh_activation)fresh_get32(b + 16);
+	flags = fresh_get32(b + 20);
+	if (fresh_get64(b + 24) > FRESH_MAX_DIM || fresh_get64(b + 32) > FRESH_MAX_DIM ||
+	    fresh_get64(b + 40) > MAX_HIDDEN || flags > 1)
 		return fresh_fail(err, FRESH_FORMAT,
 				  "checkpoint header out of range");
-	shape.d_in = (size_t)get64(b + 24);
-	shape.d_out = (size_t)get64(b + 32);
-	shape.hidden = (size_t)get64(b + 40);
+	shape.d_in = (size_t)fresh_get64(b + 24);
+	shape.d_out = (size_t)fresh_get64(b + 32);
+	shape.hidden = (size_t)fresh_get64(b + 40);
 	st = fresh_corrector_shape_check(&shape, &serr);
 	if (st != FRESH_OK)
 		return fresh_fail(err, FRESH_FORMAT, "checkpoint: %s",
 				  serr.msg);
 	layout = fresh_corrector_layout_of(&shape);
-	nparams = get64(b + 64);
+	nparams = fresh_get64(b + 64);
 	if (nparams != layout.total ||
 	    len != CKPT_HEADER + layout.total * sizeof(float) + 4)
 		return fresh_fail(err, FRESH_FORMAT,
@@ -553,8 +527,8 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 		}
 	}
 	c->normalize = flags & 1u;
-	c->version = get64(b + 48);
-	c->trained_through = get64(b + 56);
+	c->version = fresh_get64(b + 48);
+	c->trained_through = fresh_get64(b + 56);
 	*out = c;
 	return FRESH_OK;
 }

@@ -214,6 +214,13 @@ done:
 	return FRESH_OK;
 }
 
+void fresh_model_stamp(struct fresh_model *m, uint64_t version,
+		       uint64_t trained_through)
+{
+	fresh_corrector_set_version(m->corr, version);
+	fresh_corrector_set_trained_through(m->corr, trained_through);
+}
+
 void fresh_model_retain(struct fresh_model *m)
 {
 	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);

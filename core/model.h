@@ -47,6 +47,13 @@ enum fresh_status fresh_model_build(struct fresh_index *idx,
 				    struct fresh_model **out,
 				    struct fresh_error *err);
 
+/*
+ * Sets the version and trained-through sequence of a model's corrector.
+ * Only before the model is published: published models are immutable.
+ */
+void fresh_model_stamp(struct fresh_model *m, uint64_t version,
+		       uint64_t trained_through);
+
 void fresh_model_retain(struct fresh_model *m);
 /* Drops a reference; the last one frees. Accepts NULL. */
 void fresh_model_release(struct fresh_model *m);

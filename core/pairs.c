@@ -341,7 +341,9 @@ enum fresh_status fresh_pairs_snapshot(const struct fresh_pairs *p,
 	snap->steps = malloc((p->count ? p->count : 1) * sizeof *snap->steps);
 	snap->has_step =
 		malloc((p->count ? p->count : 1) * sizeof *snap->has_step);
-	if (!snap->ids || !snap->g || !snap->steps || !snap->has_step) {
+	snap->seqs = malloc((p->count ? p->count : 1) * sizeof *snap->seqs);
+	if (!snap->ids || !snap->g || !snap->steps || !snap->has_step ||
+	    !snap->seqs) {
 		fresh_pairs_snapshot_free(snap);
 		return FRESH_NOMEM;
 	}
@@ -353,6 +355,7 @@ enum fresh_status fresh_pairs_snapshot(const struct fresh_pairs *p,
 		snap->ids[n] = m->id;
 		snap->steps[n] = m->step;
 		snap->has_step[n] = m->has_step;
+		snap->seqs[n] = m->seq;
 		memcpy(snap->g + n * p->dim, p->g + (size_t)s * p->dim,
 		       p->dim * sizeof *snap->g);
 		if (m->seq > snap->max_seq)
@@ -369,5 +372,6 @@ void fresh_pairs_snapshot_free(struct fresh_pairs_snapshot *snap)
 	free(snap->g);
 	free(snap->steps);
 	free(snap->has_step);
+	free(snap->seqs);
 	memset(snap, 0, sizeof *snap);
 }

@@ -38,6 +38,7 @@ struct fresh_pairs_snapshot {
 	float *g;        /* n x dim */
 	int64_t *steps;  /* meaningful where has_step */
 	bool *has_step;
+	uint64_t *seqs;  /* the record each pair came from */
 	uint64_t max_seq; /* newest record any pair came from */
 };
 

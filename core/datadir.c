@@ -1,0 +1,222 @@
+/*
+ * datadir.c - pair snapshots and checkpoint files (see datadir.h).
+ */
+#include "datadir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bytes.h"
+#include "crc32c.h"
+#include "fileio.h"
+
+#define PAIRS_MAGIC "FRSHPAIR"
+#define PAIRS_FORMAT 1u
+#define PAIRS_HEADER 56
+#define ENTRY_HEADER 32
+
+enum fresh_status fresh_pairs_file_save(const char *path,
+					const struct fresh_pairs_snapshot *snap,
+					const struct fresh_pairs_file *meta,
+					struct fresh_error *err)
+{
+	struct fresh_atomic_file f;
+	unsigned char h[PAIRS_HEADER], e[ENTRY_HEADER], c[4];
+	uint32_t crc;
+	enum fresh_status st;
+
+	memset(h, 0, sizeof h);
+	memcpy(h, PAIRS_MAGIC, 8);
+	fresh_put32(h + 8, PAIRS_FORMAT);
+	fresh_put64(h + 16, meta->through_seq);
+	fresh_put64(h + 24, meta->total);
+	fresh_put64(h + 32, meta->fingerprint);
+	fresh_put64(h + 40, snap->dim);
+	fresh_put64(h + 48, snap->n);
+	st = fresh_atomic_open(&f, path, err);
+	if (st != FRESH_OK)
+		return st;
+	crc = fresh_crc32c(0, h, sizeof h);
+	st = fresh_atomic_write(&f, h, sizeof h, err);
+	for (size_t i = 0; i < snap->n && st == FRESH_OK; i++) {
+		const float *g = snap->g + i * snap->dim;
+		fresh_put64(e, snap->ids[i]);
+		fresh_put64(e + 8, (uint64_t)snap->steps[i]);
+		fresh_put64(e + 16, snap->seqs[i]);
+		fresh_put64(e + 24, snap->has_step[i] ? 1 : 0);
+		crc = fresh_crc32c(crc, e, sizeof e);
+		crc = fresh_crc32c(crc, g, snap->dim * sizeof *g);
+		st = fresh_atomic_write(&f, e, sizeof e, err);
+		if (st == FRESH_OK)
+			st = fresh_atomic_write(&f, g, snap->dim * sizeof *g,
+						err);
+	}
+	fresh_put32(c, crc);
+	if (st == FRESH_OK)
+		st = fresh_atomic_write(&f, c, sizeof c, err);
+	if (st == FRESH_OK)
+		st = fresh_atomic_commit(&f, err);
+	if (st != FRESH_OK)
+		fresh_atomic_abort(&f);
+	return st;
+}
+
+enum fresh_status fresh_pairs_file_load(const char *path,
+					struct fresh_pairs *p,
+					struct fresh_pairs_file *meta,
+					struct fresh_error *err)
+{
+	unsigned char *buf = NULL;
+	size_t size, dim, n, entry;
+	enum fresh_status st = FRESH_OK;
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return FRESH_NOT_FOUND;
+		return fresh_fail(err, FRESH_IO, "%s: %s", path,
+				  strerror(errno));
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return fresh_fail(err, FRESH_IO, "%s: not a regular file", path);
+	}
+	size = (size_t)sb.st_size;
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		close(fd);
+		return fresh_fail(err, FRESH_NOMEM, "%s: out of memory", path);
+	}
+	if (fresh_pread_full(fd, buf, size, 0) != FRESH_OK) {
+		st = fresh_fail(err, FRESH_IO, "%s: read failed", path);
+		goto out;
+	}
+	if (size < PAIRS_HEADER + 4 || memcmp(buf, PAIRS_MAGIC, 8) != 0 ||
+	    fresh_get32(buf + 8) != PAIRS_FORMAT) {
+		st = fresh_fail(err, FRESH_FORMAT,
+				"%s: not a freshd pair snapshot", path);
+		goto out;
+	}
+	if (fresh_crc32c(0, buf, size - 4) != fresh_get32(buf + size - 4)) {
+		st = fresh_fail(err, FRESH_CHECKSUM,
+				"%s: checksum mismatch (damaged)", path);
+		goto out;
+	}
+	meta->through_seq = fresh_get64(buf + 16);
+	meta->total = fresh_get64(buf + 24);
+	meta->fingerprint = fresh_get64(buf + 32);
+	dim = (size_t)fresh_get64(buf + 40);
+	n = (size_t)fresh_get64(buf + 48);
+	if (dim != fresh_pairs_dim(p)) {
+		st = fresh_fail(err, FRESH_CONFLICT,
+				"%s: pairs of width %zu, this run expects %zu",
+				path, dim, fresh_pairs_dim(p));
+		goto out;
+	}
+	entry = ENTRY_HEADER + dim * 4;
+	if (n > (size - PAIRS_HEADER - 4) / entry ||
+	    PAIRS_HEADER + n * entry + 4 != size) {
+		st = fresh_fail(err, FRESH_FORMAT,
+				"%s: %zu pairs do not fit its size %zu", path,
+				n, size);
+		goto out;
+	}
+	for (size_t i = 0; i < n && st == FRESH_OK; i++) {
+		const unsigned char *e = buf + PAIRS_HEADER + i * entry;
+		float *g = malloc(dim * sizeof *g);
+		bool kept;
+		if (!g) {
+			st = FRESH_NOMEM;
+			break;
+		}
+		memcpy(g, e + ENTRY_HEADER, dim * sizeof *g);
+		st = fresh_pairs_put(p, fresh_get64(e), g, fresh_get64(e + 24) != 0,
+				     (int64_t)fresh_get64(e + 8),
+				     fresh_get64(e + 16), &kept);
+		free(g);
+	}
+	if (st != FRESH_OK)
+		st = fresh_fail(err, st, "%s: cannot hold its pairs", path);
+out:
+	close(fd);
+	free(buf);
+	return st;
+}
+
+void fresh_checkpoint_path(const char *dir, uint64_t version, char *buf,
+			   size_t cap)
+{
+	if (snprintf(buf, cap, "%s/checkpoints/ckpt-%020" PRIu64 ".bin", dir,
+		     version) >= (int)cap)
+		buf[0] = '\0';
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x < y) - (x > y);
+}
+
+enum fresh_status fresh_checkpoint_list(const char *dir, uint64_t **versions,
+					size_t *n)
+{
+	char path[4200];
+	DIR *d;
+	struct dirent *e;
+	size_t cap = 0;
+
+	*versions = NULL;
+	*n = 0;
+	snprintf(path, sizeof path, "%s/checkpoints", dir);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? FRESH_OK : FRESH_IO;
+	while ((e = readdir(d)) != NULL) {
+		unsigned long long v;
+		char tail[2];
+		if (strlen(e->d_name) != 29 ||
+		    sscanf(e->d_name, "ckpt-%20llu.bi%1[n]", &v, tail) != 2)
+			continue;
+		if (*n == cap) {
+			uint64_t *nv;
+			cap = cap ? 2 * cap : 8;
+			nv = realloc(*versions, cap * sizeof *nv);
+			if (!nv) {
+				closedir(d);
+				free(*versions);
+				*versions = NULL;
+				*n = 0;
+				return FRESH_NOMEM;
+			}
+			*versions = nv;
+		}
+		(*versions)[(*n)++] = v;
+	}
+	closedir(d);
+	if (*n > 1)
+		qsort(*versions, *n, sizeof **versions, cmp_desc);
+	return FRESH_OK;
+}
+
+void fresh_checkpoint_prune(const char *dir, size_t keep)
+{
+	uint64_t *v;
+	size_t n;
+	char path[4200];
+
+	if (fresh_checkpoint_list(dir, &v, &n) != FRESH_OK)
+		return;
+	for (size_t i = keep; i < n; i++) {
+		fresh_checkpoint_path(dir, v[i], path, sizeof path);
+		unlink(path);
+	}
+	free(v);
+}

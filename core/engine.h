@@ -1,0 +1,180 @@
+/*
+ * engine.h - freshd's engine: a stale index, the published model, the
+ * fresh-pair buffer, the update log, checkpoints and the background
+ * refitter, behind one object. The server is a thin HTTP layer over it.
+ *
+ * Guarantees: searches take only the swap's pointer lock (never wait for
+ * updates or refits); an update is acknowledged only once durable and
+ * applied; a refit publishes only a corrector that beat the published one
+ * on held-out pairs, checkpointed before it is published; versions grow
+ * by one per publish.
+ */
+#ifndef FRESH_ENGINE_H
+#define FRESH_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "corrector.h"
+#include "index.h"
+#include "model.h"
+#include "pool.h"
+#include "record.h"
+#include "status.h"
+#include "trainer.h"
+#include "wal.h"
+
+enum fresh_log_level { FRESH_LOG_INFO, FRESH_LOG_WARN, FRESH_LOG_ERROR };
+
+/* Receives the engine's events (the core does not print). Thread-safe. */
+typedef void (*fresh_log_fn)(void *ctx, enum fresh_log_level level,
+			     const char *msg);
+
+struct fresh_engine_config {
+	const char *data_dir;
+	enum fresh_corrector_kind kind;
+	enum fresh_activation act;
+	size_t hidden;            /* mlp width (256) */
+	size_t fresh_dim;         /* 0: the index's dimension */
+	struct fresh_refit_config refit;
+	size_t max_pairs;         /* buffer capacity (262144) */
+	size_t refit_every_pairs; /* automatic refit after M new pairs; 0 off */
+	double refit_every_seconds; /* ... or T seconds with new pairs; 0 off */
+	int64_t max_step_lag;     /* drop pairs this far behind; 0 keeps all */
+	enum fresh_sync sync;
+	unsigned sync_interval_ms;
+	bool salvage_log;
+	size_t keep_checkpoints;  /* 3 */
+	size_t search_threads;    /* 0: one per CPU */
+	int refit_nice;           /* priority of refit threads (10) */
+	uint64_t compact_bytes;   /* compact the log past this size */
+	fresh_log_fn log;
+	void *log_ctx;
+};
+
+struct fresh_engine_config fresh_engine_config_default(void);
+
+struct fresh_engine;
+
+/*
+ * Opens the engine on idx (the engine takes over the caller's reference)
+ * and the data dir: loads the pair snapshot and the newest valid
+ * checkpoint, replays the log, publishes the recovered model and starts
+ * the refitter. Refuses (with err) a data dir whose corrector has another
+ * shape than cfg asks for. Caller owns *out; close with fresh_engine_close.
+ */
+enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
+				    struct fresh_index *idx,
+				    struct fresh_engine **out,
+				    struct fresh_error *err);
+/* Abandons a running refit, stops the refitter, closes the log. */
+void fresh_engine_close(struct fresh_engine *e);
+
+/* The current model (a new reference: fresh_model_release it). */
+struct fresh_model *fresh_engine_acquire(struct fresh_engine *e);
+/* The pool searches run on (one job at a time; callers serialize). */
+struct fresh_pool *fresh_engine_search_pool(struct fresh_engine *e);
+/* Dimension of fresh vectors (queries for corrected scoring). */
+size_t fresh_engine_fresh_dim(const struct fresh_engine *e);
+
+struct fresh_update_ack {
+	size_t accepted;   /* pairs logged (all of the request's targets) */
+	uint64_t seq;      /* the log record */
+	size_t buffered;   /* targets with a pair held now */
+};
+
+/*
+ * Logs and applies an update, all or nothing. FRESH_NOT_FOUND names an
+ * unknown target id; FRESH_INVALID a bad shape or a query whose positive
+ * is not among the targets; FRESH_IO when it could not be made durable.
+ */
+enum fresh_status fresh_engine_update(struct fresh_engine *e,
+				      const struct fresh_update *u,
+				      struct fresh_update_ack *ack,
+				      struct fresh_error *err);
+/* Empties the pair buffer, durably (a log record). */
+enum fresh_status fresh_engine_clear_pairs(struct fresh_engine *e,
+					   struct fresh_error *err);
+
+/* The outcome of one refit attempt. */
+struct fresh_refit_outcome {
+	bool valid;             /* false before any refit finished */
+	struct fresh_refit_report report;
+	uint64_t version;       /* published version when accepted */
+	uint64_t trained_through; /* newest log record the refit saw */
+	double finished_at;     /* unix time */
+	enum fresh_status status; /* FRESH_OK unless the refit failed */
+};
+
+/*
+ * Asks for a refit. Without wait, returns at once (one is queued or joins
+ * the running one). With wait, returns the outcome of a refit that saw
+ * every update acknowledged before the call (joining a running one that
+ * did, else starting the next); FRESH_CANCELLED when shutting down.
+ */
+enum fresh_status fresh_engine_refit(struct fresh_engine *e, bool wait,
+				     struct fresh_refit_outcome *out);
+
+/* Publishes the identity corrector (version + 1). */
+enum fresh_status fresh_engine_reset(struct fresh_engine *e, uint64_t *version,
+				     struct fresh_error *err);
+
+enum fresh_refit_state {
+	FRESH_REFIT_IDLE,
+	FRESH_REFIT_TRAINING,
+	FRESH_REFIT_MATERIALIZING,
+};
+const char *fresh_refit_state_name(enum fresh_refit_state s);
+
+struct fresh_engine_status {
+	uint64_t version;
+	struct fresh_corrector_shape shape;
+	bool normalize;
+	enum fresh_refit_state state;
+	double progress;          /* 0..1 within the current state */
+	size_t pairs_buffered;
+	uint64_t pairs_total;
+	uint64_t last_seq;        /* newest log record applied */
+	bool have_holdout;        /* the published corrector's, if known */
+	struct fresh_holdout holdout;
+	struct fresh_refit_outcome last; /* the last attempt */
+	uint64_t refits_started, refits_accepted, refits_rejected,
+		refits_failed;
+	double refit_seconds_total;
+	bool writable;            /* the log accepts updates */
+	uint64_t log_bytes;
+	struct fresh_wal_stats wal;
+};
+void fresh_engine_status(struct fresh_engine *e, struct fresh_engine_status *st);
+
+/*
+ * What the corrector does to one target: stale (d floats), corrected (as
+ * scored, fresh_dim floats; *corrected_ok false when corrected scoring is
+ * not ready) and the buffered fresh vector (fresh_dim floats) with its
+ * step. FRESH_NOT_FOUND for an unknown id.
+ */
+struct fresh_target_view {
+	bool corrected_ok, has_fresh, has_step;
+	int64_t step;
+	uint64_t version;
+};
+enum fresh_status fresh_engine_target(struct fresh_engine *e, uint64_t id,
+				      float *stale, float *corrected,
+				      float *fresh,
+				      struct fresh_target_view *view);
+
+/* The current corrector as a checkpoint (malloc'ed; free()). */
+enum fresh_status fresh_engine_checkpoint_get(struct fresh_engine *e,
+					      void **buf, size_t *len,
+					      uint64_t *version);
+/*
+ * Installs a checkpoint: FRESH_CHECKSUM/FRESH_FORMAT for a damaged one,
+ * FRESH_CONFLICT for another shape, or an older version unless force.
+ */
+enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
+					      const void *buf, size_t len,
+					      bool force, uint64_t *version,
+					      struct fresh_error *err);
+
+#endif

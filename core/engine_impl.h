@@ -1,0 +1,85 @@
+/*
+ * engine_impl.h - the engine's state, shared by engine.c (open, updates,
+ * queries of state, publishes from the API) and refitter.c (the background
+ * worker). Not part of the core's interface.
+ *
+ * Locks, in the order they may nest:
+ *   wal.mu (inside fresh_wal_*)  ->  mu
+ *   publish_mu  ->  swap.mu (inside fresh_swap_*)
+ *   publish_mu  ->  mu
+ * mu guards the pair buffer and every field marked (mu); publish_mu
+ * serializes publishing (refit, reset, checkpoint install) so versions are
+ * assigned once each. Searches take only swap.mu.
+ */
+#ifndef FRESH_ENGINE_IMPL_H
+#define FRESH_ENGINE_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "engine.h"
+#include "pairs.h"
+#include "swap.h"
+#include "wal.h"
+
+struct fresh_engine {
+	struct fresh_engine_config cfg;
+	char data_dir[4096];
+	struct fresh_corrector_shape shape;
+	struct fresh_index *index; /* the index models are built on */
+
+	struct fresh_swap swap;
+	struct fresh_pool *search_pool, *refit_pool;
+	struct fresh_wal *wal;
+
+	pthread_mutex_t publish_mu;
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv, done_cv;
+	struct fresh_pairs *pairs;                /* (mu) */
+	uint64_t applied_seq, pairs_total;        /* (mu) */
+	uint64_t pairs_since_refit;               /* (mu) */
+	double last_refit_start;                  /* (mu), monotonic */
+	bool have_holdout;                        /* (mu) */
+	struct fresh_holdout holdout;             /* (mu) */
+	struct fresh_refit_outcome last;          /* (mu) */
+	uint64_t refits_started, refits_accepted, refits_rejected,
+		refits_failed;                    /* (mu) */
+	double refit_seconds_total;               /* (mu) */
+
+	/* The refitter (mu). */
+	pthread_t worker;
+	bool worker_started, stopping, requested, compact_requested;
+	bool running;
+	uint64_t started_gen, done_gen, running_seq;
+	enum fresh_refit_state state;
+	struct fresh_progress train_prog, build_prog;
+	atomic_bool cancel;
+};
+
+void fresh_engine_logf(struct fresh_engine *e, enum fresh_log_level level,
+		       const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+double fresh_engine_now(void);     /* monotonic seconds */
+double fresh_engine_walltime(void); /* unix seconds */
+
+/* A corrector of the engine's shape with all parameters zero. */
+enum fresh_status fresh_engine_new_corrector(struct fresh_engine *e,
+					     struct fresh_corrector **out,
+					     struct fresh_error *err);
+
+/*
+ * Under publish_mu: gives m (built on e->index) the next version, writes
+ * its checkpoint, publishes it and prunes old checkpoints. On failure m is
+ * released and nothing is published.
+ */
+enum fresh_status fresh_engine_publish_locked(struct fresh_engine *e,
+					      struct fresh_model *m,
+					      uint64_t version,
+					      struct fresh_error *err);
+
+/* refitter.c */
+enum fresh_status fresh_refitter_start(struct fresh_engine *e);
+void fresh_refitter_stop(struct fresh_engine *e);
+
+#endif
