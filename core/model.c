@@ -20,6 +20,7 @@
 
 #include "blas.h"
 #include "mem.h"
+#include "sample.h"
 #include "scan.h"
 
 #define CHUNK_ROWS ((size_t)1024)
@@ -305,17 +306,30 @@ enum fresh_status fresh_model_prepare_queries(const struct fresh_model *m,
 	return FRESH_OK;
 }
 
-enum fresh_status fresh_model_search(const struct fresh_model *m,
-				     struct fresh_pool *pool,
-				     enum fresh_scoring scoring,
-				     const float *q, size_t b, size_t k,
-				     const struct fresh_exclusion *excl,
-				     struct fresh_hit *hits, size_t *counts)
+/*
+ * Runs a selection over the plan for scoring: folds the queries when the
+ * plan needs it, then calls select_fn. Shared by search and sampling.
+ */
+struct selection {
+	size_t k;
+	const struct fresh_exclusion *excl;
+	const float *temps;     /* sampling only */
+	const uint64_t *seeds;  /* sampling only */
+	struct fresh_hit *hits;
+	float *logprob;         /* sampling only */
+	size_t *counts;
+};
+
+static enum fresh_status run_selection(const struct fresh_model *m,
+				       struct fresh_pool *pool,
+				       enum fresh_scoring scoring,
+				       const float *q, size_t b,
+				       const struct selection *sel)
 {
 	struct fresh_scan_plan plan;
 	struct fresh_queries qs = {q, b, NULL};
 	float *q2 = NULL, *off = NULL;
-	enum fresh_status st;
+	enum fresh_status st = FRESH_OK;
 
 	if (scoring == FRESH_SCORING_CORRECTED && !m->can_correct)
 		return FRESH_NOT_READY;
@@ -323,21 +337,50 @@ enum fresh_status fresh_model_search(const struct fresh_model *m,
 	if (plan.fold) {
 		q2 = fresh_alloc(b, plan.matrix.dim * sizeof(float));
 		off = malloc(b * sizeof *off);
-		if (!q2 || !off) {
+		if (!q2 || !off)
 			st = FRESH_NOMEM;
-			goto out;
-		}
-		st = fresh_model_prepare_queries(m, &plan, q, b, q2, off);
-		if (st != FRESH_OK)
-			goto out;
+		if (st == FRESH_OK)
+			st = fresh_model_prepare_queries(m, &plan, q, b, q2,
+							 off);
 		qs.q = q2;
 		qs.offset = off;
 	}
-	st = fresh_topk(pool, &plan.matrix, &qs, k, excl, hits, counts);
-out:
+	if (st == FRESH_OK && sel->temps)
+		st = fresh_sample(pool, &plan.matrix, &qs, sel->k, sel->excl,
+				  sel->temps, sel->seeds, sel->hits,
+				  sel->logprob, sel->counts);
+	else if (st == FRESH_OK)
+		st = fresh_topk(pool, &plan.matrix, &qs, sel->k, sel->excl,
+				sel->hits, sel->counts);
 	fresh_free(q2);
 	free(off);
 	return st;
+}
+
+enum fresh_status fresh_model_search(const struct fresh_model *m,
+				     struct fresh_pool *pool,
+				     enum fresh_scoring scoring,
+				     const float *q, size_t b, size_t k,
+				     const struct fresh_exclusion *excl,
+				     struct fresh_hit *hits, size_t *counts)
+{
+	struct selection sel = {k, excl, NULL, NULL, hits, NULL, counts};
+
+	return run_selection(m, pool, scoring, q, b, &sel);
+}
+
+enum fresh_status fresh_model_sample(const struct fresh_model *m,
+				     struct fresh_pool *pool,
+				     enum fresh_scoring scoring,
+				     const float *q, size_t b, size_t n,
+				     const struct fresh_exclusion *excl,
+				     const float *temps, const uint64_t *seeds,
+				     struct fresh_hit *hits, float *logprob,
+				     size_t *counts)
+{
+	struct selection sel = {n, excl, temps, seeds, hits, logprob, counts};
+
+	return run_selection(m, pool, scoring, q, b, &sel);
 }
 
 enum fresh_status fresh_model_corrected_rows(const struct fresh_model *m,

@@ -85,6 +85,19 @@ enum fresh_status fresh_model_search(const struct fresh_model *m,
 				     struct fresh_hit *hits, size_t *counts);
 
 /*
+ * Hard negatives sampled from softmax(score / temps[q]) under the given
+ * scoring (see sample.h for the method and the outputs).
+ */
+enum fresh_status fresh_model_sample(const struct fresh_model *m,
+				     struct fresh_pool *pool,
+				     enum fresh_scoring scoring,
+				     const float *q, size_t b, size_t n,
+				     const struct fresh_exclusion *excl,
+				     const float *temps, const uint64_t *seeds,
+				     struct fresh_hit *hits, float *logprob,
+				     size_t *counts);
+
+/*
  * The corrected vectors of rows[0..n) as scored (normalized when the
  * corrector normalizes), into out (n x d_out).
  */

@@ -28,6 +28,9 @@
  */
 #define SMALL_BATCH ((size_t)16)
 #define SMALL_ROW_BLOCK ((size_t)128)
+_Static_assert(ROW_BLOCK <= FRESH_SCAN_MAX_TILE_ROWS &&
+		       SMALL_ROW_BLOCK <= FRESH_SCAN_MAX_TILE_ROWS,
+	       "tiles must fit consumers' row buffers");
 #define TASKS_PER_THREAD 8
 
 struct scan_job {

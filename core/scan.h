@@ -18,6 +18,9 @@
 #include "pool.h"
 #include "status.h"
 
+/* No tile has more rows than this (consumers may size buffers by it). */
+#define FRESH_SCAN_MAX_TILE_ROWS ((size_t)1024)
+
 struct fresh_matrix {
 	const float *x;         /* n x dim, row-major */
 	size_t n, dim;

@@ -1,0 +1,230 @@
+/*
+ * test_sample.c - Gumbel-top-k sampling: first-draw frequencies match the
+ * softmax (chi-square), log-probabilities equal a direct computation,
+ * draws are distinct and never excluded, results do not depend on the
+ * thread count, and n beyond what remains returns all of it.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+#include "sample.h"
+#include "testutil.h"
+
+#define N 20
+#define D 4
+
+static float x[N * D];
+static uint64_t ids[N];
+
+static void make(void)
+{
+	struct tu_rng r = {3};
+	tu_fill_normal(&r, x, N * D);
+	for (size_t i = 0; i < N; i++)
+		ids[i] = 100 + 3 * i;
+}
+
+/* Exact softmax of score / t over rows not in excl. */
+static void softmax(const float *q, float t, const bool *excluded, double *p)
+{
+	double z[N], m = -INFINITY, s = 0.0;
+
+	for (size_t i = 0; i < N; i++) {
+		double sc = 0.0;
+		for (size_t c = 0; c < D; c++)
+			sc += (double)q[c] * x[i * D + c];
+		z[i] = sc / t;
+		if (!excluded[i] && z[i] > m)
+			m = z[i];
+	}
+	for (size_t i = 0; i < N; i++)
+		if (!excluded[i])
+			s += exp(z[i] - m);
+	for (size_t i = 0; i < N; i++)
+		p[i] = excluded[i] ? 0.0 : exp(z[i] - m) / s;
+}
+
+static size_t row_of(uint64_t id)
+{
+	return (size_t)(id - 100) / 3;
+}
+
+/* Draws `draws` single samples with seeds 0.. and returns chi-square. */
+static double chi_square(struct fresh_pool *pool, const float *q, float t,
+			 const struct fresh_exclusion *ex, const bool *excluded,
+			 size_t draws)
+{
+	struct fresh_matrix m = {x, N, D, ids, NULL};
+	size_t b = 500, got[N] = {0};
+	float *qs = malloc(b * D * sizeof *qs), *temps = malloc(b * sizeof *temps);
+	uint64_t *seeds = malloc(b * sizeof *seeds);
+	struct fresh_hit *hits = malloc(b * sizeof *hits);
+	float *lp = malloc(b * sizeof *lp);
+	size_t *counts = malloc(b * sizeof *counts);
+	struct fresh_exclusion *exs = malloc(b * sizeof *exs);
+	double p[N], chi = 0.0;
+
+	softmax(q, t, excluded, p);
+	for (size_t i = 0; i < b; i++) {
+		memcpy(qs + i * D, q, D * sizeof *q);
+		temps[i] = t;
+		exs[i] = ex ? *ex : (struct fresh_exclusion){NULL, 0};
+	}
+	for (size_t done = 0; done < draws; done += b) {
+		struct fresh_queries batch = {qs, b, NULL};
+		for (size_t i = 0; i < b; i++)
+			seeds[i] = fresh_sample_seed(12345, done + i);
+		ck_assert_int_eq(fresh_sample(pool, &m, &batch, 1, exs, temps,
+					      seeds, hits, lp, counts),
+				 FRESH_OK);
+		for (size_t i = 0; i < b; i++) {
+			size_t r = row_of(hits[i].id);
+			ck_assert_uint_eq(counts[i], 1);
+			ck_assert(!excluded[r]);
+			/* logprob is the exact softmax log-probability. */
+			ck_assert_msg(fabs(lp[i] - log(p[r])) < 1e-4,
+				      "logprob %g vs %g", lp[i], log(p[r]));
+			got[r]++;
+		}
+	}
+	for (size_t i = 0; i < N; i++) {
+		double want = p[i] * (double)draws;
+		if (excluded[i])
+			continue;
+		chi += (got[i] - want) * (got[i] - want) / want;
+	}
+	free(qs);
+	free(temps);
+	free(seeds);
+	free(hits);
+	free(lp);
+	free(counts);
+	free(exs);
+	return chi;
+}
+
+START_TEST(first_draw_follows_softmax)
+{
+	struct fresh_pool *pool;
+	float q[D] = {0.9f, -0.4f, 0.3f, 0.7f};
+	bool none[N] = {false};
+	double chi;
+
+	make();
+	ck_assert_int_eq(fresh_pool_create(2, 0, &pool), FRESH_OK);
+	/* 19 degrees of freedom: P(chi2 > 43.8) = 0.001. */
+	chi = chi_square(pool, q, 1.0f, NULL, none, 20000);
+	ck_assert_msg(chi < 43.8, "chi-square %g at T=1", chi);
+	chi = chi_square(pool, q, 0.5f, NULL, none, 20000);
+	ck_assert_msg(chi < 43.8, "chi-square %g at T=0.5", chi);
+	fresh_pool_free(pool);
+}
+END_TEST
+
+START_TEST(exclusions_are_never_drawn)
+{
+	struct fresh_pool *pool;
+	float q[D] = {0.5f, 0.5f, -0.2f, 0.1f};
+	size_t rows[3] = {2, 7, 11};
+	struct fresh_exclusion ex = {rows, 3};
+	bool excluded[N] = {false};
+	double chi;
+
+	make();
+	excluded[2] = excluded[7] = excluded[11] = true;
+	ck_assert_int_eq(fresh_pool_create(3, 0, &pool), FRESH_OK);
+	/* 16 degrees of freedom: P(chi2 > 39.3) = 0.001. */
+	chi = chi_square(pool, q, 1.0f, &ex, excluded, 20000);
+	ck_assert_msg(chi < 39.3, "chi-square %g", chi);
+	fresh_pool_free(pool);
+}
+END_TEST
+
+START_TEST(draws_distinct_reproducible_thread_independent)
+{
+	struct fresh_pool *p1, *p3;
+	struct fresh_matrix m = {x, N, D, ids, NULL};
+	float q[2 * D] = {1, 0, 0, 0, 0, 1, 1, 0}, temps[2] = {1.0f, 2.0f};
+	uint64_t seeds[2] = {7, 8};
+	struct fresh_queries qs = {q, 2, NULL};
+	struct fresh_hit a[2 * 25], b[2 * 25];
+	float la[2 * 25], lb[2 * 25];
+	size_t ca[2], cb[2];
+
+	make();
+	ck_assert_int_eq(fresh_pool_create(1, 0, &p1), FRESH_OK);
+	ck_assert_int_eq(fresh_pool_create(3, 0, &p3), FRESH_OK);
+	ck_assert_int_eq(fresh_sample(p1, &m, &qs, 25, NULL, temps, seeds, a,
+				      la, ca),
+			 FRESH_OK);
+	ck_assert_int_eq(fresh_sample(p3, &m, &qs, 25, NULL, temps, seeds, b,
+				      lb, cb),
+			 FRESH_OK);
+	/* n beyond N: everything, each once. */
+	ck_assert_uint_eq(ca[0], N);
+	ck_assert_uint_eq(ca[1], N);
+	ck_assert_mem_eq(ca, cb, sizeof ca);
+	for (size_t q2 = 0; q2 < 2; q2++) {
+		bool seen[N] = {false};
+		double total = 0.0;
+		for (size_t i = 0; i < N; i++) {
+			size_t r = row_of(a[q2 * 25 + i].id);
+			ck_assert(!seen[r]);
+			seen[r] = true;
+			ck_assert_uint_eq(a[q2 * 25 + i].id, b[q2 * 25 + i].id);
+			ck_assert_float_eq(la[q2 * 25 + i], lb[q2 * 25 + i]);
+			total += exp(la[q2 * 25 + i]);
+		}
+		/* Over all targets the probabilities sum to one. */
+		ck_assert_double_eq_tol(total, 1.0, 1e-5);
+	}
+	fresh_pool_free(p1);
+	fresh_pool_free(p3);
+}
+END_TEST
+
+START_TEST(refuses_bad_arguments)
+{
+	struct fresh_pool *pool;
+	struct fresh_matrix m = {x, N, D, ids, NULL};
+	float q[D] = {0}, t = 0.0f;
+	uint64_t seed = 1;
+	struct fresh_queries qs = {q, 1, NULL};
+	struct fresh_hit h[1];
+	float lp[1];
+	size_t c[1];
+
+	make();
+	ck_assert_int_eq(fresh_pool_create(1, 0, &pool), FRESH_OK);
+	ck_assert_int_eq(fresh_sample(pool, &m, &qs, 1, NULL, &t, &seed, h, lp,
+				      c),
+			 FRESH_INVALID);
+	t = 1.0f;
+	ck_assert_int_eq(fresh_sample(pool, &m, &qs, 0, NULL, &t, &seed, h, lp,
+				      c),
+			 FRESH_INVALID);
+	fresh_pool_free(pool);
+}
+END_TEST
+
+static Suite *sample_suite(void)
+{
+	Suite *s = suite_create("sample");
+	TCase *tc = tcase_create("gumbel");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, first_draw_follows_softmax);
+	tcase_add_test(tc, exclusions_are_never_drawn);
+	tcase_add_test(tc, draws_distinct_reproducible_thread_independent);
+	tcase_add_test(tc, refuses_bad_arguments);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return tu_run(sample_suite());
+}
