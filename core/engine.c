@@ -367,6 +367,11 @@ fail:
 	return st;
 }
 
+void fresh_engine_stop_refits(struct fresh_engine *e)
+{
+	fresh_refitter_stop(e);
+}
+
 void fresh_engine_close(struct fresh_engine *e)
 {
 	if (!e)

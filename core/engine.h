@@ -68,7 +68,12 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 				    struct fresh_index *idx,
 				    struct fresh_engine **out,
 				    struct fresh_error *err);
-/* Abandons a running refit, stops the refitter, closes the log. */
+/*
+ * Abandons a running refit and stops the refitter; callers waiting for a
+ * refit get FRESH_CANCELLED. Everything else keeps working. Idempotent.
+ */
+void fresh_engine_stop_refits(struct fresh_engine *e);
+/* Stops refits (as above), closes the log, frees. Accepts NULL. */
 void fresh_engine_close(struct fresh_engine *e);
 
 /* The current model (a new reference: fresh_model_release it). */

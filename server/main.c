@@ -1,0 +1,138 @@
+/*
+ * main.c - freshd: parse flags, load the index, open the engine, serve
+ * until SIGTERM or SIGINT, shut down in order.
+ *
+ * Signals are blocked before any thread starts, so every thread inherits
+ * the mask and only the main thread, in sigwait, ever sees them.
+ * Shutdown: stop accepting, abandon a running refit (its pairs are in the
+ * log), let in-flight requests finish, stop the dispatcher, close the
+ * engine (which syncs the log).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+static void engine_log(void *ctx, enum fresh_log_level level, const char *msg)
+{
+	(void)ctx;
+	srv_log(level == FRESH_LOG_ERROR  ? SRV_ERROR
+		: level == FRESH_LOG_WARN ? SRV_WARN
+					  : SRV_INFO,
+		"%s", msg);
+}
+
+static int die(const char *msg)
+{
+	fprintf(stderr, "freshd: %s\n", msg);
+	return 1;
+}
+
+static double unix_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int load_index(struct srv_server *srv, struct fresh_index **idx)
+{
+	struct fresh_error err;
+	char msg[700];
+
+	if (srv->cfg.demo) {
+		if (fresh_demo_create(srv->cfg.demo_size, srv->cfg.demo_dim,
+				      srv->cfg.seed, &srv->demo) != FRESH_OK)
+			return die("out of memory building the demo corpus");
+		*idx = fresh_demo_index(srv->demo);
+		srv_log(SRV_INFO, "demo corpus: %zu targets x %zu (seed %llu)",
+			srv->cfg.demo_size, srv->cfg.demo_dim,
+			(unsigned long long)srv->cfg.seed);
+	} else if (fresh_index_load(srv->cfg.index_path, srv->cfg.ids_path, idx,
+				    &err) != FRESH_OK) {
+		snprintf(msg, sizeof msg, "%s", err.msg);
+		return die(msg);
+	} else {
+		srv_log(SRV_INFO, "index %s: %zu targets x %zu",
+			srv->cfg.index_path, fresh_index_size(*idx),
+			fresh_index_dim(*idx));
+	}
+	srv->index_loaded_at = unix_now();
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct srv_server srv;
+	struct srv_http *http = NULL;
+	struct fresh_index *idx = NULL;
+	struct fresh_error ferr;
+	char err[1024];
+	sigset_t set;
+	int sig = 0;
+
+	switch (srv_config_parse(argc, argv, &srv.cfg, err, sizeof err)) {
+	case SRV_CONFIG_EXIT:
+		return 0;
+	case SRV_CONFIG_ERROR:
+		fprintf(stderr, "freshd: %s\n", err);
+		return 2;
+	case SRV_CONFIG_OK:
+		break;
+	}
+	srv_log_setup(srv.cfg.log_json, (enum srv_level)srv.cfg.log_level);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	srv.started_at = unix_now();
+
+	if (srv.cfg.api_key_file &&
+	    !srv_read_key(srv.cfg.api_key_file, srv.write_key,
+			  sizeof srv.write_key, err, sizeof err))
+		return die(err);
+	if (srv.cfg.read_key_file &&
+	    !srv_read_key(srv.cfg.read_key_file, srv.read_key,
+			  sizeof srv.read_key, err, sizeof err))
+		return die(err);
+	if (load_index(&srv, &idx) != 0)
+		return 1;
+	srv.cfg.engine.log = engine_log;
+	if (fresh_engine_open(&srv.cfg.engine, idx, &srv.engine, &ferr) !=
+	    FRESH_OK) {
+		fresh_demo_free(srv.demo);
+		return die(ferr.msg);
+	}
+	if (srv_dispatch_start(srv.engine, srv.cfg.max_batch, srv.cfg.max_queue,
+			       &srv.dispatch) != FRESH_OK) {
+		fresh_engine_close(srv.engine);
+		return die("cannot start the search dispatcher");
+	}
+	if (srv_http_start(&srv, &http, err, sizeof err) != FRESH_OK) {
+		srv_dispatch_stop(srv.dispatch);
+		fresh_engine_close(srv.engine);
+		fresh_demo_free(srv.demo);
+		return die(err);
+	}
+	srv_log(SRV_INFO, "ready: corrector %s, data dir %s",
+		fresh_corrector_kind_name(srv.cfg.engine.kind),
+		srv.cfg.engine.data_dir);
+
+	while (sigwait(&set, &sig) != 0)
+		;
+	srv_log(SRV_INFO, "signal %d: shutting down", sig);
+	srv_http_quiesce(http);
+	fresh_engine_stop_refits(srv.engine);
+	srv_http_stop(http);
+	srv_dispatch_stop(srv.dispatch);
+	fresh_engine_close(srv.engine);
+	fresh_demo_free(srv.demo);
+	srv_log(SRV_INFO, "stopped");
+	return 0;
+}
