@@ -370,13 +370,14 @@ fail:
 void fresh_engine_stop_refits(struct fresh_engine *e)
 {
 	fresh_refitter_stop(e);
+	fresh_reload_join(e);
 }
 
 void fresh_engine_close(struct fresh_engine *e)
 {
 	if (!e)
 		return;
-	fresh_refitter_stop(e);
+	fresh_engine_stop_refits(e);
 	fresh_wal_close(e->wal);
 	fresh_swap_destroy(&e->swap);
 	fresh_pairs_free(e->pairs);
@@ -414,7 +415,19 @@ static bool among(const uint64_t *ids, size_t n, uint64_t id)
 	return false;
 }
 
+struct fresh_index *fresh_engine_index(struct fresh_engine *e)
+{
+	struct fresh_index *idx;
+
+	pthread_mutex_lock(&e->mu);
+	idx = e->index;
+	fresh_index_retain(idx);
+	pthread_mutex_unlock(&e->mu);
+	return idx;
+}
+
 static enum fresh_status check_update(struct fresh_engine *e,
+				      const struct fresh_index *idx,
 				      const struct fresh_update *u,
 				      struct fresh_error *err)
 {
@@ -430,7 +443,7 @@ static enum fresh_status check_update(struct fresh_engine *e,
 	if (u->n_targets > UINT32_MAX || u->n_queries > UINT32_MAX)
 		return fresh_fail(err, FRESH_INVALID, "too many targets");
 	for (size_t i = 0; i < u->n_targets; i++) {
-		if (!fresh_index_find(e->index, u->ids[i], &row))
+		if (!fresh_index_find(idx, u->ids[i], &row))
 			return fresh_fail(err, FRESH_NOT_FOUND,
 					  "targets[%zu].id: unknown target id "
 					  "%" PRIu64,
@@ -475,10 +488,12 @@ enum fresh_status fresh_engine_update(struct fresh_engine *e,
 				      struct fresh_update_ack *ack,
 				      struct fresh_error *err)
 {
+	struct fresh_index *idx = fresh_engine_index(e);
 	size_t size;
 	void *rec;
-	enum fresh_status st = check_update(e, u, err);
+	enum fresh_status st = check_update(e, idx, u, err);
 
+	fresh_index_release(idx);
 	if (st != FRESH_OK)
 		return st;
 	size = fresh_record_size(u);

@@ -169,6 +169,45 @@ enum fresh_status fresh_engine_target(struct fresh_engine *e, uint64_t id,
 				      float *fresh,
 				      struct fresh_target_view *view);
 
+/*
+ * Index reload: load a re-embedded index in the background and swap it in
+ * (API.md "Index reload"). path and ids_path (may be NULL) are resolved
+ * against the data dir and must stay inside it. Returns at once:
+ * FRESH_INVALID (err) for a path outside the data dir or missing,
+ * FRESH_CONFLICT while another reload runs. On success the new index is
+ * published with the identity corrector (version + 1), the pair buffer
+ * and the log's pairs are cleared, and the choice is recorded in the data
+ * dir so that a restart serves the reloaded index.
+ */
+enum fresh_reload_state {
+	FRESH_RELOAD_NONE,
+	FRESH_RELOAD_LOADING,
+	FRESH_RELOAD_DONE,
+	FRESH_RELOAD_FAILED,
+};
+struct fresh_reload_status {
+	enum fresh_reload_state state;
+	char path[4096];
+	char error[512];
+	double started_at, finished_at; /* unix time */
+	uint64_t version;               /* published, when done */
+};
+enum fresh_status fresh_engine_reload(struct fresh_engine *e, const char *path,
+				      const char *ids_path,
+				      struct fresh_error *err);
+void fresh_engine_reload_status(struct fresh_engine *e,
+				struct fresh_reload_status *out);
+const char *fresh_reload_state_name(enum fresh_reload_state s);
+
+/*
+ * Where a previous reload recorded the index to serve from data_dir:
+ * FRESH_OK with the paths (ids_path empty when none), FRESH_NOT_FOUND when
+ * none was recorded.
+ */
+enum fresh_status fresh_engine_recorded_index(const char *data_dir,
+					      char *path, size_t cap,
+					      char *ids_path, size_t ids_cap);
+
 /* The current corrector as a checkpoint (malloc'ed; free()). */
 enum fresh_status fresh_engine_checkpoint_get(struct fresh_engine *e,
 					      void **buf, size_t *len,

@@ -26,7 +26,9 @@ struct fresh_engine {
 	struct fresh_engine_config cfg;
 	char data_dir[4096];
 	struct fresh_corrector_shape shape;
-	struct fresh_index *index; /* the index models are built on */
+	/* The index models are built on: written under publish_mu and mu,
+	 * read under either. */
+	struct fresh_index *index;
 
 	struct fresh_swap swap;
 	struct fresh_pool *search_pool, *refit_pool;
@@ -54,6 +56,11 @@ struct fresh_engine {
 	enum fresh_refit_state state;
 	struct fresh_progress train_prog, build_prog;
 	atomic_bool cancel;
+
+	/* Index reload (reload.c), (mu). */
+	pthread_t reloader;
+	bool reload_thread; /* a reloader was started and not yet joined */
+	struct fresh_reload_status reload;
 };
 
 void fresh_engine_logf(struct fresh_engine *e, enum fresh_log_level level,
@@ -77,6 +84,12 @@ enum fresh_status fresh_engine_publish_locked(struct fresh_engine *e,
 					      struct fresh_model *m,
 					      uint64_t version,
 					      struct fresh_error *err);
+
+/* The current index, retained (release it). */
+struct fresh_index *fresh_engine_index(struct fresh_engine *e);
+
+/* reload.c: joins a finished or running reloader. */
+void fresh_reload_join(struct fresh_engine *e);
 
 /* refitter.c */
 enum fresh_status fresh_refitter_start(struct fresh_engine *e);

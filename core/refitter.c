@@ -76,13 +76,13 @@ static void compact(struct fresh_engine *e)
 	st = fresh_pairs_snapshot(e->pairs, 0, &snap);
 	meta.through_seq = e->applied_seq;
 	meta.total = e->pairs_total;
+	meta.fingerprint = fresh_index_fingerprint(e->index);
 	pthread_mutex_unlock(&e->mu);
 	if (st != FRESH_OK) {
 		fresh_engine_logf(e, FRESH_LOG_WARN,
 				  "log compaction skipped: out of memory");
 		return;
 	}
-	meta.fingerprint = fresh_index_fingerprint(e->index);
 	snprintf(path, sizeof path, "%s/pairs.snap", e->data_dir);
 	st = fresh_pairs_file_save(path, &snap, &meta, &err);
 	if (st == FRESH_OK)

@@ -128,24 +128,45 @@ void srv_api_readyz(struct srv_request *req, struct srv_reply *r)
 	srv_reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
 }
 
+static json_t *reload_json(struct srv_server *srv)
+{
+	struct fresh_reload_status rs;
+
+	fresh_engine_reload_status(srv->engine, &rs);
+	if (rs.state == FRESH_RELOAD_NONE)
+		return json_null();
+	return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o}", "state",
+			 fresh_reload_state_name(rs.state), "path", rs.path,
+			 "started_at", iso_time(rs.started_at), "finished_at",
+			 rs.finished_at > 0 ? iso_time(rs.finished_at)
+					    : json_null(),
+			 "error", rs.error[0] ? json_string(rs.error) : json_null(),
+			 "version",
+			 rs.version ? json_integer((json_int_t)rs.version)
+				    : json_null());
+}
+
 void srv_api_info(struct srv_request *req, struct srv_reply *r)
 {
 	struct srv_server *srv = req->srv;
 	struct fresh_model *m = fresh_engine_acquire(srv->engine);
 	struct fresh_index *idx = fresh_model_index(m);
+	struct fresh_reload_status rs;
 	char fp[32];
 	json_t *j;
 
+	fresh_engine_reload_status(srv->engine, &rs);
 	snprintf(fp, sizeof fp, "%016" PRIx64, fresh_index_fingerprint(idx));
-	j = json_pack("{s:I,s:I,s:I,s:o,s:{s:s,s:o,s:s},s:s,s:f}", "targets",
-		      (json_int_t)fresh_index_size(idx), "dim",
+	j = json_pack("{s:I,s:I,s:I,s:o,s:{s:s,s:o,s:s,s:o},s:s,s:f}",
+		      "targets", (json_int_t)fresh_index_size(idx), "dim",
 		      (json_int_t)fresh_index_dim(idx), "fresh_dim",
 		      (json_int_t)fresh_engine_fresh_dim(srv->engine),
 		      "corrector", srv_corrector_json(srv), "index", "source",
 		      fresh_index_source(idx), "loaded_at",
-		      iso_time(srv->index_loaded_at), "fingerprint", fp,
-		      "version", FRESHD_VERSION, "uptime_s",
-		      (double)time(NULL) - srv->started_at);
+		      iso_time(rs.state == FRESH_RELOAD_DONE ? rs.finished_at
+							    : srv->index_loaded_at),
+		      "fingerprint", fp, "reload", reload_json(srv), "version", FRESHD_VERSION,
+		      "uptime_s", (double)time(NULL) - srv->started_at);
 	fresh_model_release(m);
 	srv_reply_json(r, 200, j);
 }

@@ -247,9 +247,37 @@ void srv_api_checkpoint_put(struct srv_request *req, struct srv_reply *r)
 
 void srv_api_reload(struct srv_request *req, struct srv_reply *r)
 {
+	static const char *const keys[] = {"path", "ids_path", NULL};
+	struct fresh_error ferr;
 	struct srv_error e;
+	json_t *body = NULL, *path, *ids;
+	enum fresh_status st;
 
-	(void)req;
-	srv_fail(&e, 503, "not_ready", "index reload is not available yet");
+	if (!srv_parse_body(req->body, req->body_len, false, &body, &e) ||
+	    !srv_check_keys(body, keys, &e))
+		goto fail;
+	path = json_object_get(body, "path");
+	ids = json_object_get(body, "ids_path");
+	if (!json_is_string(path)) {
+		srv_bad(&e, "path: %s", path ? "expected a string" : "missing");
+		goto fail;
+	}
+	if (ids && !json_is_null(ids) && !json_is_string(ids)) {
+		srv_bad(&e, "ids_path: expected a string");
+		goto fail;
+	}
+	st = fresh_engine_reload(req->srv->engine, json_string_value(path),
+				 json_is_string(ids) ? json_string_value(ids)
+						     : NULL,
+				 &ferr);
+	if (st != FRESH_OK) {
+		srv_error_from_status(&e, st, ferr.msg);
+		goto fail;
+	}
+	srv_reply_json(r, 202, json_pack("{s:s}", "state", "loading"));
+	json_decref(body);
+	return;
+fail:
 	srv_reply_error(r, &e);
+	json_decref(body);
 }

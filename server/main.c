@@ -42,9 +42,29 @@ static double unix_now(void)
 
 static int load_index(struct srv_server *srv, struct fresh_index **idx)
 {
+	static char ref_path[4096], ref_ids[4096];
 	struct fresh_error err;
 	char msg[700];
 
+	/* A reload recorded in the data dir wins over --index / --demo. */
+	if (fresh_engine_recorded_index(srv->cfg.engine.data_dir, ref_path,
+					sizeof ref_path, ref_ids,
+					sizeof ref_ids) == FRESH_OK) {
+		srv_log(SRV_WARN,
+			"serving %s, recorded in the data dir by an index "
+			"reload (it overrides %s)",
+			ref_path, srv->cfg.demo ? "--demo" : "--index");
+		srv->cfg.index_path = ref_path;
+		srv->cfg.ids_path = ref_ids[0] ? ref_ids : NULL;
+		if (srv->cfg.demo) {
+			/* The demo encoder still answers the demo endpoints. */
+			if (fresh_demo_create(srv->cfg.demo_size,
+					      srv->cfg.demo_dim, srv->cfg.seed,
+					      &srv->demo) != FRESH_OK)
+				return die("out of memory building the demo");
+		}
+		srv->cfg.demo = false;
+	}
 	if (srv->cfg.demo) {
 		if (fresh_demo_create(srv->cfg.demo_size, srv->cfg.demo_dim,
 				      srv->cfg.seed, &srv->demo) != FRESH_OK)
