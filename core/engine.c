@@ -38,6 +38,7 @@ struct fresh_engine_config fresh_engine_config_default(void)
 	c.hidden = 256;
 	c.refit = fresh_refit_config_default();
 	c.max_pairs = 262144;
+	c.max_queries = 8192;
 	c.refit_every_pairs = 4096;
 	c.refit_every_seconds = 60.0;
 	c.sync = FRESH_SYNC_ALWAYS;
@@ -115,7 +116,10 @@ static void apply_record(void *ctx, uint64_t seq, const void *payload,
 	pthread_mutex_lock(&e->mu);
 	if (type == FRESH_RECORD_CLEAR) {
 		fresh_pairs_clear(e->pairs);
+		fresh_qbuf_clear(e->qbuf);
 	} else if (u.dim == e->shape.d_out) {
+		if (fresh_qbuf_add(e->qbuf, &u, seq) != FRESH_OK)
+			dropped += u.n_queries;
 		for (size_t i = 0; i < u.n_targets; i++) {
 			size_t row;
 			bool kept;
@@ -248,6 +252,11 @@ static enum fresh_status recover_pairs(struct fresh_engine *e,
 	*through = meta.through_seq;
 	e->pairs_total = meta.total;
 	e->applied_seq = meta.through_seq;
+	/* Queries were snapshotted first; keep those the pairs cover. */
+	snprintf(path, sizeof path, "%s/queries.snap", e->data_dir);
+	st = fresh_qbuf_load(e->qbuf, path, meta.through_seq, err);
+	if (st != FRESH_OK && st != FRESH_NOT_FOUND)
+		return st;
 	if (meta.fingerprint != fresh_index_fingerprint(e->index)) {
 		size_t gone = fresh_pairs_filter(e->pairs, id_in_index, e->index);
 		fresh_engine_logf(e, FRESH_LOG_WARN,
@@ -308,7 +317,9 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 		     FRESH_OK ||
 	     fresh_pairs_create(e->shape.d_out,
 				cfg->max_pairs ? cfg->max_pairs : 1,
-				&e->pairs) != FRESH_OK))
+				&e->pairs) != FRESH_OK ||
+	     fresh_qbuf_create(e->shape.d_out, cfg->max_queries, &e->qbuf) !=
+		     FRESH_OK))
 		st = fresh_fail(err, FRESH_NOMEM, "cannot start threads");
 	if (st == FRESH_OK)
 		st = recover_pairs(e, &through, err);
@@ -356,6 +367,7 @@ fail_swap:
 fail:
 	fresh_wal_close(e->wal);
 	fresh_pairs_free(e->pairs);
+	fresh_qbuf_free(e->qbuf);
 	fresh_pool_free(e->search_pool);
 	fresh_pool_free(e->refit_pool);
 	fresh_index_release(e->index);
@@ -381,6 +393,7 @@ void fresh_engine_close(struct fresh_engine *e)
 	fresh_wal_close(e->wal);
 	fresh_swap_destroy(&e->swap);
 	fresh_pairs_free(e->pairs);
+	fresh_qbuf_free(e->qbuf);
 	fresh_pool_free(e->search_pool);
 	fresh_pool_free(e->refit_pool);
 	fresh_index_release(e->index);

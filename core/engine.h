@@ -39,6 +39,7 @@ struct fresh_engine_config {
 	size_t fresh_dim;         /* 0: the index's dimension */
 	struct fresh_refit_config refit;
 	size_t max_pairs;         /* buffer capacity (262144) */
+	size_t max_queries;       /* update queries kept for logits (8192) */
 	size_t refit_every_pairs; /* automatic refit after M new pairs; 0 off */
 	double refit_every_seconds; /* ... or T seconds with new pairs; 0 off */
 	int64_t max_step_lag;     /* drop pairs this far behind; 0 keeps all */

@@ -19,6 +19,7 @@
 
 #include "engine.h"
 #include "pairs.h"
+#include "queries.h"
 #include "swap.h"
 #include "wal.h"
 
@@ -38,6 +39,7 @@ struct fresh_engine {
 	pthread_mutex_t mu;
 	pthread_cond_t work_cv, done_cv;
 	struct fresh_pairs *pairs;                /* (mu) */
+	struct fresh_queries_buf *qbuf;           /* (mu) */
 	uint64_t applied_seq, pairs_total;        /* (mu) */
 	uint64_t pairs_since_refit;               /* (mu) */
 	double last_refit_start;                  /* (mu), monotonic */

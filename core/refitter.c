@@ -64,6 +64,12 @@ static bool wait_for_work(struct fresh_engine *e)
 	return !e->stopping;
 }
 
+/*
+ * Snapshots the buffers, then drops the log they cover. The query groups
+ * are written first (under the same lock as the pairs): a crash between
+ * the two files leaves queries.snap at least as new as pairs.snap, and
+ * loading keeps only the groups the pairs' sequence covers.
+ */
 static void compact(struct fresh_engine *e)
 {
 	struct fresh_pairs_snapshot snap;
@@ -72,15 +78,21 @@ static void compact(struct fresh_engine *e)
 	char path[4200];
 	enum fresh_status st;
 
+	err.msg[0] = '\0';
 	pthread_mutex_lock(&e->mu);
 	st = fresh_pairs_snapshot(e->pairs, 0, &snap);
 	meta.through_seq = e->applied_seq;
 	meta.total = e->pairs_total;
 	meta.fingerprint = fresh_index_fingerprint(e->index);
+	snprintf(path, sizeof path, "%s/queries.snap", e->data_dir);
+	if (st == FRESH_OK)
+		st = fresh_qbuf_save(e->qbuf, path, &err);
 	pthread_mutex_unlock(&e->mu);
 	if (st != FRESH_OK) {
 		fresh_engine_logf(e, FRESH_LOG_WARN,
-				  "log compaction skipped: out of memory");
+				  "log compaction skipped: %s",
+				  err.msg[0] ? err.msg : "out of memory");
+		fresh_pairs_snapshot_free(&snap);
 		return;
 	}
 	snprintf(path, sizeof path, "%s/pairs.snap", e->data_dir);
@@ -102,6 +114,7 @@ static void compact(struct fresh_engine *e)
 static void run_refit(struct fresh_engine *e)
 {
 	struct fresh_pairs_snapshot snap;
+	struct fresh_qgroups groups = {0, NULL};
 	struct fresh_refit_outcome out;
 	struct fresh_corrector *cand = NULL;
 	struct fresh_model *cur, *m = NULL;
@@ -119,6 +132,8 @@ static void run_refit(struct fresh_engine *e)
 	atomic_store(&e->train_prog.done, 0);
 	atomic_store(&e->build_prog.done, 0);
 	st = fresh_pairs_snapshot(e->pairs, e->cfg.max_step_lag, &snap);
+	if (st == FRESH_OK && e->cfg.refit.logit_weight > 0)
+		st = fresh_qbuf_snapshot(e->qbuf, &groups);
 	seq = e->running_seq = e->applied_seq;
 	pthread_mutex_unlock(&e->mu);
 
@@ -127,11 +142,12 @@ static void run_refit(struct fresh_engine *e)
 	cur = fresh_engine_acquire(e);
 	base = fresh_model_version(cur);
 	if (st == FRESH_OK)
-		st = fresh_refit_train(fresh_model_index(cur), &snap,
+		st = fresh_refit_train(fresh_model_index(cur), &snap, &groups,
 				       fresh_model_corrector(cur), &e->cfg.refit,
 				       &e->train_prog, &e->cancel, &cand,
 				       &out.report, &err);
 	fresh_pairs_snapshot_free(&snap);
+	fresh_qgroups_free(&groups);
 	if (st == FRESH_OK && cand) {
 		pthread_mutex_lock(&e->mu);
 		e->state = FRESH_REFIT_MATERIALIZING;

@@ -20,6 +20,7 @@
 
 #include "adam.h"
 #include "hash.h"
+#include "logits.h"
 #include "mem.h"
 #include "ridge.h"
 
@@ -44,6 +45,8 @@ struct fresh_refit_config fresh_refit_config_default(void)
 	c.clip_norm = 10.0f;
 	c.seed = 1;
 	c.normalize = FRESH_NORMALIZE_AUTO;
+	c.logit_weight = 0.0f;
+	c.logit_temperature = 0.05f;
 	return c;
 }
 
@@ -250,7 +253,7 @@ static double rng_normal(uint64_t *state)
 }
 
 struct mlp_state {
-	float *xb, *gb, *y, *dy, *grad, *best, *inv;
+	float *xb, *gb, *y, *dy, *grad, *best, *inv, *scratch;
 	size_t *perm;
 	struct fresh_corrector_ws ws;
 	struct fresh_adam adam;
@@ -265,6 +268,7 @@ static void mlp_state_free(struct mlp_state *m)
 	fresh_free(m->grad);
 	fresh_free(m->best);
 	fresh_free(m->inv);
+	fresh_free(m->scratch);
 	free(m->perm);
 	fresh_corrector_ws_free(&m->ws);
 	fresh_adam_free(&m->adam);
@@ -313,12 +317,19 @@ static void clip(float *g, size_t begin, size_t end, float max_norm)
 	}
 }
 
-static enum fresh_status train_mlp(struct fresh_corrector *c,
-				   const struct split *s,
-				   const struct fresh_refit_config *cfg,
-				   struct fresh_progress *prog,
-				   const atomic_bool *cancel,
-				   struct fresh_refit_report *rep)
+/*
+ * The gradient stage: Adam on the parameters selected by mask, from the
+ * ridge start, on the drift loss plus (with logits) the logit term,
+ * early-stopped on the held-out drift loss.
+ */
+static enum fresh_status train_gradient(struct fresh_corrector *c,
+					const struct split *s,
+					struct fresh_logit_set *logits,
+					unsigned mask,
+					const struct fresh_refit_config *cfg,
+					struct fresh_progress *prog,
+					const atomic_bool *cancel,
+					struct fresh_refit_report *rep)
 {
 	const struct fresh_corrector_shape *sh = fresh_corrector_shape(c);
 	struct fresh_corrector_layout l = fresh_corrector_layout(c);
@@ -333,6 +344,8 @@ static enum fresh_status train_mlp(struct fresh_corrector *c,
 	enum fresh_status st;
 	bool stop = false;
 
+	size_t begin = mask & FRESH_GRAD_LINEAR ? l.a : l.b, next_group = 0;
+
 	memset(&m, 0, sizeof m);
 	/* He initialisation of W1; W2 stays zero so h starts at the ridge. */
 	for (size_t i = 0; i < sh->hidden * d; i++)
@@ -345,9 +358,10 @@ static enum fresh_status train_mlp(struct fresh_corrector *c,
 	m.inv = fresh_alloc(nb_max, sizeof(float));
 	m.grad = fresh_alloc(l.total, sizeof(float));
 	m.best = fresh_alloc(l.total, sizeof(float));
+	m.scratch = fresh_alloc(l.total, sizeof(float));
 	m.perm = malloc(s->ntr * sizeof *m.perm);
 	if (!m.xb || !m.gb || !m.y || !m.dy || !m.inv || !m.grad || !m.best ||
-	    !m.perm) {
+	    !m.scratch || !m.perm) {
 		st = FRESH_NOMEM;
 		goto out;
 	}
@@ -397,11 +411,22 @@ static enum fresh_status train_mlp(struct fresh_corrector *c,
 				continue;
 			}
 			st = fresh_corrector_backward(c, m.xb, nb, m.dy, m.grad,
-						      FRESH_GRAD_MLP, &m.ws);
+						      mask, &m.ws);
 			if (st != FRESH_OK)
 				goto out;
-			clip(m.grad, l.b, l.total, cfg->clip_norm);
-			fresh_adam_step(&m.adam, p, m.grad, l.b, l.total);
+			if (logits && fresh_logits_groups(logits)) {
+				size_t gi = next_group++ %
+					    fresh_logits_groups(logits);
+				if (isnan(fresh_logits_step(logits, c, gi,
+							    cfg->logit_weight,
+							    mask, m.grad,
+							    m.scratch))) {
+					rep->skipped_steps++;
+					continue;
+				}
+			}
+			clip(m.grad, begin, l.total, cfg->clip_norm);
+			fresh_adam_step(&m.adam, p, m.grad, begin, l.total);
 			rep->steps++;
 			stop = rep->steps >= cfg->max_steps ||
 			       now() - t0 > cfg->max_seconds;
@@ -438,6 +463,7 @@ out:
 
 enum fresh_status fresh_refit_train(const struct fresh_index *idx,
 				    const struct fresh_pairs_snapshot *pairs,
+				    const struct fresh_qgroups *groups,
 				    const struct fresh_corrector *current,
 				    const struct fresh_refit_config *cfg,
 				    struct fresh_progress *prog,
@@ -448,6 +474,7 @@ enum fresh_status fresh_refit_train(const struct fresh_index *idx,
 {
 	const struct fresh_corrector_shape *sh = fresh_corrector_shape(current);
 	struct fresh_corrector *cand = NULL;
+	struct fresh_logit_set *logits = NULL;
 	struct fresh_holdout cur;
 	struct split s;
 	double t0 = now();
@@ -488,9 +515,21 @@ enum fresh_status fresh_refit_train(const struct fresh_index *idx,
 	fresh_corrector_set_normalize(cand, rep->normalize);
 	st = fit_affine(cand, &s, rep);
 	rep->method = "ridge";
+	if (st == FRESH_OK && cfg->logit_weight > 0 && groups && groups->n) {
+		st = fresh_logits_prepare(idx, groups, cfg->logit_temperature,
+					  &logits);
+		if (st == FRESH_OK)
+			rep->logit_groups = fresh_logits_groups(logits);
+	}
 	if (st == FRESH_OK && sh->kind == FRESH_CORRECTOR_MLP) {
-		st = train_mlp(cand, &s, cfg, prog, cancel, rep);
-		rep->method = "ridge+mlp";
+		st = train_gradient(cand, &s, logits, FRESH_GRAD_MLP, cfg, prog,
+				    cancel, rep);
+		rep->method = rep->logit_groups ? "ridge+mlp+logits"
+						: "ridge+mlp";
+	} else if (st == FRESH_OK && rep->logit_groups) {
+		st = train_gradient(cand, &s, logits, FRESH_GRAD_LINEAR, cfg,
+				    prog, cancel, rep);
+		rep->method = "ridge+logits";
 	}
 	if (st == FRESH_OK)
 		st = fresh_refit_evaluate(cand, s.xho, s.gho, s.nho,
@@ -525,6 +564,7 @@ enum fresh_status fresh_refit_train(const struct fresh_index *idx,
 	}
 done:
 	fresh_corrector_free(cand);
+	fresh_logits_free(logits);
 	split_free(&s);
 	rep->seconds = now() - t0;
 	return st;

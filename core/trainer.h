@@ -13,6 +13,9 @@
  *     the ridge fit, so the result is never worse than it on held-out pairs;
  *  4. accept only if the candidate's held-out error beats both the
  *     published corrector's and the stale embeddings' (identity's).
+ * With a logit weight and query groups (updates that carried queries), the
+ * gradient stage also minimizes the logit-matching term (logits.h); an
+ * affine corrector then gets that stage too, starting from the ridge fit.
  */
 #ifndef FRESH_TRAINER_H
 #define FRESH_TRAINER_H
@@ -26,6 +29,7 @@
 #include "index.h"
 #include "model.h"
 #include "pairs.h"
+#include "queries.h"
 #include "status.h"
 
 enum fresh_normalize_mode {
@@ -46,6 +50,8 @@ struct fresh_refit_config {
 	float clip_norm;          /* global gradient norm clip (10) */
 	uint64_t seed;            /* initialisation and shuffling */
 	enum fresh_normalize_mode normalize;
+	float logit_weight;       /* weight of the logit-matching term (0) */
+	float logit_temperature;  /* its softmax temperature (0.05) */
 };
 
 struct fresh_refit_config fresh_refit_config_default(void);
@@ -65,20 +71,23 @@ struct fresh_refit_report {
 	size_t pairs, train, held_out;
 	size_t epochs, steps, skipped_steps, rollbacks;
 	double lambda;            /* ridge penalty chosen */
-	const char *method;       /* "ridge", "ridge+mlp" */
+	const char *method;       /* "ridge", "ridge+mlp", "ridge+logits" */
+	size_t logit_groups;      /* query groups the logit term used */
 	bool normalize;
 	double seconds;
 };
 
 /*
- * Trains on pairs (ids must be in idx; unknown ones are skipped) a
- * corrector of current's shape. On FRESH_OK, rep says whether it was
+ * Trains on pairs (ids must be in idx; unknown ones are skipped), and on
+ * groups (may be NULL) when cfg->logit_weight > 0, a corrector of
+ * current's shape. On FRESH_OK, rep says whether it was
  * accepted; if so *out is the new corrector (version and trained-through
  * not yet set; caller owns it), else *out is NULL. prog counts epochs.
  * Errors (FRESH_NOMEM, FRESH_CANCELLED) leave *out NULL.
  */
 enum fresh_status fresh_refit_train(const struct fresh_index *idx,
 				    const struct fresh_pairs_snapshot *pairs,
+				    const struct fresh_qgroups *groups,
 				    const struct fresh_corrector *current,
 				    const struct fresh_refit_config *cfg,
 				    struct fresh_progress *prog,

@@ -18,7 +18,7 @@
 
 #include "log.h"
 
-enum kind { BOOL, STR, SIZE, BYTES, U64, I64, DOUBLE, CHOICE, SYNC };
+enum kind { BOOL, STR, SIZE, BYTES, U64, I64, DOUBLE, FLOAT, CHOICE, SYNC };
 
 struct flag {
 	const char *name;
@@ -103,6 +103,16 @@ static size_t build(struct flag *f, size_t cap, struct srv_config *c,
 		 0, 1e6, NULL},
 		{"refit-max-seconds", DOUBLE, &r->max_seconds, "S",
 		 "time budget of MLP training in a refit", 0.1, 1e6, NULL},
+		{"refit-lr", FLOAT, &r->lr, "LR", "Adam step size of refits", 1e-7,
+		 1.0, NULL},
+		{"logit-weight", FLOAT, &r->logit_weight, "W",
+		 "weight of the logit-matching term over updates' queries "
+		 "(0: off)",
+		 0, 1e6, NULL},
+		{"logit-temperature", FLOAT, &r->logit_temperature, "T",
+		 "softmax temperature of the logit term", 1e-4, 100, NULL},
+		{"max-update-queries", SIZE, &e->max_queries, "N",
+		 "update queries kept for the logit term", 0, 1e9, NULL},
 		{"sync", SYNC, x, "POLICY",
 		 "always (fsync before acknowledging) or interval=MS", 0, 0,
 		 NULL},
@@ -248,7 +258,8 @@ static bool set(const struct flag *f, const char *v, const char *from,
 		if (end == v || *end || errno == ERANGE)
 			return fail(err, cap, "%s: expected a number, got '%s'",
 				    from, v);
-		if (f->kind != DOUBLE && d != (double)(long long)d)
+		if (f->kind != DOUBLE && f->kind != FLOAT &&
+		    d != (double)(long long)d)
 			return fail(err, cap, "%s: expected an integer, got '%s'",
 				    from, v);
 		break;
@@ -256,7 +267,7 @@ static bool set(const struct flag *f, const char *v, const char *from,
 	if ((f->lo != 0 || f->hi != 0) && (d < f->lo || d > f->hi))
 		return fail(err, cap, "%s: %s is out of range %g..%g", from, v,
 			    f->lo, f->hi);
-	if (d < 0 && f->kind != DOUBLE && f->kind != I64)
+	if (d < 0 && f->kind != DOUBLE && f->kind != FLOAT && f->kind != I64)
 		return fail(err, cap, "%s: %s must not be negative", from, v);
 	switch (f->kind) {
 	case SIZE:
@@ -271,6 +282,9 @@ static bool set(const struct flag *f, const char *v, const char *from,
 		break;
 	case DOUBLE:
 		*(double *)f->dst = d;
+		break;
+	case FLOAT:
+		*(float *)f->dst = (float)d;
 		break;
 	default:
 		break;

@@ -117,7 +117,7 @@ START_TEST(linear_drift_cut_tenfold)
 		struct fresh_corrector *out;
 		struct fresh_refit_report rep;
 
-		ck_assert_int_eq(fresh_refit_train(w.idx, &snap, cur, &cfg,
+		ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg,
 						   NULL, NULL, &out, &rep,
 						   NULL),
 				 FRESH_OK);
@@ -156,10 +156,10 @@ START_TEST(nonlinear_drift_mlp_beats_best_affine)
 	make_world(&w, 20000, 16, 16, NONLINEAR, 2);
 	snapshot(&w, 8000, &snap);
 	cfg.lr = 3e-3f;
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, aff0, &cfg, NULL, NULL,
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, aff0, &cfg, NULL, NULL,
 					   &aff, &ra, NULL),
 			 FRESH_OK);
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, mlp0, &cfg, NULL, NULL,
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, mlp0, &cfg, NULL, NULL,
 					   &mlp, &rm, NULL),
 			 FRESH_OK);
 	ck_assert(ra.accepted && rm.accepted);
@@ -189,12 +189,12 @@ START_TEST(gate_refuses_no_improvement)
 
 	make_world(&w, 3000, 12, 12, LINEAR, 3);
 	snapshot(&w, 800, &snap);
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, cur, &cfg, NULL, NULL,
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL, NULL,
 					   &first, &rep, NULL),
 			 FRESH_OK);
 	ck_assert(rep.accepted);
 	/* The same data again: the candidate equals the published one. */
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, first, &cfg, NULL,
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, first, &cfg, NULL,
 					   NULL, &second, &rep, NULL),
 			 FRESH_OK);
 	ck_assert(!rep.accepted);
@@ -218,7 +218,7 @@ START_TEST(too_few_pairs)
 
 	make_world(&w, 200, 8, 8, LINEAR, 4);
 	snapshot(&w, 40, &snap);
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, cur, &cfg, NULL, NULL,
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL, NULL,
 					   &out, &rep, NULL),
 			 FRESH_OK);
 	ck_assert(!rep.accepted);
@@ -249,7 +249,7 @@ START_TEST(unit_norm_pairs_turn_normalization_on)
 			w.g[i * 10 + o] /= (float)sqrt(ss);
 	}
 	snapshot(&w, 500, &snap);
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, cur, &cfg, NULL, NULL,
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL, NULL,
 					   &out, &rep, NULL),
 			 FRESH_OK);
 	ck_assert(rep.accepted);
@@ -257,7 +257,7 @@ START_TEST(unit_norm_pairs_turn_normalization_on)
 	ck_assert(fresh_corrector_normalize(out));
 	fresh_corrector_free(out);
 	cfg.normalize = FRESH_NORMALIZE_OFF;
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, cur, &cfg, NULL, NULL,
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL, NULL,
 					   &out, &rep, NULL),
 			 FRESH_OK);
 	ck_assert(!rep.normalize);
@@ -281,7 +281,7 @@ START_TEST(learns_a_change_of_width)
 	make_world(&w, 3000, 16, 24, WIDEN, 6);
 	snapshot(&w, 600, &snap);
 	cfg.max_epochs = 20;
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, cur, &cfg, NULL, NULL,
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL, NULL,
 					   &out, &rep, NULL),
 			 FRESH_OK);
 	ck_assert_msg(rep.accepted, "%s", rep.reason);
@@ -324,7 +324,7 @@ START_TEST(cancel_stops_training)
 	atomic_init(&cancel, true);
 	make_world(&w, 1000, 8, 8, LINEAR, 7);
 	snapshot(&w, 500, &snap);
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, cur, &cfg, NULL,
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL,
 					   &cancel, &out, &rep, NULL),
 			 FRESH_CANCELLED);
 	ck_assert_ptr_null(out);
