@@ -332,6 +332,7 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	wcfg.sync = cfg->sync;
 	wcfg.interval_ms = cfg->sync_interval_ms;
 	wcfg.salvage = cfg->salvage_log;
+	wcfg.simulate_writeback = cfg->simulate_power_loss;
 	st = fresh_wal_open(&wcfg, through, apply_record, e, &e->wal, &rec,
 			    err);
 	if (st != FRESH_OK)

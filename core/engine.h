@@ -46,6 +46,7 @@ struct fresh_engine_config {
 	enum fresh_sync sync;
 	unsigned sync_interval_ms;
 	bool salvage_log;
+	bool simulate_power_loss; /* tests only: see fresh_wal_config */
 	size_t keep_checkpoints;  /* 3 */
 	size_t search_threads;    /* 0: one per CPU */
 	int refit_nice;           /* priority of refit threads (10) */

@@ -77,6 +77,10 @@ struct fresh_wal {
 
 	struct fresh_wal_stats stats;
 	unsigned fail_writes, fail_syncs;
+
+	/* simulate_writeback: written but not yet on disk. */
+	unsigned char *wb;
+	size_t wb_len, wb_cap;
 };
 
 static double now(void)
@@ -447,6 +451,7 @@ static void fail_waiters(struct fresh_wal *w)
 static void mark_broken(struct fresh_wal *w)
 {
 	w->broken = true;
+	w->wb_len = 0; /* what a failed sync did not write is gone */
 	if (w->cfg.sync == FRESH_SYNC_ALWAYS)
 		w->next_seq = w->synced_seq + 1;
 	fail_waiters(w);
@@ -469,12 +474,15 @@ static void complete(struct fresh_wal *w, uint64_t target, uint64_t len)
 	pthread_cond_broadcast(&w->cv);
 }
 
-static int sync_fd(int fd, bool inject)
+/* Writes what simulated write-back held (if any), then fdatasync. */
+static int sync_fd(int fd, bool inject, unsigned char *held, size_t len)
 {
 	if (inject) {
 		errno = EIO;
 		return -1;
 	}
+	if (len && fresh_write_full(fd, held, len) != FRESH_OK)
+		return -1;
 	return fdatasync(fd);
 }
 
@@ -486,12 +494,17 @@ static void lead_sync(struct fresh_wal *w)
 {
 	uint64_t target = w->written_seq, len = w->good_len;
 	bool inject = w->fail_syncs && --w->fail_syncs == 0;
+	unsigned char *held = w->wb;
+	size_t held_len = w->wb_len;
 	int fd = w->fd, r;
 	double t0 = now();
 
+	w->wb = NULL;
+	w->wb_len = w->wb_cap = 0;
 	w->syncing = true;
 	pthread_mutex_unlock(&w->mu);
-	r = sync_fd(fd, inject);
+	r = sync_fd(fd, inject, held, held_len);
+	free(held);
 	pthread_mutex_lock(&w->mu);
 	w->syncing = false;
 	w->stats.syncs++;
@@ -513,6 +526,7 @@ static bool settle(struct fresh_wal *w)
 {
 	bool inject;
 	double t0;
+	int r;
 
 	if (w->broken)
 		return false;
@@ -520,7 +534,11 @@ static bool settle(struct fresh_wal *w)
 		return true;
 	inject = w->fail_syncs && --w->fail_syncs == 0;
 	t0 = now();
-	if (sync_fd(w->fd, inject) != 0) {
+	r = sync_fd(w->fd, inject, w->wb, w->wb_len);
+	free(w->wb);
+	w->wb = NULL;
+	w->wb_len = w->wb_cap = 0;
+	if (r != 0) {
 		w->stats.syncs++;
 		w->stats.sync_failures++;
 		mark_broken(w);
@@ -640,9 +658,10 @@ void fresh_wal_close(struct fresh_wal *w)
 		pthread_join(w->syncer, NULL);
 	if (w->fd >= 0) {
 		if (!w->broken)
-			(void)fdatasync(w->fd);
+			(void)sync_fd(w->fd, false, w->wb, w->wb_len);
 		close(w->fd);
 	}
+	free(w->wb);
 	pthread_cond_destroy(&w->cv);
 	pthread_mutex_destroy(&w->mu);
 	free(w->segs);
@@ -663,6 +682,23 @@ static enum fresh_status write_record(struct fresh_wal *w, uint64_t seq,
 	iov[0].iov_len = REC_HEADER;
 	iov[1].iov_base = (void *)payload;
 	iov[1].iov_len = len;
+	if (w->cfg.simulate_writeback) {
+		if (w->wb_len + total > w->wb_cap) {
+			size_t cap = w->wb_cap ? w->wb_cap : 65536;
+			unsigned char *b;
+			while (cap < w->wb_len + total)
+				cap *= 2;
+			b = realloc(w->wb, cap);
+			if (!b)
+				return FRESH_IO;
+			w->wb = b;
+			w->wb_cap = cap;
+		}
+		memcpy(w->wb + w->wb_len, h, REC_HEADER);
+		memcpy(w->wb + w->wb_len + REC_HEADER, payload, len);
+		w->wb_len += total;
+		return FRESH_OK;
+	}
 	if (w->fail_writes && --w->fail_writes == 0) {
 		/* Simulate a torn write: half the record, then EIO. */
 		(void)fresh_write_full(w->fd, h, REC_HEADER);

@@ -43,6 +43,12 @@ struct fresh_wal_config {
 	unsigned interval_ms;  /* FRESH_SYNC_INTERVAL */
 	size_t segment_bytes;  /* roll to a new segment past this size */
 	bool salvage;          /* on mid-log corruption keep what precedes */
+	/*
+	 * Tests only: keep written records in memory until a sync writes and
+	 * syncs them, as a disk's volatile cache would, so that killing the
+	 * process loses exactly what a power loss could.
+	 */
+	bool simulate_writeback;
 };
 
 /* Called for each record, in sequence order (replay and append). */

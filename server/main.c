@@ -121,6 +121,12 @@ int main(int argc, char **argv)
 	    !srv_read_key(srv.cfg.read_key_file, srv.read_key,
 			  sizeof srv.read_key, err, sizeof err))
 		return die(err);
+	if (getenv("FRESHD_TEST_SIMULATE_POWER_LOSS")) {
+		/* Crash tests: unsynced log writes die with the process. */
+		srv.cfg.engine.simulate_power_loss = true;
+		srv_log(SRV_WARN, "test mode: the update log keeps unsynced "
+				  "writes in memory (simulated power loss)");
+	}
 	if (load_index(&srv, &idx) != 0)
 		return 1;
 	srv.cfg.engine.log = engine_log;

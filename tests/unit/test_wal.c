@@ -53,7 +53,7 @@ static void seen_init(struct seen *s)
 
 static struct fresh_wal_config config(void)
 {
-	struct fresh_wal_config c = {dir, FRESH_SYNC_ALWAYS, 0, 0, false};
+	struct fresh_wal_config c = {dir, FRESH_SYNC_ALWAYS, 0, 0, false, false};
 	return c;
 }
 
