@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -228,6 +230,39 @@ static enum fresh_status make_dirs(const char *dir, struct fresh_error *err)
 	return FRESH_OK;
 }
 
+/*
+ * One process per data dir: two daemons appending to one log would
+ * interleave records. The lock dies with the process, so a crash never
+ * leaves it held.
+ */
+static enum fresh_status lock_data_dir(struct fresh_engine *e,
+				       struct fresh_error *err)
+{
+	char path[4200], pid[32];
+	int fd, n;
+
+	snprintf(path, sizeof path, "%s/LOCK", e->data_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return fresh_fail(err, FRESH_IO, "%s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		n = (int)pread(fd, pid, sizeof pid - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		close(fd);
+		return fresh_fail(err, FRESH_CONFLICT,
+				  "data dir %s is in use by another freshd "
+				  "(pid %s)",
+				  e->data_dir, pid[0] ? pid : "unknown");
+	}
+	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+		/* Only informational; the lock itself holds. */
+	}
+	e->lock_fd = fd;
+	return FRESH_OK;
+}
+
 static bool id_in_index(void *arg, uint64_t id)
 {
 	size_t row;
@@ -308,8 +343,11 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	st = fresh_corrector_shape_check(&e->shape, err);
 	if (st == FRESH_OK && strlen(cfg->data_dir) > 3900)
 		st = fresh_fail(err, FRESH_INVALID, "data dir path too long");
+	e->lock_fd = -1;
 	if (st == FRESH_OK)
 		st = make_dirs(e->data_dir, err);
+	if (st == FRESH_OK)
+		st = lock_data_dir(e, err);
 	if (st == FRESH_OK &&
 	    (fresh_pool_create(cfg->search_threads, 0, &e->search_pool) !=
 		     FRESH_OK ||
@@ -376,6 +414,8 @@ fail:
 	pthread_cond_destroy(&e->done_cv);
 	pthread_mutex_destroy(&e->mu);
 	pthread_mutex_destroy(&e->publish_mu);
+	if (e->lock_fd >= 0)
+		close(e->lock_fd);
 	free(e);
 	return st;
 }
@@ -402,6 +442,8 @@ void fresh_engine_close(struct fresh_engine *e)
 	pthread_cond_destroy(&e->done_cv);
 	pthread_mutex_destroy(&e->mu);
 	pthread_mutex_destroy(&e->publish_mu);
+	if (e->lock_fd >= 0)
+		close(e->lock_fd);
 	free(e);
 }
 

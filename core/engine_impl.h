@@ -31,6 +31,7 @@ struct fresh_engine {
 	 * read under either. */
 	struct fresh_index *index;
 
+	int lock_fd; /* DIR/LOCK, flock'ed while the engine is open */
 	struct fresh_swap swap;
 	struct fresh_pool *search_pool, *refit_pool;
 	struct fresh_wal *wal;

@@ -297,6 +297,26 @@ START_TEST(reset_and_checkpoint_exchange)
 }
 END_TEST
 
+START_TEST(data_dir_in_use_is_refused)
+{
+	struct fresh_engine *e = open_engine(config(dir, FRESH_CORRECTOR_AFFINE));
+	struct fresh_engine_config c = config(dir, FRESH_CORRECTOR_AFFINE);
+	struct fresh_index *idx;
+	struct fresh_engine *e2 = NULL;
+	struct fresh_error err;
+
+	ck_assert_int_eq(fresh_index_create(N, D, stale, NULL, "t", &idx, NULL),
+			 FRESH_OK);
+	ck_assert_int_eq(fresh_engine_open(&c, idx, &e2, &err), FRESH_CONFLICT);
+	ck_assert_ptr_null(e2);
+	ck_assert_msg(strstr(err.msg, "in use by another freshd"), "%s", err.msg);
+	fresh_engine_close(e);
+	/* Free again once the first one closed. */
+	e = open_engine(c);
+	fresh_engine_close(e);
+}
+END_TEST
+
 START_TEST(data_dir_of_another_shape_is_refused)
 {
 	struct fresh_engine *e = open_engine(config(dir, FRESH_CORRECTOR_MLP));
@@ -451,6 +471,7 @@ static Suite *engine_suite(void)
 	tcase_add_test(tc, refit_with_too_few_pairs_is_refused);
 	tcase_add_test(tc, reset_and_checkpoint_exchange);
 	tcase_add_test(tc, data_dir_of_another_shape_is_refused);
+	tcase_add_test(tc, data_dir_in_use_is_refused);
 	tcase_add_test(tc, clear_and_compaction_survive_restart);
 	tcase_add_test(tc, automatic_refit_every_m_pairs);
 	tcase_add_test(conc, concurrent_updates_searches_refits);
