@@ -111,6 +111,9 @@ struct fresh_refit_outcome {
 	uint64_t version;       /* published version when accepted */
 	uint64_t trained_through; /* newest log record the refit saw */
 	double finished_at;     /* unix time */
+	double train_seconds;   /* snapshot, closed form, gradient stage */
+	double build_seconds;   /* materializing what scoring needs */
+	double publish_seconds; /* checkpoint and swap */
 	enum fresh_status status; /* FRESH_OK unless the refit failed */
 };
 

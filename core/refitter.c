@@ -148,6 +148,7 @@ static void run_refit(struct fresh_engine *e)
 				       &out.report, &err);
 	fresh_pairs_snapshot_free(&snap);
 	fresh_qgroups_free(&groups);
+	out.train_seconds = fresh_engine_now() - t0;
 	if (st == FRESH_OK && cand) {
 		pthread_mutex_lock(&e->mu);
 		e->state = FRESH_REFIT_MATERIALIZING;
@@ -158,9 +159,12 @@ static void run_refit(struct fresh_engine *e)
 				       &m, &err);
 		if (st != FRESH_OK)
 			fresh_corrector_free(cand);
+		out.build_seconds =
+			fresh_engine_now() - t0 - out.train_seconds;
 	}
 	if (st == FRESH_OK && m) {
 		struct fresh_model *now;
+		double tp = fresh_engine_now();
 		pthread_mutex_lock(&e->publish_mu);
 		now = fresh_engine_acquire(e);
 		if (fresh_model_version(now) != base) {
@@ -177,6 +181,7 @@ static void run_refit(struct fresh_engine *e)
 		}
 		fresh_model_release(now);
 		pthread_mutex_unlock(&e->publish_mu);
+		out.publish_seconds = fresh_engine_now() - tp;
 	}
 	fresh_model_release(cur);
 

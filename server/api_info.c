@@ -64,7 +64,15 @@ json_t *srv_refit_json(const struct fresh_refit_outcome *o)
 	json_object_set_new(j, "ridge_lambda",
 			    r->lambda > 0 ? json_real(r->lambda) : json_null());
 	json_object_set_new(j, "duration_ms",
-			    json_integer((json_int_t)(r->seconds * 1000.0)));
+			    json_integer((json_int_t)((o->train_seconds +
+						       o->build_seconds +
+						       o->publish_seconds) *
+						      1000.0)));
+	json_object_set_new(
+		j, "timings_ms",
+		json_pack("{s:f,s:f,s:f}", "train", o->train_seconds * 1e3,
+			  "materialize", o->build_seconds * 1e3, "publish",
+			  o->publish_seconds * 1e3));
 	json_object_set_new(j, "trained_through_seq",
 			    json_integer((json_int_t)o->trained_through));
 	json_object_set_new(j, "finished_at", iso_time(o->finished_at));
