@@ -96,7 +96,13 @@ enum fresh_status fresh_engine_new_corrector(struct fresh_engine *e,
 					     struct fresh_corrector **out,
 					     struct fresh_error *err)
 {
-	return fresh_corrector_create(&e->shape, out, err);
+	enum fresh_status st = fresh_corrector_create(&e->shape, out, err);
+
+	/* --normalize-output on holds from the start; auto waits for pairs. */
+	if (st == FRESH_OK && e->shape.kind != FRESH_CORRECTOR_NONE)
+		fresh_corrector_set_normalize(
+			*out, e->cfg.refit.normalize == FRESH_NORMALIZE_ON);
+	return st;
 }
 
 /* The log's apply callback: replay and live updates take this path. */
@@ -119,6 +125,8 @@ static void apply_record(void *ctx, uint64_t seq, const void *payload,
 	if (type == FRESH_RECORD_CLEAR) {
 		fresh_pairs_clear(e->pairs);
 		fresh_qbuf_clear(e->qbuf);
+	} else if (type == FRESH_RECORD_EXPIRE) {
+		fresh_pairs_expire(e->pairs, u.step);
 	} else if (u.dim == e->shape.d_out) {
 		if (fresh_qbuf_add(e->qbuf, &u, seq) != FRESH_OK)
 			dropped += u.n_queries;
@@ -135,10 +143,16 @@ static void apply_record(void *ctx, uint64_t seq, const void *payload,
 				dropped++;
 		}
 		e->pairs_total += u.n_targets;
-		e->pairs_since_refit += u.n_targets;
-		if (e->cfg.refit_every_pairs &&
-		    e->pairs_since_refit >= e->cfg.refit_every_pairs)
+		/* The refitter sleeps without a deadline while no pair is new:
+		 * wake it on the first one (its timer starts) and at M. */
+		if (e->pairs_since_refit == 0)
+			e->first_new_pair = fresh_engine_now();
+		if ((e->pairs_since_refit == 0 && e->cfg.refit_every_seconds > 0) ||
+		    (e->cfg.refit_every_pairs &&
+		     e->pairs_since_refit + u.n_targets >=
+			     e->cfg.refit_every_pairs))
 			pthread_cond_signal(&e->work_cv);
+		e->pairs_since_refit += u.n_targets;
 	} else {
 		dropped = u.n_targets;
 	}
@@ -393,7 +407,6 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 		goto fail;
 	}
 	fresh_swap_init(&e->swap, model);
-	e->last_refit_start = fresh_engine_now();
 	st = fresh_refitter_start(e);
 	if (st != FRESH_OK) {
 		st = fresh_fail(err, st, "cannot start the refit thread");

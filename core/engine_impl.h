@@ -43,7 +43,8 @@ struct fresh_engine {
 	struct fresh_queries_buf *qbuf;           /* (mu) */
 	uint64_t applied_seq, pairs_total;        /* (mu) */
 	uint64_t pairs_since_refit;               /* (mu) */
-	double last_refit_start;                  /* (mu), monotonic */
+	double first_new_pair;  /* (mu), monotonic: when pairs_since_refit
+				   last left zero */
 	bool have_holdout;                        /* (mu) */
 	struct fresh_holdout holdout;             /* (mu) */
 	struct fresh_refit_outcome last;          /* (mu) */

@@ -312,6 +312,7 @@ enum fresh_status fresh_model_prepare_queries(const struct fresh_model *m,
  */
 struct selection {
 	size_t k;
+	bool gumbel;            /* sampling only */
 	const struct fresh_exclusion *excl;
 	const float *temps;     /* sampling only */
 	const uint64_t *seeds;  /* sampling only */
@@ -346,7 +347,8 @@ static enum fresh_status run_selection(const struct fresh_model *m,
 		qs.offset = off;
 	}
 	if (st == FRESH_OK && sel->temps)
-		st = fresh_sample(pool, &plan.matrix, &qs, sel->k, sel->excl,
+		st = fresh_sample(pool, &plan.matrix, &qs, sel->k, sel->gumbel,
+				  sel->excl,
 				  sel->temps, sel->seeds, sel->hits,
 				  sel->logprob, sel->counts);
 	else if (st == FRESH_OK)
@@ -364,7 +366,7 @@ enum fresh_status fresh_model_search(const struct fresh_model *m,
 				     const struct fresh_exclusion *excl,
 				     struct fresh_hit *hits, size_t *counts)
 {
-	struct selection sel = {k, excl, NULL, NULL, hits, NULL, counts};
+	struct selection sel = {k, false, excl, NULL, NULL, hits, NULL, counts};
 
 	return run_selection(m, pool, scoring, q, b, &sel);
 }
@@ -373,12 +375,14 @@ enum fresh_status fresh_model_sample(const struct fresh_model *m,
 				     struct fresh_pool *pool,
 				     enum fresh_scoring scoring,
 				     const float *q, size_t b, size_t n,
+				     bool gumbel,
 				     const struct fresh_exclusion *excl,
 				     const float *temps, const uint64_t *seeds,
 				     struct fresh_hit *hits, float *logprob,
 				     size_t *counts)
 {
-	struct selection sel = {n, excl, temps, seeds, hits, logprob, counts};
+	struct selection sel = {n,     gumbel, excl,  temps,
+				seeds, hits,   logprob, counts};
 
 	return run_selection(m, pool, scoring, q, b, &sel);
 }

@@ -319,29 +319,59 @@ size_t fresh_pairs_filter(struct fresh_pairs *p,
 	return removed;
 }
 
+bool fresh_pairs_newest_step(const struct fresh_pairs *p, int64_t *step)
+{
+	bool any = false;
+
+	for (uint32_t s = p->head; s != NIL; s = p->meta[s].next) {
+		if (p->meta[s].has_step && (!any || p->meta[s].step > *step)) {
+			*step = p->meta[s].step;
+			any = true;
+		}
+	}
+	return any;
+}
+
+size_t fresh_pairs_count_below(const struct fresh_pairs *p, int64_t min_step)
+{
+	size_t n = 0;
+
+	for (uint32_t s = p->head; s != NIL; s = p->meta[s].next)
+		n += p->meta[s].has_step && p->meta[s].step < min_step;
+	return n;
+}
+
+size_t fresh_pairs_expire(struct fresh_pairs *p, int64_t min_step)
+{
+	size_t removed = 0;
+	uint32_t s = p->head;
+
+	while (s != NIL) {
+		uint32_t next = p->meta[s].next;
+		if (p->meta[s].has_step && p->meta[s].step < min_step) {
+			remove_slot(p, s);
+			removed++;
+		}
+		s = next;
+	}
+	return removed;
+}
+
 enum fresh_status fresh_pairs_snapshot(const struct fresh_pairs *p,
 				       int64_t max_step_lag,
 				       struct fresh_pairs_snapshot *snap)
 {
-	bool any_step = false;
+	size_t n = 0, cap = p->count ? p->count : 1;
 	int64_t newest = 0;
-	size_t n = 0;
+	bool lag = max_step_lag > 0 && fresh_pairs_newest_step(p, &newest);
 
 	memset(snap, 0, sizeof *snap);
 	snap->dim = p->dim;
-	for (uint32_t s = p->head; s != NIL; s = p->meta[s].next) {
-		if (p->meta[s].has_step &&
-		    (!any_step || p->meta[s].step > newest)) {
-			newest = p->meta[s].step;
-			any_step = true;
-		}
-	}
-	snap->ids = malloc((p->count ? p->count : 1) * sizeof *snap->ids);
-	snap->g = malloc((p->count ? p->count : 1) * p->dim * sizeof *snap->g);
-	snap->steps = malloc((p->count ? p->count : 1) * sizeof *snap->steps);
-	snap->has_step =
-		malloc((p->count ? p->count : 1) * sizeof *snap->has_step);
-	snap->seqs = malloc((p->count ? p->count : 1) * sizeof *snap->seqs);
+	snap->ids = malloc(cap * sizeof *snap->ids);
+	snap->g = malloc(cap * p->dim * sizeof *snap->g);
+	snap->steps = malloc(cap * sizeof *snap->steps);
+	snap->has_step = malloc(cap * sizeof *snap->has_step);
+	snap->seqs = malloc(cap * sizeof *snap->seqs);
 	if (!snap->ids || !snap->g || !snap->steps || !snap->has_step ||
 	    !snap->seqs) {
 		fresh_pairs_snapshot_free(snap);
@@ -349,8 +379,7 @@ enum fresh_status fresh_pairs_snapshot(const struct fresh_pairs *p,
 	}
 	for (uint32_t s = p->head; s != NIL; s = p->meta[s].next) {
 		const struct meta *m = &p->meta[s];
-		if (max_step_lag > 0 && m->has_step &&
-		    newest - m->step > max_step_lag)
+		if (lag && m->has_step && newest - m->step > max_step_lag)
 			continue;
 		snap->ids[n] = m->id;
 		snap->steps[n] = m->step;

@@ -68,14 +68,21 @@ bool fresh_pairs_get(const struct fresh_pairs *p, uint64_t id,
 bool fresh_pairs_remove(struct fresh_pairs *p, uint64_t id);
 void fresh_pairs_clear(struct fresh_pairs *p);
 
+/* The newest step any held pair carries; false when none carries one. */
+bool fresh_pairs_newest_step(const struct fresh_pairs *p, int64_t *step);
+/* How many pairs carry a step below min_step. */
+size_t fresh_pairs_count_below(const struct fresh_pairs *p, int64_t min_step);
+/* Removes the pairs whose step is below min_step; returns how many. */
+size_t fresh_pairs_expire(struct fresh_pairs *p, int64_t min_step);
+
 /* Removes every pair for which keep(arg, id) is false; returns how many. */
 size_t fresh_pairs_filter(struct fresh_pairs *p,
 			  bool (*keep)(void *arg, uint64_t id), void *arg);
 
 /*
- * Copies the buffer. With max_step_lag > 0, pairs whose step is more than
- * max_step_lag behind the newest step held are left out (pairs without a
- * step are always included).
+ * Copies the buffer, in arrival order. With max_step_lag > 0, pairs
+ * whose step is more than max_step_lag behind the newest step held are
+ * left out (pairs without a step are always included).
  */
 enum fresh_status fresh_pairs_snapshot(const struct fresh_pairs *p,
 				       int64_t max_step_lag,

@@ -57,6 +57,15 @@ void fresh_record_encode_clear(void *buf)
 	b[0] = FRESH_RECORD_CLEAR;
 }
 
+void fresh_record_encode_expire(void *buf, int64_t min_step)
+{
+	unsigned char *b = buf;
+
+	memset(b, 0, FRESH_RECORD_HEADER);
+	b[0] = FRESH_RECORD_EXPIRE;
+	fresh_put64(b + 16, (uint64_t)min_step);
+}
+
 enum fresh_status fresh_record_decode(const void *buf, size_t len,
 				      enum fresh_record_type *type,
 				      struct fresh_update *u)
@@ -67,8 +76,9 @@ enum fresh_status fresh_record_decode(const void *buf, size_t len,
 	memset(u, 0, sizeof *u);
 	if (len < FRESH_RECORD_HEADER || (b[1] & ~1u) || b[2] || b[3])
 		return FRESH_FORMAT;
-	if (b[0] == FRESH_RECORD_CLEAR) {
-		*type = FRESH_RECORD_CLEAR;
+	if (b[0] == FRESH_RECORD_CLEAR || b[0] == FRESH_RECORD_EXPIRE) {
+		*type = (enum fresh_record_type)b[0];
+		u->step = (int64_t)fresh_get64(b + 16);
 		return len == FRESH_RECORD_HEADER ? FRESH_OK : FRESH_FORMAT;
 	}
 	if (b[0] != FRESH_RECORD_UPDATE)

@@ -21,6 +21,7 @@
 enum fresh_record_type {
 	FRESH_RECORD_UPDATE = 1,
 	FRESH_RECORD_CLEAR = 2,
+	FRESH_RECORD_EXPIRE = 3, /* drop pairs whose step is below u.step */
 };
 
 /* An update as the engine takes it; all arrays borrowed. */
@@ -43,9 +44,12 @@ void fresh_record_encode(const struct fresh_update *u, void *buf);
 /* Writes a CLEAR record (FRESH_RECORD_HEADER bytes). */
 #define FRESH_RECORD_HEADER 24
 void fresh_record_encode_clear(void *buf);
+/* Writes an EXPIRE record: pairs with a step below min_step go. */
+void fresh_record_encode_expire(void *buf, int64_t min_step);
 
 /*
- * Parses a record. For UPDATE, *u points into buf, which must stay alive
+ * Parses a record (for EXPIRE, u->step holds the threshold). For UPDATE,
+ * *u points into buf, which must stay alive
  * and be 8-byte aligned (FRESH_INVALID otherwise). FRESH_FORMAT when the
  * sizes do not add up.
  */

@@ -4,7 +4,8 @@
  * Design: a boring worker (Redis bio.c): one thread, a condition variable,
  * a `stopping` flag, pthread_join on shutdown. It wakes for an explicit
  * request, for the automatic policy (every M new pairs, or T seconds after
- * the last refit when pairs arrived since), or for log compaction. A refit
+ * the first pair that arrived since the last refit, so that a burst of
+ * updates is trained on together), or for log compaction. A refit
  * snapshots the pair buffer under mu, then trains and materializes with no
  * lock held, on the low-priority refit pool; it publishes under publish_mu
  * only if no other publish (reset, checkpoint install) happened since it
@@ -34,7 +35,7 @@ static bool auto_due(const struct fresh_engine *e, double now)
 	    e->pairs_since_refit >= e->cfg.refit_every_pairs)
 		return true;
 	return e->cfg.refit_every_seconds > 0 &&
-	       now - e->last_refit_start >= e->cfg.refit_every_seconds;
+	       now - e->first_new_pair >= e->cfg.refit_every_seconds;
 }
 
 /* Waits under mu until there is work; false when stopping. */
@@ -43,7 +44,7 @@ static bool wait_for_work(struct fresh_engine *e)
 	while (!e->stopping && !e->requested && !e->compact_requested &&
 	       !auto_due(e, fresh_engine_now())) {
 		if (e->cfg.refit_every_seconds > 0 && e->pairs_since_refit > 0) {
-			double due = e->last_refit_start +
+			double due = e->first_new_pair +
 				     e->cfg.refit_every_seconds -
 				     fresh_engine_now();
 			struct timespec ts;
@@ -110,6 +111,33 @@ static void compact(struct fresh_engine *e)
 	fresh_pairs_snapshot_free(&snap);
 }
 
+/*
+ * --max-step-lag: pairs more than L steps behind the newest leave the
+ * buffer, durably (an EXPIRE record, so a restart drops them too).
+ * Called and returns with mu held.
+ */
+static void expire_lagging(struct fresh_engine *e)
+{
+	unsigned char rec[FRESH_RECORD_HEADER];
+	int64_t newest, min_step;
+	uint64_t seq;
+
+	if (e->cfg.max_step_lag <= 0 ||
+	    !fresh_pairs_newest_step(e->pairs, &newest))
+		return;
+	min_step = newest - e->cfg.max_step_lag;
+	if (fresh_pairs_count_below(e->pairs, min_step) == 0)
+		return;
+	fresh_record_encode_expire(rec, min_step);
+	pthread_mutex_unlock(&e->mu);
+	if (fresh_wal_append(e->wal, rec, sizeof rec, &seq, NULL) != FRESH_OK)
+		fresh_engine_logf(e, FRESH_LOG_WARN,
+				  "could not log the expiry of pairs before "
+				  "step %lld; the refit leaves them out anyway",
+				  (long long)min_step);
+	pthread_mutex_lock(&e->mu);
+}
+
 /* Called and returns with mu held. */
 static void run_refit(struct fresh_engine *e)
 {
@@ -123,12 +151,12 @@ static void run_refit(struct fresh_engine *e)
 	double t0 = fresh_engine_now();
 	enum fresh_status st;
 
+	expire_lagging(e);
 	gen = ++e->started_gen;
 	e->running = true;
 	e->state = FRESH_REFIT_TRAINING;
 	e->refits_started++;
 	e->pairs_since_refit = 0;
-	e->last_refit_start = t0;
 	atomic_store(&e->train_prog.done, 0);
 	atomic_store(&e->build_prog.done, 0);
 	st = fresh_pairs_snapshot(e->pairs, e->cfg.max_step_lag, &snap);

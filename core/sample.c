@@ -87,6 +87,7 @@ struct job {
 	const uint64_t *seeds;
 	const uint64_t *ids;
 	size_t n, q_begin;
+	bool gumbel;
 	struct entry **heaps;   /* [worker][(q - q_begin) * n] */
 	struct qstate **states; /* [worker][q - q_begin] */
 	float **masked;         /* [worker]: one tile row */
@@ -132,6 +133,16 @@ static void sample_tile(void *ctx, size_t worker, size_t q0, size_t nq,
 				continue;
 			w = exp(z - st->m);
 			st->s += w;
+			if (!j->gumbel) {
+				/* Exact top-n by score, ties by ascending id. */
+				if (st->n == j->n && z < h[0].key)
+					continue;
+				e.key = z;
+				e.score = s[c2];
+				e.id = j->ids[r0 + c2];
+				offer(h, &st->n, j->n, e);
+				continue;
+			}
 			x = w * c;
 			u = fresh_sample_uniform(seed, j->ids[r0 + c2]);
 			if (x < 1.0 && u < 1.0 - x)
@@ -155,7 +166,7 @@ static int cmp_entry_desc(const void *a, const void *b)
 enum fresh_status fresh_sample(struct fresh_pool *pool,
 			       const struct fresh_matrix *m,
 			       const struct fresh_queries *qs, size_t n,
-			       const struct fresh_exclusion *excl,
+			       bool gumbel, const struct fresh_exclusion *excl,
 			       const float *temps, const uint64_t *seeds,
 			       struct fresh_hit *hits, float *logprob,
 			       size_t *counts)
@@ -176,6 +187,7 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 	j.seeds = seeds;
 	j.ids = m->ids;
 	j.n = n;
+	j.gumbel = gumbel;
 	block = HEAP_BUDGET_BYTES / (threads * n * sizeof(struct entry));
 	if (block < 256)
 		block = 256;

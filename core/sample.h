@@ -14,6 +14,7 @@
 #ifndef FRESH_SAMPLE_H
 #define FRESH_SAMPLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,12 +33,14 @@ double fresh_sample_uniform(uint64_t seed, uint64_t id);
  * For each query q of qs (temps[q] > 0, seeds[q]): hits[q * n ..] receive
  * min(n, rows not excluded) sampled targets with their scores, in draw
  * order; logprob[q * n + i] the log-probability of hit i under
- * softmax(score / temps[q]) over the rows not excluded.
+ * softmax(score / temps[q]) over the rows not excluded. Without gumbel
+ * the n best scores are taken instead of a sample (exact top-n, ties by
+ * id), with the same log-probabilities.
  */
 enum fresh_status fresh_sample(struct fresh_pool *pool,
 			       const struct fresh_matrix *m,
 			       const struct fresh_queries *qs, size_t n,
-			       const struct fresh_exclusion *excl,
+			       bool gumbel, const struct fresh_exclusion *excl,
 			       const float *temps, const uint64_t *seeds,
 			       struct fresh_hit *hits, float *logprob,
 			       size_t *counts);

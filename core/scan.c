@@ -21,15 +21,27 @@
 
 #define QUERY_BLOCK ((size_t)256)
 #define ROW_BLOCK ((size_t)512)
+#define TASKS_PER_THREAD 8
+
 /*
- * Below SMALL_BATCH queries sgemm is dominated by the cost of streaming the
- * row block; short row blocks let OpenBLAS take its small-matrix path
- * (measured: B = 8 runs ~1.4x faster with 128 rows than with 512).
+ * Rows a tile covers, by the number of queries scored. Small batches are
+ * memory-bound and OpenBLAS's small-matrix path wins on short row blocks;
+ * measured on (B x 100k x 768) single-threaded sgemm, ms per pass:
+ *   B = 8:  64 rows 30, 512 rows 41;  B = 32: 32 rows 63, 512 rows 75;
+ *   B = 64: 64 rows 125, 512 rows 118.
  */
-#define SMALL_BATCH ((size_t)16)
-#define SMALL_ROW_BLOCK ((size_t)128)
-_Static_assert(ROW_BLOCK <= FRESH_SCAN_MAX_TILE_ROWS &&
-		       SMALL_ROW_BLOCK <= FRESH_SCAN_MAX_TILE_ROWS,
+static size_t row_block_for(size_t nq)
+{
+	if (nq <= 2)
+		return 128;
+	if (nq <= 8)
+		return 64;
+	if (nq <= 48)
+		return 32;
+	return ROW_BLOCK;
+}
+
+_Static_assert(ROW_BLOCK <= FRESH_SCAN_MAX_TILE_ROWS,
 	       "tiles must fit consumers' row buffers");
 #define TASKS_PER_THREAD 8
 
@@ -103,8 +115,7 @@ enum fresh_status fresh_scan(struct fresh_pool *pool,
 		return FRESH_OK;
 	if (m->dim == 0 || m->dim > FRESH_MAX_DIM || q0 + nq > qs->b)
 		return FRESH_INVALID;
-	if (nq <= SMALL_BATCH)
-		j.row_block = SMALL_ROW_BLOCK;
+	j.row_block = row_block_for(nq);
 	/* Whole row blocks per task, about TASKS_PER_THREAD tasks a thread. */
 	per = m->n / (threads * TASKS_PER_THREAD) + 1;
 	per = (per + j.row_block - 1) / j.row_block * j.row_block;

@@ -25,6 +25,13 @@ static json_t *holdout_json(const struct fresh_holdout *h)
 			 "corrected_rel_err", h->corrected_rel_err);
 }
 
+static double unix_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static json_t *iso_time(double t)
 {
 	char buf[40];
@@ -174,7 +181,7 @@ void srv_api_info(struct srv_request *req, struct srv_reply *r)
 		      iso_time(rs.state == FRESH_RELOAD_DONE ? rs.finished_at
 							    : srv->index_loaded_at),
 		      "fingerprint", fp, "reload", reload_json(srv), "version", FRESHD_VERSION,
-		      "uptime_s", (double)time(NULL) - srv->started_at);
+		      "uptime_s", unix_now() - srv->started_at);
 	fresh_model_release(m);
 	srv_reply_json(r, 200, j);
 }

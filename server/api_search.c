@@ -128,10 +128,10 @@ static bool run_job(struct srv_server *srv, struct srv_job *job,
 
 	job->hits = malloc(job->b * job->k * sizeof *job->hits);
 	job->counts = malloc(job->b * sizeof *job->counts);
-	if (job->op == SRV_OP_SAMPLE)
+	if (job->op != SRV_OP_TOPK)
 		job->logprob = malloc(job->b * job->k * sizeof *job->logprob);
 	if (!job->hits || !job->counts ||
-	    (job->op == SRV_OP_SAMPLE && !job->logprob)) {
+	    (job->op != SRV_OP_TOPK && !job->logprob)) {
 		srv_error_from_status(e, FRESH_NOMEM, NULL);
 		return false;
 	}
@@ -245,7 +245,7 @@ void srv_api_negatives(struct srv_request *req, struct srv_reply *r)
 		goto fail;
 	if (seed < 0 && getrandom(&seed, sizeof seed, 0) != sizeof seed)
 		seed = (int64_t)req->id;
-	job.op = method == 1 ? SRV_OP_SAMPLE : SRV_OP_TOPK;
+	job.op = method == 1 ? SRV_OP_SAMPLE : SRV_OP_TOPK_LOGPROB;
 	job.scoring = qr.scoring;
 	job.q = qr.q;
 	job.b = qr.b;

@@ -98,14 +98,14 @@ static void execute(struct srv_dispatch *d, struct srv_job *jobs)
 	q = jobs->next ? fresh_alloc(total, dim * sizeof(float)) : NULL;
 	hits = malloc(total * kmax * sizeof *hits);
 	counts = malloc(total * sizeof *counts);
-	if (jobs->op == SRV_OP_SAMPLE)
+	if (jobs->op != SRV_OP_TOPK)
 		lp = malloc(total * kmax * sizeof *lp);
 	if (has_excl) {
 		excl = calloc(total, sizeof *excl);
 		rows = malloc((nexcl ? nexcl : 1) * sizeof *rows);
 	}
 	if ((jobs->next && !q) || !hits || !counts ||
-	    (jobs->op == SRV_OP_SAMPLE && !lp) || (has_excl && (!excl || !rows))) {
+	    (jobs->op != SRV_OP_TOPK && !lp) || (has_excl && (!excl || !rows))) {
 		st = FRESH_NOMEM;
 		goto out;
 	}
@@ -145,8 +145,9 @@ static void execute(struct srv_dispatch *d, struct srv_job *jobs)
 			st = fresh_model_sample(m,
 						fresh_engine_search_pool(d->engine),
 						scoring, q ? q : jobs->q, total,
-						kmax, excl, temps, seeds, hits,
-						lp, counts);
+						kmax, jobs->op == SRV_OP_SAMPLE,
+						excl, temps, seeds, hits, lp,
+						counts);
 		}
 		free(temps);
 		free(seeds);

@@ -24,7 +24,8 @@
 #include "metrics.h"
 #include "topk.h"
 
-enum srv_op { SRV_OP_TOPK, SRV_OP_SAMPLE };
+/* Search; sampled negatives; top-n negatives (with log-probabilities). */
+enum srv_op { SRV_OP_TOPK, SRV_OP_SAMPLE, SRV_OP_TOPK_LOGPROB };
 
 struct srv_job {
 	/* In: */

@@ -103,7 +103,7 @@ struct ctx {
 	struct timespec start;
 	char *body;
 	size_t len, cap;
-	bool replied; /* a reply was queued before the body was read */
+	bool replied;   /* a reply was queued before the body was read */
 	int status;
 };
 
@@ -269,6 +269,16 @@ static bool json_content_type(struct MHD_Connection *conn)
 		strncasecmp(t, "application/x-www-form-urlencoded", 33) == 0);
 }
 
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind,
+					const char *key, const char *value)
+{
+	size_t *total = cls;
+
+	(void)kind;
+	*total += strlen(key) + (value ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
 /* The first call: everything decided before the body is read. */
 static enum MHD_Result on_headers(struct srv_server *srv, struct ctx *c,
 				  const char *url, const char *method)
@@ -277,6 +287,21 @@ static enum MHD_Result on_headers(struct srv_server *srv, struct ctx *c,
 	bool known;
 	const char *len_s;
 	enum srv_auth auth = SRV_AUTH_WRITE;
+	size_t header_bytes = strlen(url) + strlen(method) + 12;
+
+	/*
+	 * libmicrohttpd answers headers past its buffer itself (with HTML);
+	 * its buffer is larger than --max-header-bytes, so that up to there
+	 * the answer is ours and in the API's form.
+	 */
+	MHD_get_connection_values(c->req.conn, MHD_HEADER_KIND, add_header_size,
+				  &header_bytes);
+	if (header_bytes > srv->cfg.max_header)
+		return send_error(c, 431, "request_header_fields_too_large",
+				  NULL,
+				  "request headers of %zu bytes exceed the limit "
+				  "of %zu (--max-header-bytes)",
+				  header_bytes, srv->cfg.max_header);
 
 	if (strncmp(url, "/v1/", 4) == 0) {
 		auth = authenticate(srv, c->req.conn);
@@ -335,6 +360,38 @@ static enum MHD_Result on_headers(struct srv_server *srv, struct ctx *c,
 	return MHD_YES;
 }
 
+/*
+ * A body without Content-Length (chunked) passed --max-body. libmicrohttpd
+ * 0.9.75 refuses to queue a response while a body is being received, so
+ * the 413 is written to the socket directly and the connection is closed
+ * (returning MHD_NO): the body is cut off where it passed the limit.
+ */
+static void cut_off(struct ctx *c, size_t limit)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		c->req.conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char body[256], head[512];
+	int nb, nh;
+
+	c->replied = true;
+	c->status = 413;
+	if (!ci)
+		return;
+	nb = snprintf(body, sizeof body,
+		      "{\"error\":{\"code\":\"payload_too_large\",\"message\":"
+		      "\"body exceeds the limit of %zu bytes (--max-body)\"}}",
+		      limit);
+	nh = snprintf(head, sizeof head,
+		      "HTTP/1.1 413 Payload Too Large\r\n"
+		      "Content-Type: application/json\r\n"
+		      "Content-Length: %d\r\nX-Request-Id: %" PRIu64 "\r\n"
+		      "Connection: close\r\n\r\n",
+		      nb, c->req.id);
+	if (send(ci->connect_fd, head, (size_t)nh, MSG_NOSIGNAL) == nh)
+		(void)send(ci->connect_fd, body, (size_t)nb, MSG_NOSIGNAL);
+	(void)shutdown(ci->connect_fd, SHUT_WR);
+}
+
 static bool append(struct ctx *c, const char *data, size_t n)
 {
 	if (c->len + n + 1 > c->cap) {
@@ -384,10 +441,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	if (*upload_size > 0) {
 		if (c->len + *upload_size > srv->cfg.max_body) {
 			*upload_size = 0;
-			return send_error(c, 413, "payload_too_large", NULL,
-					  "body exceeds the limit of %zu bytes "
-					  "(--max-body)",
-					  srv->cfg.max_body);
+			cut_off(c, srv->cfg.max_body);
+			return MHD_NO; /* close the connection */
 		}
 		if (!append(c, upload, *upload_size)) {
 			*upload_size = 0;
@@ -531,7 +586,8 @@ enum fresh_status srv_http_start(struct srv_server *srv, struct srv_http **out,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->cfg.max_connections,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)srv->cfg.max_per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, srv->cfg.connection_timeout,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, srv->cfg.max_header,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(size_t)(4 * srv->cfg.max_header + (256 << 10)),
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U, MHD_OPTION_END);
 	if (!h->mhd) {

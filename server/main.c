@@ -2,17 +2,24 @@
  * main.c - freshd: parse flags, load the index, open the engine, serve
  * until SIGTERM or SIGINT, shut down in order.
  *
- * Signals are blocked before any thread starts, so every thread inherits
- * the mask and only the main thread, in sigwait, ever sees them.
+ * Signals: SIGTERM and SIGINT are caught by a handler that writes to a
+ * pipe the main thread waits on (the self-pipe trick). A mask alone is not
+ * enough: libraries start threads before main() runs (OpenBLAS does), and
+ * a signal delivered to one of those with the default action would kill
+ * the process instead of shutting it down.
  * Shutdown: stop accepting, abandon a running refit (its pairs are in the
  * log), let in-flight requests finish, stop the dispatcher, close the
  * engine (which syncs the log).
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -25,6 +32,54 @@ static void engine_log(void *ctx, enum fresh_log_level level, const char *msg)
 		: level == FRESH_LOG_WARN ? SRV_WARN
 					  : SRV_INFO,
 		"%s", msg);
+}
+
+static int signal_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char c = (unsigned char)sig;
+	ssize_t w = write(signal_pipe[1], &c, 1);
+
+	(void)w;
+	errno = saved;
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa;
+
+	if (pipe2(signal_pipe, O_CLOEXEC) != 0)
+		signal_pipe[0] = signal_pipe[1] = -1;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Whether a signal arrived (without consuming it). */
+static bool signalled(void)
+{
+	struct pollfd p = {signal_pipe[0], POLLIN, 0};
+
+	return poll(&p, 1, 0) == 1;
+}
+
+/* Blocks until SIGTERM or SIGINT; returns its number. */
+static int wait_for_signal(void)
+{
+	unsigned char c = 0;
+
+	while (read(signal_pipe[0], &c, 1) != 1)
+		if (errno != EINTR) {
+			pause();
+			return SIGTERM;
+		}
+	return c;
 }
 
 static int die(const char *msg)
@@ -93,9 +148,9 @@ int main(int argc, char **argv)
 	struct fresh_index *idx = NULL;
 	struct fresh_error ferr;
 	char err[1024];
-	sigset_t set;
-	int sig = 0;
+	int sig;
 
+	catch_signals();
 	switch (srv_config_parse(argc, argv, &srv.cfg, err, sizeof err)) {
 	case SRV_CONFIG_EXIT:
 		return 0;
@@ -106,11 +161,6 @@ int main(int argc, char **argv)
 		break;
 	}
 	srv_log_setup(srv.cfg.log_json, (enum srv_level)srv.cfg.log_level);
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	srv.started_at = unix_now();
 
 	if (srv.cfg.api_key_file &&
@@ -129,6 +179,11 @@ int main(int argc, char **argv)
 	}
 	if (load_index(&srv, &idx) != 0)
 		return 1;
+	if (signalled()) { /* asked to stop while loading: nothing to undo */
+		fresh_index_release(idx);
+		fresh_demo_free(srv.demo);
+		return 0;
+	}
 	srv.cfg.engine.log = engine_log;
 	if (fresh_engine_open(&srv.cfg.engine, idx, &srv.engine, &ferr) !=
 	    FRESH_OK) {
@@ -150,8 +205,7 @@ int main(int argc, char **argv)
 		fresh_corrector_kind_name(srv.cfg.engine.kind),
 		srv.cfg.engine.data_dir);
 
-	while (sigwait(&set, &sig) != 0)
-		;
+	sig = wait_for_signal();
 	srv_log(SRV_INFO, "signal %d: shutting down", sig);
 	srv_http_quiesce(http);
 	fresh_engine_stop_refits(srv.engine);

@@ -107,9 +107,10 @@ static void gemm_task(void *arg, size_t task, size_t worker)
 
 /* Flop/s of 2-thread sgemm at the scoring shape (B x d) x (d x rows). */
 static double gemm_throughput(struct fresh_pool *pool, const float *q,
-			      const float *x, size_t b, size_t d, int reps)
+			      const float *x, size_t n, size_t b, size_t d,
+			      int reps)
 {
-	size_t rows = 16384, tasks = 8;
+	size_t tasks = 8, rows = (n < 16384 ? n : 16384) / tasks * tasks;
 	struct gemm_job j = {q, x, NULL, b, rows, d, rows / tasks};
 	double t[16];
 
@@ -188,8 +189,7 @@ int main(int argc, char **argv)
 		q[i] = frand();
 
 	bw = read_bandwidth(pool, x, n * d, reps);
-	gflops = gemm_throughput(pool, q, x, 1024, d,
-				 reps) ; /* needs n >= 16384 rows */
+	gflops = gemm_throughput(pool, q, x, n, 1024, d, reps);
 	printf("{\"what\": \"machine\", \"threads\": %zu, \"read_gbs\": %.2f, "
 	       "\"sgemm_gflops\": %.1f}\n",
 	       fresh_pool_threads(pool), bw / 1e9, gflops / 1e9);

@@ -145,6 +145,32 @@ START_TEST(snapshot_drops_lagging_steps)
 }
 END_TEST
 
+START_TEST(expire_removes_pairs_below_a_step)
+{
+	struct fresh_pairs *p;
+	struct fresh_pair got;
+	float v[2] = {0, 0};
+	int64_t newest = -1;
+	bool kept;
+
+	ck_assert_int_eq(fresh_pairs_create(2, 10, &p), FRESH_OK);
+	ck_assert(!fresh_pairs_newest_step(p, &newest));
+	fresh_pairs_put(p, 1, v, true, 5, 1, &kept);
+	fresh_pairs_put(p, 2, v, true, 50, 2, &kept);
+	fresh_pairs_put(p, 3, v, false, 0, 3, &kept);
+	fresh_pairs_put(p, 4, v, true, 40, 4, &kept);
+	ck_assert(fresh_pairs_newest_step(p, &newest));
+	ck_assert_int_eq(newest, 50);
+	ck_assert_uint_eq(fresh_pairs_count_below(p, 40), 1);
+	ck_assert_uint_eq(fresh_pairs_expire(p, 40), 1);
+	ck_assert(!fresh_pairs_get(p, 1, &got));
+	ck_assert(fresh_pairs_get(p, 3, &got)); /* no step: never expires */
+	ck_assert(fresh_pairs_get(p, 4, &got));
+	ck_assert_uint_eq(fresh_pairs_count(p), 3);
+	fresh_pairs_free(p);
+}
+END_TEST
+
 START_TEST(randomized_against_model)
 {
 	/* Model: per id the newest (step, arrival); evict oldest arrival. */
@@ -224,6 +250,7 @@ static Suite *pairs_suite(void)
 	tcase_add_test(policy, evicts_oldest_arrival);
 	tcase_add_test(policy, remove_filter_clear);
 	tcase_add_test(policy, snapshot_drops_lagging_steps);
+	tcase_add_test(policy, expire_removes_pairs_below_a_step);
 	tcase_add_test(model, randomized_against_model);
 	suite_add_tcase(s, policy);
 	suite_add_tcase(s, model);

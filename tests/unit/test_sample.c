@@ -77,7 +77,7 @@ static double chi_square(struct fresh_pool *pool, const float *q, float t,
 		struct fresh_queries batch = {qs, b, NULL};
 		for (size_t i = 0; i < b; i++)
 			seeds[i] = fresh_sample_seed(12345, done + i);
-		ck_assert_int_eq(fresh_sample(pool, &m, &batch, 1, exs, temps,
+		ck_assert_int_eq(fresh_sample(pool, &m, &batch, 1, true, exs, temps,
 					      seeds, hits, lp, counts),
 				 FRESH_OK);
 		for (size_t i = 0; i < b; i++) {
@@ -157,10 +157,10 @@ START_TEST(draws_distinct_reproducible_thread_independent)
 	make();
 	ck_assert_int_eq(fresh_pool_create(1, 0, &p1), FRESH_OK);
 	ck_assert_int_eq(fresh_pool_create(3, 0, &p3), FRESH_OK);
-	ck_assert_int_eq(fresh_sample(p1, &m, &qs, 25, NULL, temps, seeds, a,
+	ck_assert_int_eq(fresh_sample(p1, &m, &qs, 25, true, NULL, temps, seeds, a,
 				      la, ca),
 			 FRESH_OK);
-	ck_assert_int_eq(fresh_sample(p3, &m, &qs, 25, NULL, temps, seeds, b,
+	ck_assert_int_eq(fresh_sample(p3, &m, &qs, 25, true, NULL, temps, seeds, b,
 				      lb, cb),
 			 FRESH_OK);
 	/* n beyond N: everything, each once. */
@@ -199,13 +199,43 @@ START_TEST(refuses_bad_arguments)
 
 	make();
 	ck_assert_int_eq(fresh_pool_create(1, 0, &pool), FRESH_OK);
-	ck_assert_int_eq(fresh_sample(pool, &m, &qs, 1, NULL, &t, &seed, h, lp,
+	ck_assert_int_eq(fresh_sample(pool, &m, &qs, 1, true, NULL, &t, &seed, h, lp,
 				      c),
 			 FRESH_INVALID);
 	t = 1.0f;
-	ck_assert_int_eq(fresh_sample(pool, &m, &qs, 0, NULL, &t, &seed, h, lp,
+	ck_assert_int_eq(fresh_sample(pool, &m, &qs, 0, true, NULL, &t, &seed, h, lp,
 				      c),
 			 FRESH_INVALID);
+	fresh_pool_free(pool);
+}
+END_TEST
+
+START_TEST(greedy_mode_is_exact_top_n_with_logprobs)
+{
+	struct fresh_pool *pool;
+	struct fresh_matrix m = {x, N, D, ids, NULL};
+	float q[D] = {0.3f, -0.2f, 0.8f, 0.1f}, t = 0.7f, lp[5];
+	uint64_t seed = 3;
+	struct fresh_queries qs = {q, 1, NULL};
+	struct fresh_hit h[5], want[5];
+	size_t c, rows[2] = {4, 9};
+	struct fresh_exclusion ex = {rows, 2};
+	bool excluded[N] = {false};
+	double p[N];
+
+	make();
+	excluded[4] = excluded[9] = true;
+	softmax(q, t, excluded, p);
+	ck_assert_int_eq(fresh_pool_create(2, 0, &pool), FRESH_OK);
+	ck_assert_int_eq(fresh_sample(pool, &m, &qs, 5, false, &ex, &t, &seed, h,
+				      lp, &c),
+			 FRESH_OK);
+	ck_assert_uint_eq(c, 5);
+	ck_assert_uint_eq(tu_naive_topk(x, ids, N, D, q, 5, rows, 2, want), 5);
+	for (size_t i = 0; i < 5; i++) {
+		ck_assert_uint_eq(h[i].id, want[i].id);
+		ck_assert_double_eq_tol(lp[i], log(p[row_of(h[i].id)]), 1e-4);
+	}
 	fresh_pool_free(pool);
 }
 END_TEST
@@ -220,6 +250,7 @@ static Suite *sample_suite(void)
 	tcase_add_test(tc, exclusions_are_never_drawn);
 	tcase_add_test(tc, draws_distinct_reproducible_thread_independent);
 	tcase_add_test(tc, refuses_bad_arguments);
+	tcase_add_test(tc, greedy_mode_is_exact_top_n_with_logprobs);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,85 @@
+"""Refit beside serving: how fast the corrected matrix is rebuilt (against
+the sgemm throughput P measured now), what it does to search latency, and
+how fast an affine refit publishes.
+
+    /usr/bin/python3 tests/bench/bench_refit.py [--toy]
+"""
+
+import argparse
+import threading
+import time
+
+import numpy as np
+
+import benchlib
+from bench_http import search_body, wrk
+
+
+def post_pairs(client, path, count, seed=4):
+    x = np.load(path, mmap_mode="r")
+    rng = np.random.default_rng(seed)
+    ids = np.sort(rng.choice(len(x), count, replace=False))
+    for i in range(0, count, 512):
+        chunk = ids[i:i + 512]
+        s = np.asarray(x[chunk])
+        g = s + 0.1 * rng.standard_normal(s.shape, dtype=np.float32)
+        client.update(chunk, g.astype(np.float32))
+
+
+def wait_materializing(client, finished_before, timeout=3600):
+    """Until the refit materializes (or, at toy sizes, has already finished)."""
+    t = time.time()
+    while time.time() - t < timeout:
+        c = client.corrector()
+        done = c["refits"]["accepted"] + c["refits"]["rejected"] + c["refits"]["failed"]
+        if c["state"] == "materializing" or done > finished_before:
+            return c
+        time.sleep(0.02)
+    raise RuntimeError("the refit never reached materializing")
+
+
+def run(toy=False):
+    n, d = (20000, 64) if toy else (1000000, 768)
+    pairs = 2000 if toy else 20000
+    path = benchlib.dataset(n, d)
+    bw, p = benchlib.machine_limits(path, 3)
+    body = search_body(d)
+    rows = []
+    with benchlib.Freshd("--index", path, "--corrector", "mlp", "--hidden", str(d),
+                         "--refit-every-pairs", "0", "--refit-every-seconds", "0",
+                         "--refit-epochs", "2") as f:
+        post_pairs(f.client, path, pairs)
+        idle = wrk(f.url, 8, 2, 2 if toy else 6, body)
+        f.client.refit()
+        wait_materializing(f.client, 0)
+        during = wrk(f.url, 8, 2, 1 if toy else 6, body)
+        while f.client.corrector()["state"] != "idle":
+            time.sleep(0.1)
+        last = f.client.corrector()["last_refit"]
+    mat = last["timings_ms"]["materialize"] / 1e3
+    flops = 2.0 * n * (d * d + 2 * d * d)  # A, W1 and W2, each d x d
+    rate = flops / mat
+    rows.append(("refit: materialize N=%d d=H=%d (%d pairs)" % (n, d, pairs),
+                 "%.2f s, %.0f GFLOP/s" % (mat, rate / 1e9), "sgemm %.0f GFLOP/s" % (p / 1e9),
+                 "%.2f" % (rate / p), ">= 0.60", rate / p >= 0.6 and last["accepted"]))
+    rows.append(("refit: search p99 during materialization vs idle",
+                 "%.1f ms" % (during["p99"] * 1e3), "%.1f ms" % (idle["p99"] * 1e3),
+                 "%.2fx" % (during["p99"] / idle["p99"]), "<= 3x",
+                 during["p99"] / idle["p99"] <= 3 and during["non2xx"] == 0))
+    with benchlib.Freshd("--index", path, "--corrector", "affine", "--refit-every-pairs", "0",
+                         "--refit-every-seconds", "0") as f:
+        post_pairs(f.client, path, pairs)
+        out = f.client.refit(wait=True)
+    pub = out["timings_ms"]["materialize"] + out["timings_ms"]["publish"]
+    rows.append(("refit: affine N=%d, materialize + publish" % n, "%.1f ms" % pub,
+                 "train %.0f ms" % out["timings_ms"]["train"], "", "<= 50 ms",
+                 pub <= 50 and out["accepted"]))
+    return rows
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--toy", action="store_true")
+    a = ap.parse_args()
+    for row in run(a.toy):
+        print(" | ".join(str(c) for c in row))
