@@ -581,6 +581,7 @@ enum fresh_status srv_http_start(struct srv_server *srv, struct srv_http **out,
 	h->srv = srv;
 	h->mhd = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->cfg.max_connections,
@@ -588,7 +589,6 @@ enum fresh_status srv_http_start(struct srv_server *srv, struct srv_http **out,
 		MHD_OPTION_CONNECTION_TIMEOUT, srv->cfg.connection_timeout,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		(size_t)(4 * srv->cfg.max_header + (256 << 10)),
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U, MHD_OPTION_END);
 	if (!h->mhd) {
 		snprintf(err, cap, "cannot listen on %s: %s", srv->cfg.listen,
