@@ -662,11 +662,14 @@ void fresh_engine_status(struct fresh_engine *e, struct fresh_engine_status *st)
 	fresh_model_release(m);
 	pthread_mutex_lock(&e->mu);
 	st->state = e->state;
-	st->progress = e->state == FRESH_REFIT_TRAINING
-			       ? fresh_progress_fraction(&e->train_prog)
-		       : e->state == FRESH_REFIT_MATERIALIZING
-			       ? fresh_progress_fraction(&e->build_prog)
-			       : 0.0;
+	if (e->state != FRESH_REFIT_IDLE) {
+		const struct fresh_progress *p =
+			e->state == FRESH_REFIT_TRAINING ? &e->train_prog
+							 : &e->build_prog;
+		st->progress = fresh_progress_fraction(p);
+		st->progress_done = atomic_load(&p->done);
+		st->progress_total = atomic_load(&p->total);
+	}
 	st->pairs_buffered = fresh_pairs_count(e->pairs);
 	st->pairs_total = e->pairs_total;
 	st->last_seq = e->applied_seq;

@@ -143,6 +143,7 @@ struct fresh_engine_status {
 	bool normalize;
 	enum fresh_refit_state state;
 	double progress;          /* 0..1 within the current state */
+	size_t progress_done, progress_total; /* epochs, or rows */
 	size_t pairs_buffered;
 	uint64_t pairs_total;
 	uint64_t last_seq;        /* newest log record applied */

@@ -108,6 +108,10 @@ json_t *srv_corrector_json(struct srv_server *srv)
 	json_object_set_new(j, "state",
 			    json_string(fresh_refit_state_name(st.state)));
 	json_object_set_new(j, "progress", json_real(st.progress));
+	json_object_set_new(j, "progress_done",
+			    json_integer((json_int_t)st.progress_done));
+	json_object_set_new(j, "progress_total",
+			    json_integer((json_int_t)st.progress_total));
 	json_object_set_new(j, "pairs",
 			    json_pack("{s:I,s:I}", "buffered",
 				      (json_int_t)st.pairs_buffered, "total",

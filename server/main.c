@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "progress.h"
 #include "server.h"
 
 static void engine_log(void *ctx, enum fresh_log_level level, const char *msg)
@@ -145,6 +146,7 @@ int main(int argc, char **argv)
 {
 	static struct srv_server srv;
 	struct srv_http *http = NULL;
+	struct srv_progress *progress;
 	struct fresh_index *idx = NULL;
 	struct fresh_error ferr;
 	char err[1024];
@@ -201,6 +203,7 @@ int main(int argc, char **argv)
 		fresh_demo_free(srv.demo);
 		return die(err);
 	}
+	progress = srv_progress_start(srv.engine, 5.0);
 	srv_log(SRV_INFO, "ready: corrector %s, data dir %s",
 		fresh_corrector_kind_name(srv.cfg.engine.kind),
 		srv.cfg.engine.data_dir);
@@ -210,6 +213,7 @@ int main(int argc, char **argv)
 	srv_http_quiesce(http);
 	fresh_engine_stop_refits(srv.engine);
 	srv_http_stop(http);
+	srv_progress_stop(progress);
 	srv_dispatch_stop(srv.dispatch);
 	fresh_engine_close(srv.engine);
 	fresh_demo_free(srv.demo);
