@@ -23,8 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "datadir.h"
 #include "fileio.h"
+#include "npy.h"
 
 #define REF_NAME "index.ref"
 
@@ -72,6 +74,38 @@ static enum fresh_status resolve_under(const char *dir, const char *field,
 		return fresh_fail(err, FRESH_INVALID,
 				  "%s: %s is outside the data dir %s", field,
 				  name, root);
+	return FRESH_OK;
+}
+
+/*
+ * The dimension a file announces (its header only), so that a reload of
+ * another width is refused before anything loads. FRESH_OK with *d == 0
+ * when the format is not recognised here (the loader will say why).
+ */
+static enum fresh_status probe_dim(const char *path, size_t *d,
+				   struct fresh_error *err)
+{
+	unsigned char head[FRESH_NPY_MAX_HEADER + 12];
+	struct fresh_npy_header h;
+	size_t plen = strlen(path), n;
+	FILE *f = fopen(path, "rb");
+
+	*d = 0;
+	if (!f)
+		return fresh_fail(err, FRESH_INVALID, "path: %s: %s", path,
+				  strerror(errno));
+	n = fread(head, 1, sizeof head, f);
+	fclose(f);
+	if (n >= 6 && memcmp(head, "\x93NUMPY", 6) == 0) {
+		if (fresh_npy_parse(head, n, &h, NULL) == FRESH_OK && h.ndim == 2)
+			*d = h.shape[1];
+	} else if (n >= 40 && memcmp(head, "FRESHIDX", 8) == 0) {
+		*d = (size_t)fresh_get64(head + 32);
+	} else if (n >= 4 && plen >= 6 && !strcmp(path + plen - 6, ".fvecs")) {
+		int32_t v;
+		memcpy(&v, head, 4);
+		*d = v > 0 ? (size_t)v : 0;
+	}
 	return FRESH_OK;
 }
 
@@ -214,6 +248,15 @@ enum fresh_status fresh_engine_reload(struct fresh_engine *e, const char *path,
 	if (st == FRESH_OK && ids_path)
 		st = resolve_under(e->data_dir, "ids_path", ids_path, a->ids,
 				   err);
+	if (st == FRESH_OK) {
+		size_t d = 0;
+		st = probe_dim(a->path, &d, err);
+		if (st == FRESH_OK && d && d != e->shape.d_in)
+			st = fresh_fail(err, FRESH_INVALID,
+					"path: %s has dimension %zu, the served "
+					"index %zu",
+					path, d, e->shape.d_in);
+	}
 	if (st != FRESH_OK) {
 		free(a);
 		return st;
