@@ -11,6 +11,7 @@
 #include "blas.h"
 #include "hash.h"
 #include "mem.h"
+#include "rows.h"
 
 #define TOPICS 500
 #define SPREAD 0.55f   /* within-topic noise relative to the centre */
@@ -37,16 +38,6 @@ static float normal(uint64_t *s)
 	return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
 }
 
-static void normalize(float *v, size_t d)
-{
-	double ss = 0.0;
-	for (size_t i = 0; i < d; i++)
-		ss += (double)v[i] * v[i];
-	if (ss > 0.0)
-		for (size_t i = 0; i < d; i++)
-			v[i] = (float)(v[i] / sqrt(ss));
-}
-
 enum fresh_status fresh_demo_create(size_t n, size_t d, uint64_t seed,
 				    struct fresh_demo **out)
 {
@@ -69,13 +60,13 @@ enum fresh_status fresh_demo_create(size_t n, size_t d, uint64_t seed,
 	for (size_t i = 0; i < TOPICS * d; i++)
 		centres[i] = normal(&rng);
 	for (size_t t = 0; t < TOPICS; t++)
-		normalize(centres + t * d, d);
+		fresh_normalize_rows(centres + t * d, 1, d, NULL, 1);
 	for (size_t r = 0; r < n; r++) {
 		const float *c = centres + (next(&rng) % TOPICS) * d;
 		for (size_t i = 0; i < d; i++)
 			s[r * d + i] = c[i] + SPREAD * normal(&rng) /
 						      sqrtf((float)d) * 1.7f;
-		normalize(s + r * d, d);
+		fresh_normalize_rows(s + r * d, 1, d, NULL, 1);
 	}
 	for (size_t i = 0; i < d * d; i++) {
 		demo->a[i] = LINEAR * normal(&rng) / sqrtf((float)d);
@@ -124,8 +115,7 @@ static void drift(const struct fresh_demo *demo, const float *s, size_t n,
 			  tmp, d);
 	for (size_t i = 0; i < n * d; i++)
 		y[i] += BENT * tanhf(tmp[i]);
-	for (size_t r = 0; r < n; r++)
-		normalize(y + r * d, d);
+	fresh_normalize_rows(y, n, d, NULL, 1);
 }
 
 enum fresh_status fresh_demo_fresh(const struct fresh_demo *demo,

@@ -14,6 +14,7 @@
 
 #include "blas.h"
 #include "mem.h"
+#include "rows.h"
 
 struct group {
 	size_t nt, nq;
@@ -175,14 +176,7 @@ double fresh_logits_step(struct fresh_logit_set *s,
 	if (fresh_corrector_forward(c, g->x, g->nt, s->h, &s->ws) != FRESH_OK)
 		return NAN;
 	if (norm)
-		for (size_t t = 0; t < g->nt; t++) {
-			double ss = 0.0;
-			for (size_t k = 0; k < dd; k++)
-				ss += (double)s->h[t * dd + k] * s->h[t * dd + k];
-			s->inv[t] = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-			for (size_t k = 0; k < dd; k++)
-				s->h[t * dd + k] *= s->inv[t];
-		}
+		fresh_normalize_rows(s->h, g->nt, dd, s->inv, 1);
 	/* Z = Q Hᵀ / tau; then softmax and the cross-entropy with P. */
 	(void)fresh_sgemm(false, true, g->nq, g->nt, dd, 1.0f / s->tau, g->q, dd,
 			  s->h, dd, 0.0f, s->z, g->nt);
@@ -198,15 +192,7 @@ double fresh_logits_step(struct fresh_logit_set *s,
 	(void)fresh_sgemm(true, false, g->nt, dd, g->nq, 1.0f / s->tau, s->z,
 			  g->nt, g->q, dd, 0.0f, s->dh, dd);
 	if (norm)
-		for (size_t t = 0; t < g->nt; t++) {
-			double dot = 0.0;
-			for (size_t k = 0; k < dd; k++)
-				dot += (double)s->dh[t * dd + k] * s->h[t * dd + k];
-			for (size_t k = 0; k < dd; k++)
-				s->dh[t * dd + k] = (s->dh[t * dd + k] -
-						     s->h[t * dd + k] * (float)dot) *
-						    s->inv[t];
-		}
+		fresh_normalize_backward(s->dh, s->h, s->inv, g->nt, dd);
 	/* ws still holds this group's forward cache. */
 	if (fresh_corrector_backward(c, g->x, g->nt, s->dh, scratch, mask,
 				     &s->ws) != FRESH_OK)

@@ -20,6 +20,7 @@
 
 #include "blas.h"
 #include "mem.h"
+#include "rows.h"
 #include "sample.h"
 #include "scan.h"
 
@@ -76,19 +77,12 @@ static void build_task(void *arg, size_t task, size_t worker)
 		}
 	}
 	if (fresh_corrector_normalize(m->corr)) {
-		for (size_t i = 0; i < nr; i++) {
-			float *row = y + i * j->d_out;
-			double ss = 0.0;
-			float inv;
-			for (size_t c = 0; c < j->d_out; c++)
-				ss += (double)row[c] * row[c];
-			inv = ss > 0.0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-			if (m->corrected)
-				for (size_t c = 0; c < j->d_out; c++)
-					row[c] *= inv;
-			else
-				m->row_scale[r0 + i] = inv;
-		}
+		/* In place in C, or as per-row scales for an S-based plan. */
+		if (m->corrected)
+			fresh_normalize_rows(y, nr, j->d_out, NULL, 1);
+		else
+			fresh_normalize_rows(y, nr, j->d_out, m->row_scale + r0,
+					     0);
 	}
 	if (j->prog)
 		atomic_fetch_add(&j->prog->done, nr);
@@ -417,17 +411,8 @@ enum fresh_status fresh_model_corrected_rows(const struct fresh_model *m,
 		st = fresh_corrector_forward(m->corr, x, n, out, &ws);
 		fresh_corrector_ws_free(&ws);
 	}
-	if (st == FRESH_OK && fresh_corrector_normalize(m->corr)) {
-		for (size_t i = 0; i < n; i++) {
-			float *row = out + i * sh->d_out;
-			double ss = 0.0;
-			for (size_t c = 0; c < sh->d_out; c++)
-				ss += (double)row[c] * row[c];
-			if (ss > 0.0)
-				for (size_t c = 0; c < sh->d_out; c++)
-					row[c] = (float)(row[c] / sqrt(ss));
-		}
-	}
+	if (st == FRESH_OK && fresh_corrector_normalize(m->corr))
+		fresh_normalize_rows(out, n, sh->d_out, NULL, 1);
 	fresh_free(x);
 	return st;
 }

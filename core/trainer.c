@@ -23,6 +23,7 @@
 #include "logits.h"
 #include "mem.h"
 #include "ridge.h"
+#include "rows.h"
 
 #define HOLDOUT_SALT UINT64_C(0x5eed0f4e1d0a7c3b)
 #define EVAL_CHUNK ((size_t)1024)
@@ -62,33 +63,12 @@ static double now(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static double sq_norm(const float *v, size_t d)
-{
-	double s = 0.0;
-	for (size_t i = 0; i < d; i++)
-		s += (double)v[i] * v[i];
-	return s;
-}
-
-/* Scales each row of y to unit length; writes 1/||row|| to inv if given. */
-static void normalize_rows(float *y, size_t n, size_t d, float *inv)
-{
-	for (size_t i = 0; i < n; i++) {
-		double ss = sq_norm(y + i * d, d);
-		float s = ss > 0.0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-		for (size_t c = 0; c < d; c++)
-			y[i * d + c] *= s;
-		if (inv)
-			inv[i] = s;
-	}
-}
-
 /* Adds the squared distance and relative squared error of x vs g rows. */
 static void accumulate(const float *x, const float *g, size_t n, size_t d,
 		       double *mse, double *rel)
 {
 	for (size_t i = 0; i < n; i++) {
-		double dist = 0.0, gg = sq_norm(g + i * d, d);
+		double dist = 0.0, gg = fresh_sq_norm(g + i * d, d);
 		for (size_t c = 0; c < d; c++) {
 			double e = (double)x[i * d + c] - g[i * d + c];
 			dist += e * e;
@@ -123,7 +103,7 @@ enum fresh_status fresh_refit_evaluate(const struct fresh_corrector *c,
 		if (st != FRESH_OK)
 			break;
 		if (fresh_corrector_normalize(c))
-			normalize_rows(y, m, sh->d_out, NULL);
+			fresh_normalize_rows(y, m, sh->d_out, NULL, 1);
 		accumulate(y, g + r * sh->d_out, m, sh->d_out,
 			   &out->corrected_mse, &out->corrected_rel_err);
 		if (out->stale_defined)
@@ -201,11 +181,11 @@ static enum fresh_status split_pairs(const struct fresh_index *idx,
 static bool all_unit_norm(const struct split *s)
 {
 	for (size_t i = 0; i < s->ntr; i++)
-		if (fabs(sqrt(sq_norm(s->gtr + i * s->dd, s->dd)) - 1.0) >
+		if (fabs(sqrt(fresh_sq_norm(s->gtr + i * s->dd, s->dd)) - 1.0) >
 		    UNIT_NORM_TOL)
 			return false;
 	for (size_t i = 0; i < s->nho; i++)
-		if (fabs(sqrt(sq_norm(s->gho + i * s->dd, s->dd)) - 1.0) >
+		if (fabs(sqrt(fresh_sq_norm(s->gho + i * s->dd, s->dd)) - 1.0) >
 		    UNIT_NORM_TOL)
 			return false;
 	return true;
@@ -285,21 +265,14 @@ static double batch_loss(const struct fresh_corrector *c, struct mlp_state *m,
 	double loss = 0.0;
 
 	if (norm)
-		normalize_rows(m->y, nb, dd, m->inv);
-	for (size_t i = 0; i < nb; i++) {
-		float *y = m->y + i * dd, *dy = m->dy + i * dd;
-		const float *g = m->gb + i * dd;
-		double dot = 0.0;
-		for (size_t k = 0; k < dd; k++) {
-			float e = y[k] - g[k];
-			loss += (double)e * e;
-			dy[k] = 2.0f * e / (float)nb;
-			dot += (double)dy[k] * y[k];
-		}
-		if (norm) /* through y/||y||: (dy - y (y·dy)) / ||y|| */
-			for (size_t k = 0; k < dd; k++)
-				dy[k] = (dy[k] - y[k] * (float)dot) * m->inv[i];
+		fresh_normalize_rows(m->y, nb, dd, m->inv, 1);
+	for (size_t i = 0; i < nb * dd; i++) {
+		float e = m->y[i] - m->gb[i];
+		loss += (double)e * e;
+		m->dy[i] = 2.0f * e / (float)nb;
 	}
+	if (norm)
+		fresh_normalize_backward(m->dy, m->y, m->inv, nb, dd);
 	loss /= (double)nb;
 	return isfinite(loss) ? loss : NAN;
 }
