@@ -38,15 +38,16 @@ static void make_mark(void)
 	snprintf(mark + 1, sizeof mark - 1, "%016" PRIx64, r);
 }
 
-/* Whether digits s[0..n) (no sign) exceed INT64_MAX. */
+/*
+ * Whether digits s[0..n) (no sign) exceed INT64_MAX. A literal with a
+ * leading zero is not JSON: it is left alone, for jansson to refuse.
+ */
 static bool above_int64(const char *s, size_t n)
 {
 	static const char max[] = "9223372036854775807";
 
-	while (n > 1 && *s == '0') {
-		s++;
-		n--;
-	}
+	if (n > 1 && *s == '0')
+		return false;
 	if (n != sizeof max - 1)
 		return n > sizeof max - 1;
 	return memcmp(s, max, n) > 0;
@@ -164,6 +165,30 @@ static char *rewrite(const char *b, size_t len, size_t big, size_t *out_len)
 	return r;
 }
 
+/*
+ * Whether an object key in v is a marked string: a big integer literal
+ * where JSON wants a key (the rewrite made it a string). Depth is bounded
+ * by the pre-scan.
+ */
+static bool marked_key(json_t *v)
+{
+	const char *key;
+	json_t *x;
+
+	if (json_is_array(v)) {
+		for (size_t i = 0; i < json_array_size(v); i++)
+			if (marked_key(json_array_get(v, i)))
+				return true;
+		return false;
+	}
+	json_object_foreach(v, key, x)
+	{
+		if (strncmp(key, mark, MARK_LEN) == 0 || marked_key(x))
+			return true;
+	}
+	return false;
+}
+
 bool srv_parse_body(const char *body, size_t len, bool empty_ok,
 		    json_t **out, struct srv_error *e)
 {
@@ -207,6 +232,11 @@ bool srv_parse_body(const char *body, size_t len, bool empty_ok,
 		json_decref(j);
 		return srv_fail(e, 400, "invalid_json",
 				"the body is not a JSON object");
+	}
+	if (big && marked_key(j)) {
+		json_decref(j);
+		return srv_fail(e, 400, "invalid_json",
+				"invalid JSON: a number where a key is expected");
 	}
 	*out = j;
 	return true;
