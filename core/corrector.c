@@ -28,6 +28,7 @@
 #define CKPT_MAGIC "FRSHCKPT"
 #define CKPT_FORMAT 1u
 #define CKPT_HEADER 72
+#define CKPT_HOLDOUT 48
 #define CKPT_MAX_BYTES ((size_t)1 << 32)
 #define MAX_HIDDEN ((size_t)16384)
 
@@ -35,7 +36,8 @@ struct fresh_corrector {
 	struct fresh_corrector_shape shape;
 	struct fresh_corrector_layout layout;
 	uint64_t version, trained_through;
-	bool normalize;
+	bool normalize, has_holdout;
+	struct fresh_holdout holdout;
 	float *params;
 };
 
@@ -167,6 +169,8 @@ enum fresh_status fresh_corrector_clone(const struct fresh_corrector *c,
 	d->version = c->version;
 	d->trained_through = c->trained_through;
 	d->normalize = c->normalize;
+	d->has_holdout = c->has_holdout;
+	d->holdout = c->holdout;
 	*out = d;
 	return FRESH_OK;
 }
@@ -240,6 +244,24 @@ void fresh_corrector_set_trained_through(struct fresh_corrector *c,
 					 uint64_t seq)
 {
 	c->trained_through = seq;
+}
+
+bool fresh_corrector_holdout(const struct fresh_corrector *c,
+			     struct fresh_holdout *out)
+{
+	if (c->has_holdout && out)
+		*out = c->holdout;
+	return c->has_holdout;
+}
+
+void fresh_corrector_set_holdout(struct fresh_corrector *c,
+				 const struct fresh_holdout *h)
+{
+	c->has_holdout = h != NULL;
+	if (h)
+		c->holdout = *h;
+	else
+		memset(&c->holdout, 0, sizeof c->holdout);
 }
 
 bool fresh_corrector_normalize(const struct fresh_corrector *c)
@@ -443,8 +465,9 @@ enum fresh_status fresh_corrector_fold(const struct fresh_corrector *c,
 enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 					    void **buf, size_t *len)
 {
-	size_t n = CKPT_HEADER + c->layout.total * sizeof(float) + 4;
-	unsigned char *b = malloc(n);
+	size_t n = CKPT_HEADER + c->layout.total * sizeof(float) + CKPT_HOLDOUT +
+		   4;
+	unsigned char *b = calloc(1, n);
 
 	if (!b)
 		return FRESH_NOMEM;
@@ -460,9 +483,55 @@ enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 	fresh_put64(b + 56, c->trained_through);
 	fresh_put64(b + 64, c->layout.total);
 	memcpy(b + CKPT_HEADER, c->params, c->layout.total * sizeof(float));
+	if (c->has_holdout) {
+		unsigned char *h = b + n - 4 - CKPT_HOLDOUT;
+		const struct fresh_holdout *q = &c->holdout;
+		double v[4] = {q->stale_mse, q->corrected_mse, q->stale_rel_err,
+			       q->corrected_rel_err};
+		fresh_put32(h, 1u | (q->stale_defined ? 2u : 0u));
+		fresh_put64(h + 8, q->n);
+		for (int i = 0; i < 4; i++)
+			memcpy(h + 16 + 8 * i, &v[i], 8);
+	}
 	fresh_put32(b + n - 4, fresh_crc32c(0, b, n - 4));
 	*buf = b;
 	*len = n;
+	return FRESH_OK;
+}
+
+/* The held-out block; absent means all zero, so bytes round-trip. */
+static enum fresh_status read_holdout(const unsigned char *h,
+				      struct fresh_corrector *c,
+				      struct fresh_error *err)
+{
+	static const unsigned char zero[CKPT_HOLDOUT];
+	uint32_t flags = fresh_get32(h);
+	double v[4];
+
+	if (flags == 0) {
+		if (memcmp(h, zero, CKPT_HOLDOUT) != 0)
+			return fresh_fail(err, FRESH_FORMAT,
+					  "checkpoint held-out block malformed");
+		return FRESH_OK;
+	}
+	if (flags > 3 || !(flags & 1u) || fresh_get32(h + 4) != 0)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "checkpoint held-out block malformed");
+	for (int i = 0; i < 4; i++) {
+		memcpy(&v[i], h + 16 + 8 * i, 8);
+		if (!isfinite(v[i]) || v[i] < 0 ||
+		    (!(flags & 2u) && (i == 0 || i == 2) && v[i] != 0))
+			return fresh_fail(err, FRESH_FORMAT,
+					  "checkpoint held-out error %d invalid",
+					  i);
+	}
+	c->has_holdout = true;
+	c->holdout.n = (size_t)fresh_get64(h + 8);
+	c->holdout.stale_defined = flags & 2u;
+	c->holdout.stale_mse = v[0];
+	c->holdout.corrected_mse = v[1];
+	c->holdout.stale_rel_err = v[2];
+	c->holdout.corrected_rel_err = v[3];
 	return FRESH_OK;
 }
 
@@ -479,7 +548,7 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 	uint64_t nparams;
 	enum fresh_status st;
 
-	if (len < CKPT_HEADER + 4 || memcmp(b, CKPT_MAGIC, 8) != 0)
+	if (len < CKPT_HEADER + CKPT_HOLDOUT + 4 || memcmp(b, CKPT_MAGIC, 8) != 0)
 		return fresh_fail(err, FRESH_FORMAT,
 				  "not a freshd checkpoint (bad magic or size)");
 	if (fresh_get32(b + 8) != CKPT_FORMAT)
@@ -507,7 +576,7 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 	layout = fresh_corrector_layout_of(&shape);
 	nparams = fresh_get64(b + 64);
 	if (nparams != layout.total ||
-	    len != CKPT_HEADER + layout.total * sizeof(float) + 4)
+	    len != CKPT_HEADER + layout.total * sizeof(float) + CKPT_HOLDOUT + 4)
 		return fresh_fail(err, FRESH_FORMAT,
 				  "checkpoint holds %llu parameters in %zu "
 				  "bytes, its shape needs %zu",
@@ -525,6 +594,11 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 					  "finite",
 					  i);
 		}
+	}
+	st = read_holdout(b + len - 4 - CKPT_HOLDOUT, c, err);
+	if (st != FRESH_OK) {
+		fresh_corrector_free(c);
+		return st;
 	}
 	c->normalize = flags & 1u;
 	c->version = fresh_get64(b + 48);

@@ -42,6 +42,19 @@ struct fresh_corrector_shape {
 	size_t d_in, d_out, hidden; /* hidden is 0 unless kind is mlp */
 };
 
+/*
+ * How a corrector did on the held-out pairs of the refit that made it:
+ * mean squared distance and mean relative squared error ||x - g||²/||g||²
+ * of the stale embeddings (when the widths agree) and of the corrected
+ * ones, as scored. Travels with the corrector in its checkpoint.
+ */
+struct fresh_holdout {
+	size_t n;
+	bool stale_defined; /* false when the widths differ */
+	double stale_mse, corrected_mse;
+	double stale_rel_err, corrected_rel_err;
+};
+
 /* Offsets of each parameter in the block, and its total size. */
 struct fresh_corrector_layout {
 	size_t a, b, w1, b1, w2, total;
@@ -106,6 +119,12 @@ void fresh_corrector_set_version(struct fresh_corrector *c, uint64_t v);
 uint64_t fresh_corrector_trained_through(const struct fresh_corrector *c);
 void fresh_corrector_set_trained_through(struct fresh_corrector *c,
 					 uint64_t seq);
+/* The held-out quality, when the corrector came from a refit. */
+bool fresh_corrector_holdout(const struct fresh_corrector *c,
+			     struct fresh_holdout *out);
+void fresh_corrector_set_holdout(struct fresh_corrector *c,
+				 const struct fresh_holdout *h);
+
 /* Whether scoring uses h(s) / ||h(s)||. */
 bool fresh_corrector_normalize(const struct fresh_corrector *c);
 void fresh_corrector_set_normalize(struct fresh_corrector *c, bool on);
@@ -146,8 +165,11 @@ enum fresh_status fresh_corrector_fold(const struct fresh_corrector *c,
 /*
  * Checkpoints. The format: magic "FRSHCKPT", format version, kind,
  * activation, flags, d_in, d_out, hidden, version, trained-through
- * sequence, parameter count, the parameters (float32 LE), CRC-32C of all
- * that precedes it. fresh_corrector_serialize allocates *buf (free()).
+ * sequence, parameter count, the parameters (float32 LE), the held-out
+ * block {u32 flags (1: present, 2: stale defined), u32 zero, u64 pairs,
+ * 4 x f64: stale MSE, corrected MSE, stale and corrected relative error;
+ * all zero when absent}, CRC-32C of all that precedes it. Every byte is
+ * meaningful: a checkpoint re-serializes to itself. fresh_corrector_serialize allocates *buf (free()).
  */
 enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 					    void **buf, size_t *len);

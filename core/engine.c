@@ -639,14 +639,10 @@ enum fresh_status fresh_engine_reset(struct fresh_engine *e, uint64_t *version,
 		fresh_corrector_free(c);
 	else
 		st = fresh_engine_publish_locked(e, m, *version, err);
-	if (st == FRESH_OK) {
-		pthread_mutex_lock(&e->mu);
-		e->have_holdout = false;
-		pthread_mutex_unlock(&e->mu);
+	if (st == FRESH_OK)
 		fresh_engine_logf(e, FRESH_LOG_INFO,
 				  "corrector reset to the identity, version %" PRIu64,
 				  *version);
-	}
 	pthread_mutex_unlock(&e->publish_mu);
 	return st;
 }
@@ -659,6 +655,8 @@ void fresh_engine_status(struct fresh_engine *e, struct fresh_engine_status *st)
 	st->version = fresh_model_version(m);
 	st->shape = e->shape;
 	st->normalize = fresh_corrector_normalize(fresh_model_corrector(m));
+	st->have_holdout =
+		fresh_corrector_holdout(fresh_model_corrector(m), &st->holdout);
 	fresh_model_release(m);
 	pthread_mutex_lock(&e->mu);
 	st->state = e->state;
@@ -673,8 +671,6 @@ void fresh_engine_status(struct fresh_engine *e, struct fresh_engine_status *st)
 	st->pairs_buffered = fresh_pairs_count(e->pairs);
 	st->pairs_total = e->pairs_total;
 	st->last_seq = e->applied_seq;
-	st->have_holdout = e->have_holdout;
-	st->holdout = e->holdout;
 	st->last = e->last;
 	st->refits_started = e->refits_started;
 	st->refits_accepted = e->refits_accepted;
@@ -798,9 +794,6 @@ enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
 		st = fresh_engine_publish_locked(e, m, want, err);
 	}
 	if (st == FRESH_OK) {
-		pthread_mutex_lock(&e->mu);
-		e->have_holdout = false;
-		pthread_mutex_unlock(&e->mu);
 		*version = want;
 		fresh_engine_logf(e, FRESH_LOG_INFO,
 				  "installed corrector checkpoint version %" PRIu64,

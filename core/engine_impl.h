@@ -45,8 +45,6 @@ struct fresh_engine {
 	uint64_t pairs_since_refit;               /* (mu) */
 	double first_new_pair;  /* (mu), monotonic: when pairs_since_refit
 				   last left zero */
-	bool have_holdout;                        /* (mu) */
-	struct fresh_holdout holdout;             /* (mu) */
 	struct fresh_refit_outcome last;          /* (mu) */
 	uint64_t refits_started, refits_accepted, refits_rejected,
 		refits_failed;                    /* (mu) */

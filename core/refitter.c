@@ -182,6 +182,7 @@ static void run_refit(struct fresh_engine *e)
 		e->state = FRESH_REFIT_MATERIALIZING;
 		pthread_mutex_unlock(&e->mu);
 		fresh_corrector_set_trained_through(cand, seq);
+		fresh_corrector_set_holdout(cand, &out.report.holdout);
 		st = fresh_model_build(fresh_model_index(cur), cand,
 				       e->refit_pool, &e->build_prog, &e->cancel,
 				       &m, &err);
@@ -230,10 +231,6 @@ static void run_refit(struct fresh_engine *e)
 		e->refits_accepted++;
 	else
 		e->refits_rejected++;
-	if (out.version) {
-		e->have_holdout = true;
-		e->holdout = out.report.holdout;
-	}
 	e->refit_seconds_total += fresh_engine_now() - t0;
 	e->last = out;
 	e->state = FRESH_REFIT_IDLE;

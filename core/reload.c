@@ -178,7 +178,6 @@ static enum fresh_status switch_index(struct fresh_engine *e,
 	old = e->index;
 	fresh_index_retain(idx);
 	e->index = idx;
-	e->have_holdout = false;
 	e->compact_requested = true; /* drop the old pairs from the log */
 	pthread_cond_signal(&e->work_cv);
 	pthread_mutex_unlock(&e->mu);

@@ -56,13 +56,6 @@ struct fresh_refit_config {
 
 struct fresh_refit_config fresh_refit_config_default(void);
 
-struct fresh_holdout {
-	size_t n;
-	bool stale_defined; /* false when the widths differ */
-	double stale_mse, corrected_mse;
-	double stale_rel_err, corrected_rel_err;
-};
-
 struct fresh_refit_report {
 	bool accepted;
 	char reason[256];         /* why not, when not accepted */

@@ -107,11 +107,16 @@ def snapshot(n, d, ids, vectors):
 
 
 def checkpoint(kind, act, d_in, d_out, hidden, params, normalize=0,
-               version=3, through=17):
+               version=3, through=17, holdout=None):
     body = b"FRSHCKPT" + struct.pack("<IIII", 1, kind, act, normalize)
     body += struct.pack("<QQQQQQ", d_in, d_out, hidden, version, through,
                         len(params))
     body += f32(params)
+    if holdout is None:  # the held-out block: absent is all zero
+        body += bytes(48)
+    else:
+        n, stale_mse, mse, stale_rel, rel = holdout
+        body += struct.pack("<IIQdddd", 3, 0, n, stale_mse, mse, stale_rel, rel)
     return body + struct.pack("<I", crc32c(body))
 
 
@@ -242,6 +247,9 @@ def corpora():
         "affine_rect": checkpoint(1, 0, 3, 2, 0,
                                   [1.0] * layout_total(1, 3, 2, 0)),
         "mlp_gelu": mlp,
+        "affine_holdout": checkpoint(1, 0, 2, 2, 0,
+                                     [0.25] * layout_total(1, 2, 2, 0),
+                                     holdout=(40, 1.5, 0.25, 0.75, 0.125)),
         "bad_crc": bytes(bad_crc),
         "nan_param": nan,
         "none_rect": checkpoint(0, 0, 4, 3, 0, []),

@@ -297,9 +297,13 @@ START_TEST(checkpoint_round_trip)
 	struct fresh_corrector *c = random_corrector(s, 9, 1.0f), *d;
 	char path[4200];
 
+	struct fresh_holdout ho = {321, true, 1.5, 0.25, 0.9, 0.125}, got;
+
 	fresh_corrector_set_version(c, 17);
 	fresh_corrector_set_trained_through(c, 12345);
 	fresh_corrector_set_normalize(c, true);
+	ck_assert(!fresh_corrector_holdout(c, &got));
+	fresh_corrector_set_holdout(c, &ho);
 	tu_path(path, sizeof path, dir, "c.ckpt");
 	ck_assert_int_eq(fresh_corrector_save(c, path, NULL), FRESH_OK);
 	ck_assert_int_eq(fresh_corrector_load(path, &d, NULL), FRESH_OK);
@@ -309,6 +313,11 @@ START_TEST(checkpoint_round_trip)
 	ck_assert_int_eq(fresh_corrector_shape(d)->kind, FRESH_CORRECTOR_MLP);
 	ck_assert_int_eq(fresh_corrector_shape(d)->act, FRESH_ACT_GELU);
 	ck_assert_uint_eq(fresh_corrector_shape(d)->hidden, 4);
+	ck_assert(fresh_corrector_holdout(d, &got));
+	ck_assert_uint_eq(got.n, 321);
+	ck_assert(got.stale_defined);
+	ck_assert_double_eq(got.stale_mse, 1.5);
+	ck_assert_double_eq(got.corrected_rel_err, 0.125);
 	ck_assert_mem_eq(fresh_corrector_params(c), fresh_corrector_params(d),
 			 fresh_corrector_layout(c).total * sizeof(float));
 	fresh_corrector_free(c);
