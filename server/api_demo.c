@@ -70,7 +70,7 @@ void srv_api_demo_fresh(struct srv_request *req, struct srv_reply *r)
 fail:
 	srv_reply_error(r, &e);
 done:
-	json_decref(body);
+	srv_body_release(body);
 	free(ids);
 	free(rows);
 	free(vec);
@@ -134,7 +134,7 @@ fail:
 	srv_reply_error(r, &e);
 done:
 	fresh_index_release(idx);
-	json_decref(body);
+	srv_body_release(body);
 	free(q);
 	free(hits);
 	free(counts);

@@ -304,7 +304,7 @@ fail:
 	srv_reply_error(r, &e);
 done:
 	fresh_model_release(m);
-	json_decref(body);
+	srv_body_release(body);
 	free(ids);
 	free(rows);
 	free(vec);

@@ -26,7 +26,7 @@ struct query_req {
 
 static void query_req_free(struct query_req *qr)
 {
-	json_decref(qr->body);
+	srv_body_release(qr->body);
 	free(qr->q);
 	for (size_t i = 0; qr->excl && i < qr->b; i++)
 		free(qr->excl[i]);

@@ -1,12 +1,10 @@
 /*
  * parse.c - request parsing (see parse.h).
  *
- * Design: the pre-scan walks the body once, tracking strings and escapes,
- * to measure nesting and find integer literals above INT64_MAX; only when
- * there are such literals is the body copied, with each rewritten as a
- * string carrying a per-process random prefix that no client can forge.
- * Everything after jansson is typed extraction; each failure names the
- * field (and index) it is about.
+ * Design: jscan (the pre-scan) turns what jansson parses slowly or cannot
+ * represent into marked strings backed by a side table; jansson parses
+ * the rest; the getters below read either form, so handlers never see a
+ * mark. Each failure names the field (and index) it is about.
  */
 #include "parse.h"
 
@@ -14,162 +12,14 @@
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include "base64.h"
+#include "jscan.h"
 
-#define MARK_LEN 17 /* "\u0001" + 16 hex digits, decoded length */
-
-static char mark[MARK_LEN + 1];
-static pthread_once_t mark_once = PTHREAD_ONCE_INIT;
-
-static void make_mark(void)
-{
-	uint64_t r = 0;
-
-	if (getrandom(&r, sizeof r, 0) != sizeof r)
-		r = (uint64_t)time(NULL) * UINT64_C(0x9e3779b97f4a7c15);
-	mark[0] = '\001';
-	snprintf(mark + 1, sizeof mark - 1, "%016" PRIx64, r);
-}
-
-/*
- * Whether digits s[0..n) (no sign) exceed INT64_MAX. A literal with a
- * leading zero is not JSON: it is left alone, for jansson to refuse.
- */
-static bool above_int64(const char *s, size_t n)
-{
-	static const char max[] = "9223372036854775807";
-
-	if (n > 1 && *s == '0')
-		return false;
-	if (n != sizeof max - 1)
-		return n > sizeof max - 1;
-	return memcmp(s, max, n) > 0;
-}
-
-/*
- * A number token starting at b[i] (a digit or '-'): returns its end and
- * whether it is a non-negative integer literal above INT64_MAX.
- */
-static size_t number_token(const char *b, size_t len, size_t i, bool *big)
-{
-	size_t j = i, digits;
-	bool neg = false, integer = true;
-
-	if (b[j] == '-') {
-		neg = true;
-		j++;
-	}
-	digits = j;
-	while (j < len && b[j] >= '0' && b[j] <= '9')
-		j++;
-	*big = false;
-	if (j < len && b[j] == '.') {
-		integer = false;
-		for (j++; j < len && b[j] >= '0' && b[j] <= '9'; j++)
-			;
-	}
-	if (j < len && (b[j] == 'e' || b[j] == 'E')) {
-		integer = false;
-		j++;
-		if (j < len && (b[j] == '+' || b[j] == '-'))
-			j++;
-		while (j < len && b[j] >= '0' && b[j] <= '9')
-			j++;
-	}
-	if (integer && !neg && j > digits)
-		*big = above_int64(b + digits, j - digits);
-	return j;
-}
-
-/*
- * Pre-scan. Returns false on nesting too deep; *big counts integer
- * literals above INT64_MAX.
- */
-static bool prescan(const char *b, size_t len, size_t *big)
-{
-	int depth = 0;
-	bool in_str = false;
-
-	*big = 0;
-	for (size_t i = 0; i < len; i++) {
-		char c = b[i];
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = false;
-			continue;
-		}
-		if (c == '"') {
-			in_str = true;
-		} else if (c == '[' || c == '{') {
-			if (++depth > SRV_MAX_DEPTH)
-				return false;
-		} else if (c == ']' || c == '}') {
-			depth--;
-		} else if ((c >= '0' && c <= '9') || c == '-') {
-			bool is_big;
-			i = number_token(b, len, i, &is_big) - 1;
-			*big += is_big;
-		}
-	}
-	return true;
-}
-
-/* Copies b, turning big integer literals into marked strings. */
-static char *rewrite(const char *b, size_t len, size_t big, size_t *out_len)
-{
-	/* Each literal grows by 2 quotes + the escaped mark ("\\u0001" + 16). */
-	size_t cap = len + big * (2 + 6 + 16) + 1, o = 0;
-	char *r = malloc(cap);
-	bool in_str = false;
-
-	if (!r)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		char c = b[i];
-		if (in_str) {
-			r[o++] = c;
-			if (c == '\\' && i + 1 < len)
-				r[o++] = b[++i];
-			else if (c == '"')
-				in_str = false;
-			continue;
-		}
-		if (c == '"')
-			in_str = true;
-		if ((c >= '0' && c <= '9') || c == '-') {
-			bool is_big;
-			size_t j = number_token(b, len, i, &is_big);
-			if (is_big)
-				o += (size_t)sprintf(r + o, "\"\\u0001%s",
-						     mark + 1);
-			memcpy(r + o, b + i, j - i);
-			o += j - i;
-			if (is_big)
-				r[o++] = '"';
-			i = j - 1;
-			continue;
-		}
-		r[o++] = c;
-	}
-	r[o] = '\0';
-	*out_len = o;
-	return r;
-}
-
-/*
- * Whether an object key in v is a marked string: a big integer literal
- * where JSON wants a key (the rewrite made it a string). Depth is bounded
- * by the pre-scan.
- */
+/* Whether an object key anywhere in v carries the mark (never valid). */
 static bool marked_key(json_t *v)
 {
 	const char *key;
@@ -183,7 +33,7 @@ static bool marked_key(json_t *v)
 	}
 	json_object_foreach(v, key, x)
 	{
-		if (strncmp(key, mark, MARK_LEN) == 0 || marked_key(x))
+		if (jscan_is_marked(key, strlen(key)) || marked_key(x))
 			return true;
 	}
 	return false;
@@ -193,16 +43,16 @@ bool srv_parse_body(const char *body, size_t len, bool empty_ok,
 		    json_t **out, struct srv_error *e)
 {
 	json_error_t jerr;
-	char *copy = NULL;
-	size_t big, n = len;
+	char *scanned = NULL;
+	size_t n = len, scanned_len, where = 0;
 	json_t *j;
 
-	pthread_once(&mark_once, make_mark);
 	*out = NULL;
 	while (n > 0 && (body[n - 1] == ' ' || body[n - 1] == '\n' ||
 			 body[n - 1] == '\r' || body[n - 1] == '\t'))
 		n--;
 	if (n == 0) {
+		jscan_release();
 		if (!empty_ok)
 			return srv_fail(e, 400, "invalid_json",
 					"the body is empty; expected a JSON "
@@ -211,35 +61,48 @@ bool srv_parse_body(const char *body, size_t len, bool empty_ok,
 		return *out != NULL ||
 		       srv_fail(e, 503, "overloaded", "out of memory");
 	}
-	if (!prescan(body, len, &big))
+	switch (jscan_run(body, len, SRV_MAX_DEPTH, &scanned, &scanned_len,
+			  &where)) {
+	case JSCAN_OK:
+		break;
+	case JSCAN_TOO_DEEP:
 		return srv_fail(e, 400, "invalid_json",
-				"JSON nested deeper than %d levels",
-				SRV_MAX_DEPTH);
-	if (big) {
-		copy = rewrite(body, len, big, &len);
-		if (!copy)
-			return srv_fail(e, 503, "overloaded", "out of memory");
-		body = copy;
+				"JSON nested deeper than %d levels (at byte %zu)",
+				SRV_MAX_DEPTH, where);
+	case JSCAN_OVERFLOW:
+		return srv_fail(e, 400, "invalid_json",
+				"a number overflows a double (in the array at "
+				"byte %zu)",
+				where);
+	case JSCAN_NOMEM:
+		return srv_fail(e, 503, "overloaded", "out of memory");
 	}
-	j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
-		       &jerr);
-	free(copy);
-	if (!j)
+	j = json_loadb(scanned, scanned_len,
+		       JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+	free(scanned);
+	if (!j) {
+		jscan_release();
 		return srv_fail(e, 400, "invalid_json",
 				"invalid JSON at line %d, column %d: %s",
 				jerr.line, jerr.column, jerr.text);
-	if (!json_is_object(j)) {
-		json_decref(j);
-		return srv_fail(e, 400, "invalid_json",
-				"the body is not a JSON object");
 	}
-	if (big && marked_key(j)) {
+	if (!json_is_object(j) || marked_key(j)) {
+		bool object = json_is_object(j);
 		json_decref(j);
+		jscan_release();
 		return srv_fail(e, 400, "invalid_json",
-				"invalid JSON: a number where a key is expected");
+				object ? "invalid JSON: a number where a key is "
+					 "expected"
+				       : "the body is not a JSON object");
 	}
 	*out = j;
 	return true;
+}
+
+void srv_body_release(json_t *body)
+{
+	json_decref(body);
+	jscan_release();
 }
 
 bool srv_check_keys(json_t *obj, const char *const *allowed,
@@ -259,30 +122,57 @@ bool srv_check_keys(json_t *obj, const char *const *allowed,
 	return true;
 }
 
-/* The digits of a marked big integer, or NULL. */
-static const char *marked(json_t *v)
+/* The mark a JSON string carries, and its text: 'I', 'A', 'S' or 0. */
+static char mark_of(json_t *v)
 {
-	const char *s;
+	const char *s = json_string_value(v);
+	size_t len = json_string_length(v);
+	struct jscan_array a;
+	const char *t;
+	size_t n;
 
-	if (!json_is_string(v))
+	if (!s || !jscan_is_marked(s, len))
+		return 0;
+	if (jscan_big_integer(s, len))
+		return 'I';
+	if (jscan_array(s, len, &a))
+		return 'A';
+	if (jscan_string(s, len, &t, &n))
+		return 'S';
+	return 0;
+}
+
+const char *srv_string(json_t *v, size_t *len)
+{
+	const char *s = json_string_value(v), *t;
+	size_t n;
+
+	if (!s)
 		return NULL;
-	s = json_string_value(v);
-	if (json_string_length(v) <= MARK_LEN ||
-	    memcmp(s, mark, MARK_LEN) != 0)
-		return NULL;
-	return s + MARK_LEN;
+	if (jscan_string(s, json_string_length(v), &t, &n)) {
+		*len = n;
+		return t;
+	}
+	*len = json_string_length(v);
+	return s;
 }
 
 bool srv_get_u64(json_t *v, const char *path, uint64_t *out,
 		 struct srv_error *e)
 {
-	const char *digits = marked(v);
+	const char *digits = json_is_string(v)
+				     ? jscan_big_integer(json_string_value(v),
+							 json_string_length(v))
+				     : NULL;
 
 	if (digits) {
-		char *end;
 		errno = 0;
-		*out = strtoull(digits, &end, 10);
-		if (errno == ERANGE || *end)
+		*out = digits[0] == '-' ? 0 : strtoull(digits, NULL, 10);
+		if (digits[0] == '-')
+			return srv_bad(e, "%s: %.40s is negative; ids are "
+					  "0..2^64-1",
+				       path, digits);
+		if (errno == ERANGE)
 			return srv_bad(e, "%s: %.40s is out of range 0..2^64-1",
 				       path, digits);
 		return true;
@@ -300,7 +190,10 @@ bool srv_get_u64(json_t *v, const char *path, uint64_t *out,
 bool srv_get_double(json_t *v, const char *path, double *out,
 		    struct srv_error *e)
 {
-	const char *digits = marked(v);
+	const char *digits = json_is_string(v)
+				     ? jscan_big_integer(json_string_value(v),
+							 json_string_length(v))
+				     : NULL;
 
 	if (digits)
 		*out = strtod(digits, NULL);
@@ -322,7 +215,7 @@ bool srv_field_int(json_t *obj, const char *key, int64_t lo, int64_t hi,
 		*out = def;
 		return true;
 	}
-	if (marked(v))
+	if (mark_of(v) == 'I')
 		return srv_bad(e, "%s: out of range %" PRId64 "..%" PRId64, key,
 			       lo, hi);
 	if (!json_is_integer(v))
@@ -356,15 +249,18 @@ bool srv_field_choice(json_t *obj, const char *key, const char *const *choices,
 		      int def, int *out, struct srv_error *e)
 {
 	json_t *v = json_object_get(obj, key);
+	const char *s;
+	size_t len = 0;
 	char list[256] = "";
 
 	if (!v || json_is_null(v)) {
 		*out = def;
 		return true;
 	}
+	s = srv_string(v, &len);
 	for (int i = 0; choices[i]; i++) {
-		if (json_is_string(v) &&
-		    strcmp(json_string_value(v), choices[i]) == 0) {
+		if (s && strlen(choices[i]) == len &&
+		    memcmp(s, choices[i], len) == 0) {
 			*out = i;
 			return true;
 		}
@@ -386,29 +282,44 @@ static bool to_float(double d, const char *path, size_t i, float *out,
 	return true;
 }
 
+static bool b64_vector(json_t *v, const char *path, size_t dim, float *out,
+		       struct srv_error *e)
+{
+	size_t len = 0, bytes;
+	const char *s = json_is_string(v) ? srv_string(v, &len) : NULL;
+
+	if (!s || mark_of(v) == 'I' || mark_of(v) == 'A')
+		return srv_bad(e, "%s: expected a base64 string", path);
+	if (!srv_base64_decoded_len(s, len, &bytes))
+		return srv_bad(e, "%s: not valid base64 (length %zu)", path,
+			       len);
+	if (bytes != dim * sizeof(float))
+		return srv_bad(e, "%s: %zu bytes, expected %zu (%zu float32)",
+			       path, bytes, dim * sizeof(float), dim);
+	if (!srv_base64_decode(s, len, (unsigned char *)out))
+		return srv_bad(e, "%s: not valid base64", path);
+	for (size_t i = 0; i < dim; i++)
+		if (!isfinite(out[i]))
+			return srv_bad(e, "%s[%zu]: not a finite float32", path,
+				       i);
+	return true;
+}
+
 bool srv_get_vector(json_t *v, bool b64, const char *path, size_t dim,
 		    float *out, struct srv_error *e)
 {
-	if (b64) {
-		const char *s = json_string_value(v);
-		size_t len = json_string_length(v), bytes;
+	struct jscan_array a;
 
-		if (!json_is_string(v))
-			return srv_bad(e, "%s: expected a base64 string", path);
-		if (!srv_base64_decoded_len(s, len, &bytes))
-			return srv_bad(e, "%s: not valid base64 (length %zu)",
-				       path, len);
-		if (bytes != dim * sizeof(float))
-			return srv_bad(e, "%s: %zu bytes, expected %zu (%zu "
-					  "float32)",
-				       path, bytes, dim * sizeof(float), dim);
-		if (!srv_base64_decode(s, len, (unsigned char *)out))
-			return srv_bad(e, "%s: not valid base64", path);
+	if (b64)
+		return b64_vector(v, path, dim, out, e);
+	if (json_is_string(v) && jscan_array(json_string_value(v),
+					     json_string_length(v), &a)) {
+		if (a.n != dim)
+			return srv_bad(e, "%s: %zu numbers, expected %zu", path,
+				       a.n, dim);
 		for (size_t i = 0; i < dim; i++)
-			if (!isfinite(out[i]))
-				return srv_bad(e, "%s[%zu]: not a finite "
-						  "float32",
-					       path, i);
+			if (!to_float(a.num[i].v, path, i, out + i, e))
+				return false;
 		return true;
 	}
 	if (!json_is_array(v))
@@ -418,7 +329,11 @@ bool srv_get_vector(json_t *v, bool b64, const char *path, size_t dim,
 			       json_array_size(v), dim);
 	for (size_t i = 0; i < dim; i++) {
 		json_t *x = json_array_get(v, i);
-		const char *digits = marked(x);
+		const char *digits =
+			json_is_string(x)
+				? jscan_big_integer(json_string_value(x),
+						    json_string_length(x))
+				: NULL;
 		double d;
 		if (json_is_real(x))
 			d = json_real_value(x);
@@ -432,6 +347,23 @@ bool srv_get_vector(json_t *v, bool b64, const char *path, size_t dim,
 			return false;
 	}
 	return true;
+}
+
+/* Whether v is a list (a JSON array or a marked one) and its length. */
+static bool list_length(json_t *v, size_t *n)
+{
+	struct jscan_array a;
+
+	if (json_is_array(v)) {
+		*n = json_array_size(v);
+		return true;
+	}
+	if (json_is_string(v) &&
+	    jscan_array(json_string_value(v), json_string_length(v), &a)) {
+		*n = a.n;
+		return true;
+	}
+	return false;
 }
 
 bool srv_get_queries(json_t *obj, size_t dim, size_t max, float **out,
@@ -462,8 +394,11 @@ bool srv_get_queries(json_t *obj, size_t dim, size_t max, float **out,
 	if (which == 0 || which == 2) {
 		*n = 1;
 	} else {
+		/* A list of lists is never marked; a marked list is numbers. */
 		if (!json_is_array(v))
-			return srv_bad(e, "%s: expected an array", names[which]);
+			return srv_bad(e, "%s: expected an array of %s",
+				       names[which],
+				       which == 1 ? "vectors" : "base64 strings");
 		*n = json_array_size(v);
 		if (*n == 0)
 			return srv_bad(e, "%s: empty; at least one query is "
@@ -494,21 +429,39 @@ bool srv_get_queries(json_t *obj, size_t dim, size_t max, float **out,
 bool srv_get_id_list(json_t *v, const char *path, size_t max, uint64_t **ids,
 		     size_t *n, struct srv_error *e)
 {
+	struct jscan_array a;
+	bool fast = json_is_string(v) && jscan_array(json_string_value(v),
+						     json_string_length(v), &a);
 	char p[96];
 
 	*ids = NULL;
 	*n = 0;
-	if (!json_is_array(v))
+	if (!list_length(v, n))
 		return srv_bad(e, "%s: expected an array of ids", path);
-	*n = json_array_size(v);
 	if (*n > max)
 		return srv_bad(e, "%s: %zu ids, at most %zu", path, *n, max);
 	*ids = malloc((*n ? *n : 1) * sizeof **ids);
 	if (!*ids)
 		return srv_fail(e, 503, "overloaded", "out of memory");
 	for (size_t i = 0; i < *n; i++) {
+		bool ok = true;
 		snprintf(p, sizeof p, "%s[%zu]", path, i);
-		if (!srv_get_u64(json_array_get(v, i), p, *ids + i, e)) {
+		if (!fast) {
+			ok = srv_get_u64(json_array_get(v, i), p, *ids + i, e);
+		} else if (a.num[i].kind == JSCAN_UINT) {
+			(*ids)[i] = a.num[i].u;
+		} else {
+			ok = a.num[i].kind == JSCAN_NEGATIVE
+				     ? srv_bad(e, "%s: %.0f is negative; ids are "
+						  "0..2^64-1",
+					       p, a.num[i].v)
+			     : a.num[i].kind == JSCAN_HUGE
+				     ? srv_bad(e, "%s: %.0f is out of range "
+						  "0..2^64-1",
+					       p, a.num[i].v)
+				     : srv_bad(e, "%s: expected an integer id", p);
+		}
+		if (!ok) {
 			free(*ids);
 			*ids = NULL;
 			return false;

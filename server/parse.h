@@ -2,10 +2,12 @@
  * parse.h - request bodies: JSON per API.md's "Parsing" rules, and typed
  * fields with errors that name the field and index.
  *
- * jansson does the parsing; a pre-scan in front of it enforces what
- * jansson cannot be told: nesting at most 32 deep, and integers up to
- * 2^64-1 (jansson's integers are signed 64-bit, so larger ones are handed
- * to it as marked strings that only srv_get_u64 and number fields read).
+ * jansson does the parsing; a pre-scan in front of it (jscan.h) enforces
+ * what jansson cannot be told (nesting at most 32 deep, integers up to
+ * 2^64-1) and takes over long numeric arrays and base64 strings, which
+ * jansson parses slowly. Values may therefore be marked strings: read
+ * them only through the getters below (and srv_string for strings), and
+ * end with srv_body_release, which frees the pre-scan's side table.
  */
 #ifndef SRV_PARSE_H
 #define SRV_PARSE_H
@@ -20,11 +22,18 @@
 #define SRV_MAX_DEPTH 32
 
 /*
- * Parses body[0..len) into a JSON object (*out, caller decrefs). An empty
- * body is {} when empty_ok. On failure e is 400 invalid_json.
+ * Parses body[0..len) into a JSON object (*out; release it with
+ * srv_body_release). An empty body is {} when empty_ok. On failure e is
+ * 400 invalid_json. body must stay alive until the release (base64 text
+ * is read from it in place).
  */
 bool srv_parse_body(const char *body, size_t len, bool empty_ok,
 		    json_t **out, struct srv_error *e);
+/* Drops a parsed body (accepts NULL). */
+void srv_body_release(json_t *body);
+
+/* A JSON string's text (marked or not), *len its length; NULL if not one. */
+const char *srv_string(json_t *v, size_t *len);
 
 /* Refuses keys of obj not in allowed (NULL-ended): "unknown field 'x'". */
 bool srv_check_keys(json_t *obj, const char *const *allowed,
