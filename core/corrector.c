@@ -621,10 +621,7 @@ enum fresh_status fresh_corrector_save(const struct fresh_corrector *c,
 	st = fresh_atomic_open(&f, path, err);
 	if (st == FRESH_OK) {
 		st = fresh_atomic_write(&f, buf, len, err);
-		if (st == FRESH_OK)
-			st = fresh_atomic_commit(&f, err);
-		if (st != FRESH_OK)
-			fresh_atomic_abort(&f);
+		st = fresh_atomic_finish(&f, st, err);
 	}
 	free(buf);
 	return st;

@@ -61,10 +61,7 @@ enum fresh_status fresh_pairs_file_save(const char *path,
 	fresh_put32(c, crc);
 	if (st == FRESH_OK)
 		st = fresh_atomic_write(&f, c, sizeof c, err);
-	if (st == FRESH_OK)
-		st = fresh_atomic_commit(&f, err);
-	if (st != FRESH_OK)
-		fresh_atomic_abort(&f);
+	st = fresh_atomic_finish(&f, st, err);
 	return st;
 }
 

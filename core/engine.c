@@ -335,6 +335,7 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 		fresh_index_release(idx);
 		return fresh_fail(err, FRESH_NOMEM, "out of memory");
 	}
+	e->lock_fd = -1;
 	e->cfg = *cfg;
 	e->index = idx;
 	snprintf(e->data_dir, sizeof e->data_dir, "%s", cfg->data_dir);
@@ -348,6 +349,7 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	pthread_mutex_init(&e->publish_mu, NULL);
 	pthread_cond_init(&e->work_cv, NULL);
 	pthread_cond_init(&e->done_cv, NULL);
+	fresh_swap_init(&e->swap, NULL);
 	atomic_init(&e->cancel, false);
 	atomic_init(&e->train_prog.done, 0);
 	atomic_init(&e->train_prog.total, 0);
@@ -357,7 +359,6 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	st = fresh_corrector_shape_check(&e->shape, err);
 	if (st == FRESH_OK && strlen(cfg->data_dir) > 3900)
 		st = fresh_fail(err, FRESH_INVALID, "data dir path too long");
-	e->lock_fd = -1;
 	if (st == FRESH_OK)
 		st = make_dirs(e->data_dir, err);
 	if (st == FRESH_OK)
@@ -406,30 +407,16 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 		fresh_corrector_free(corr);
 		goto fail;
 	}
-	fresh_swap_init(&e->swap, model);
+	fresh_swap_publish(&e->swap, model);
 	st = fresh_refitter_start(e);
 	if (st != FRESH_OK) {
 		st = fresh_fail(err, st, "cannot start the refit thread");
-		goto fail_swap;
+		goto fail;
 	}
 	*out = e;
 	return FRESH_OK;
-fail_swap:
-	fresh_swap_destroy(&e->swap);
 fail:
-	fresh_wal_close(e->wal);
-	fresh_pairs_free(e->pairs);
-	fresh_qbuf_free(e->qbuf);
-	fresh_pool_free(e->search_pool);
-	fresh_pool_free(e->refit_pool);
-	fresh_index_release(e->index);
-	pthread_cond_destroy(&e->work_cv);
-	pthread_cond_destroy(&e->done_cv);
-	pthread_mutex_destroy(&e->mu);
-	pthread_mutex_destroy(&e->publish_mu);
-	if (e->lock_fd >= 0)
-		close(e->lock_fd);
-	free(e);
+	fresh_engine_close(e);
 	return st;
 }
 
@@ -439,6 +426,7 @@ void fresh_engine_stop_refits(struct fresh_engine *e)
 	fresh_reload_join(e);
 }
 
+/* Also undoes a partly done fresh_engine_open: every part accepts NULL. */
 void fresh_engine_close(struct fresh_engine *e)
 {
 	if (!e)

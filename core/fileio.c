@@ -68,12 +68,15 @@ enum fresh_status fresh_atomic_open(struct fresh_atomic_file *f,
 				    const char *path, struct fresh_error *err)
 {
 	f->fd = -1;
+	f->tmp[0] = '\0';
 	if (snprintf(f->path, sizeof f->path, "%s", path) >=
 		    (int)sizeof f->path ||
 	    snprintf(f->tmp, sizeof f->tmp, "%s.tmp", path) >=
-		    (int)sizeof f->tmp)
+		    (int)sizeof f->tmp) {
+		f->tmp[0] = '\0';
 		return fresh_fail(err, FRESH_INVALID, "%s: path too long",
 				  path);
+	}
 	f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (f->fd < 0)
 		return fresh_fail(err, FRESH_IO, "%s: %s", f->tmp,
@@ -120,5 +123,17 @@ void fresh_atomic_abort(struct fresh_atomic_file *f)
 	if (f->fd >= 0)
 		close(f->fd);
 	f->fd = -1;
-	unlink(f->tmp);
+	if (f->tmp[0])
+		unlink(f->tmp);
+}
+
+enum fresh_status fresh_atomic_finish(struct fresh_atomic_file *f,
+				      enum fresh_status st,
+				      struct fresh_error *err)
+{
+	if (st == FRESH_OK)
+		st = fresh_atomic_commit(f, err);
+	if (st != FRESH_OK)
+		fresh_atomic_abort(f);
+	return st;
 }

@@ -37,5 +37,13 @@ enum fresh_status fresh_atomic_commit(struct fresh_atomic_file *f,
 				      struct fresh_error *err);
 /* Closes and removes the temp file. Safe after a failed commit. */
 void fresh_atomic_abort(struct fresh_atomic_file *f);
+/*
+ * Ends a write that began with fresh_atomic_open: commits when st is
+ * FRESH_OK (the status of the writes so far), else aborts. Returns the
+ * final status.
+ */
+enum fresh_status fresh_atomic_finish(struct fresh_atomic_file *f,
+				      enum fresh_status st,
+				      struct fresh_error *err);
 
 #endif

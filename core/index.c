@@ -645,9 +645,6 @@ enum fresh_status fresh_index_save(const struct fresh_index *idx,
 	if (st == FRESH_OK)
 		st = fresh_atomic_write(&f, idx->vectors,
 					idx->n * idx->d * sizeof(float), err);
-	if (st == FRESH_OK)
-		st = fresh_atomic_commit(&f, err);
-	if (st != FRESH_OK)
-		fresh_atomic_abort(&f);
+	st = fresh_atomic_finish(&f, st, err);
 	return st;
 }

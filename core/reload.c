@@ -132,13 +132,10 @@ static enum fresh_status write_ref(struct fresh_engine *e, const char *path,
 	snprintf(file, sizeof file, "%s/%s", e->data_dir, REF_NAME);
 	n = snprintf(text, sizeof text, "%s\n%s\n", path, ids);
 	st = fresh_atomic_open(&f, file, err);
-	if (st == FRESH_OK)
-		st = fresh_atomic_write(&f, text, (size_t)n, err);
-	if (st == FRESH_OK)
-		st = fresh_atomic_commit(&f, err);
 	if (st != FRESH_OK)
-		fresh_atomic_abort(&f);
-	return st;
+		return st;
+	st = fresh_atomic_write(&f, text, (size_t)n, err);
+	return fresh_atomic_finish(&f, st, err);
 }
 
 /* Steps 1-4 of the header, under publish_mu. */
