@@ -6,12 +6,16 @@
  * pipe the main thread waits on (the self-pipe trick). A mask alone is not
  * enough: libraries start threads before main() runs (OpenBLAS does), and
  * a signal delivered to one of those with the default action would kill
- * the process instead of shutting it down.
+ * the process instead of shutting it down. Our own threads start with the
+ * signals blocked, and the main thread unblocks them only to wait; the
+ * handler does not ask for SA_RESTART, so a wait is interrupted and
+ * retried (ThreadSanitizer runs handlers at such points only).
  * Shutdown: stop accepting, abandon a running refit (its pairs are in the
  * log), let in-flight requests finish, stop the dispatcher, close the
  * engine (which syncs the log).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -56,10 +60,20 @@ static void catch_signals(void)
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Blocks (how = SIG_BLOCK) or unblocks SIGTERM and SIGINT in this thread. */
+static void mask_signals(int how)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(how, &set, NULL);
 }
 
 /* Whether a signal arrived (without consuming it). */
@@ -76,10 +90,8 @@ static int wait_for_signal(void)
 	unsigned char c = 0;
 
 	while (read(signal_pipe[0], &c, 1) != 1)
-		if (errno != EINTR) {
-			pause();
-			return SIGTERM;
-		}
+		if (errno != EINTR)
+			return SIGTERM; /* no pipe: stop rather than hang */
 	return c;
 }
 
@@ -153,6 +165,7 @@ int main(int argc, char **argv)
 	int sig;
 
 	catch_signals();
+	mask_signals(SIG_BLOCK); /* inherited by every thread we start */
 	switch (srv_config_parse(argc, argv, &srv.cfg, err, sizeof err)) {
 	case SRV_CONFIG_EXIT:
 		return 0;
@@ -208,6 +221,7 @@ int main(int argc, char **argv)
 		fresh_corrector_kind_name(srv.cfg.engine.kind),
 		srv.cfg.engine.data_dir);
 
+	mask_signals(SIG_UNBLOCK);
 	sig = wait_for_signal();
 	srv_log(SRV_INFO, "signal %d: shutting down", sig);
 	srv_http_quiesce(http);
