@@ -2,13 +2,21 @@
  * sample.c - Gumbel-top-k sampling over scan tiles (see sample.h).
  *
  * Design: per worker and query, a running log-sum-exp (max m, sum s in
- * double) and a bounded heap of the n best keys. A tile first raises m to
- * its own maximum (rescaling s), then adds w = exp(z - m) for every row.
- * The Gumbel key of a row beats the heap's worst key thr exactly when
- * E = -log U <= exp(z - thr) = w * exp(m - thr) =: x; since
- * exp(-x) >= 1 - x, U < 1 - x rules a row out without a logarithm, so a
- * row costs one exp and one hash unless it is likely to be drawn.
+ * double) and a bounded heap of the n best keys. The Gumbel key of a row
+ * beats the heap's worst key thr exactly when E = -log U <= exp(z - thr)
+ * =: x; since exp(-x) >= 1 - x, U < 1 - x rules a row out without a
+ * logarithm. A tile row is therefore handled in two passes: a branch-free
+ * pass the compiler vectorizes computes every row's weight exp(z - m) (for
+ * the sum), the top 24 bits of its uniform, and whether the row could be
+ * drawn; a scalar pass then looks only at those few rows, with the exact
+ * uniform and key in double. The fast pass errs only towards looking at a
+ * row, so the draw is the same as a scalar loop over every row would give.
  * Excluded rows are masked to -inf in a copy of the tile's row.
+ *
+ * The uniform of (seed, id) is built from 32-bit halves so that the fast
+ * pass needs no 64-bit multiplies: v = mix64(id) ^ seed split into a, b;
+ * the high word is fmix32(a ^ fmix32(b ^ K1)), the low word
+ * fmix32(b ^ fmix32(a ^ K2)), and U = unit_open(high:low).
  */
 #include "sample.h"
 
@@ -21,6 +29,23 @@
 
 #define HEAP_BUDGET_BYTES ((size_t)64 << 20)
 
+/*
+ * The elementwise passes are compiled for AVX-512 and AVX2 as well and
+ * picked at load time by the CPU; the results do not depend on which.
+ */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define VECTOR_CLONES                                                      \
+	__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",  \
+				     "default")))
+#endif
+#endif
+#ifndef VECTOR_CLONES
+#define VECTOR_CLONES
+#endif
+#define HASH_K1 0x9e3779b9u
+#define HASH_K2 0x7f4a7c15u
+
 struct entry {
 	double key;
 	float score;
@@ -30,16 +55,148 @@ struct entry {
 struct qstate {
 	double m, s;
 	size_t n;
+	float scale; /* exp(m - the heap's worst key); inf until it is full */
 };
+
+/* Per-worker scratch, one tile row long. */
+struct scratch {
+	float *masked, *weight;
+	uint32_t *ida, *idb; /* halves of mix64(id) of the tile's rows */
+	unsigned char *cand;
+	size_t r0, nr; /* the rows ida/idb describe */
+};
+
+/* The finalizer of MurmurHash3: a bijection on 32-bit words. */
+static inline uint32_t fmix32(uint32_t h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+static inline uint32_t uniform_high(uint32_t a, uint32_t b)
+{
+	return fmix32(a ^ fmix32(b ^ HASH_K1));
+}
+
+static inline uint32_t uniform_low(uint32_t a, uint32_t b)
+{
+	return fmix32(b ^ fmix32(a ^ HASH_K2));
+}
 
 uint64_t fresh_sample_seed(uint64_t seed, size_t t)
 {
 	return fresh_mix64(seed ^ fresh_mix64((uint64_t)t + 0x51ed27u));
 }
 
+static double uniform_of(uint64_t seed, uint64_t idmix)
+{
+	uint64_t v = idmix ^ seed;
+	uint32_t a = (uint32_t)v, b = (uint32_t)(v >> 32);
+
+	return fresh_unit_open((uint64_t)uniform_high(a, b) << 32 |
+			       uniform_low(a, b));
+}
+
 double fresh_sample_uniform(uint64_t seed, uint64_t id)
 {
-	return fresh_unit_open(fresh_mix64(seed ^ fresh_mix64(id)));
+	return uniform_of(seed, fresh_mix64(id));
+}
+
+/*
+ * exp(x) for x <= 0 in float, relative error below 1e-6, 0 below -87;
+ * plain arithmetic so that loops over it vectorize. Cody-Waite reduction
+ * x = k ln2 + r, |r| <= ln2 / 2, and a degree-7 Taylor polynomial for
+ * exp(r) (truncation error < 6e-9).
+ */
+static inline float exp_nonpos(float x)
+{
+	const float shifter = 12582912.0f; /* 1.5 * 2^23: rounds to integer */
+	float xc = x >= -87.0f ? x : -87.0f; /* NaN too */
+	float kf = (xc * 1.44269504f + shifter) - shifter;
+	float r = xc - kf * 0.693145752f;
+	float p;
+	int32_t bits;
+	float scale;
+
+	r = r - kf * 1.42860677e-06f;
+	p = 1.0f / 5040.0f;
+	p = p * r + 1.0f / 720.0f;
+	p = p * r + 1.0f / 120.0f;
+	p = p * r + 1.0f / 24.0f;
+	p = p * r + 1.0f / 6.0f;
+	p = p * r + 0.5f;
+	p = p * r + 1.0f;
+	p = p * r + 1.0f;
+	bits = ((int32_t)kf + 127) << 23;
+	memcpy(&scale, &bits, sizeof scale);
+	return x >= -87.0f ? p * scale : 0.0f;
+}
+
+/* The largest of s[0..nr), -inf if none is above -inf. */
+VECTOR_CLONES static float tile_max(const float *restrict s, size_t nr)
+{
+	float mx[16], best = -INFINITY;
+	size_t c = 0;
+
+	for (size_t t = 0; t < 16; t++)
+		mx[t] = -INFINITY;
+	for (; c + 16 <= nr; c += 16)
+		for (size_t t = 0; t < 16; t++)
+			mx[t] = s[c + t] > mx[t] ? s[c + t] : mx[t];
+	for (; c < nr; c++)
+		best = s[c] > best ? s[c] : best;
+	for (size_t t = 0; t < 16; t++)
+		best = mx[t] > best ? mx[t] : best;
+	return best;
+}
+
+/* weight[c] = exp((s[c] - smax) * inv_t + shift); returns their sum. */
+VECTOR_CLONES static double tile_weights(const float *restrict s, size_t nr,
+					 float smax, float inv_t, float shift,
+					 float *restrict weight)
+{
+	double acc[8] = {0};
+	size_t c = 0;
+
+	for (size_t i = 0; i < nr; i++)
+		weight[i] = exp_nonpos((s[i] - smax) * inv_t + shift);
+	for (; c + 8 <= nr; c += 8)
+		for (size_t t = 0; t < 8; t++)
+			acc[t] += (double)weight[c + t];
+	for (; c < nr; c++)
+		acc[0] += (double)weight[c];
+	return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+	       ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/*
+ * Row c certainly cannot beat the heap's worst key thr: with
+ * x = weight * scale = exp(z - thr) (scale = inf while the heap is not
+ * full makes x inf or NaN, so nothing is ruled out) and u_hi >= U the
+ * uniform's upper bound from its top 24 bits, U < u_hi < 1 - x. The slack
+ * covers the float error of x (well under 1e-3 relative) and of 1 - x.
+ */
+static inline bool ruled_out(uint32_t hi, float weight, float scale)
+{
+	float u_hi = (float)((hi >> 8) + 1) * (1.0f / 16777216.0f);
+
+	return u_hi < 1.0f - 1.001f * (weight * scale) - 1e-6f;
+}
+
+/* cand[c] = 0 when row c is ruled out. */
+VECTOR_CLONES static void tile_candidates(const float *restrict weight,
+			    const uint32_t *restrict ida,
+			    const uint32_t *restrict idb, size_t nr,
+			    uint32_t sa, uint32_t sb, float scale,
+			    unsigned char *restrict cand)
+{
+	for (size_t c = 0; c < nr; c++)
+		cand[c] = !ruled_out(uniform_high(ida[c] ^ sa, idb[c] ^ sb),
+				     weight[c], scale);
 }
 
 /* a ranks below b: lower key, or equal key and higher id. */
@@ -90,70 +247,127 @@ struct job {
 	bool gumbel;
 	struct entry **heaps;   /* [worker][(q - q_begin) * n] */
 	struct qstate **states; /* [worker][q - q_begin] */
-	float **masked;         /* [worker]: one tile row */
+	struct scratch *scratch; /* [worker] */
 };
+
+/* Exact top-n by z = score / T, ties by ascending id. */
+static void offer_best(struct job *j, struct entry *h, struct qstate *st,
+		       const float *s, size_t r0, size_t nr, double inv_t)
+{
+	for (size_t c = 0; c < nr; c++) {
+		double z = (double)s[c] * inv_t;
+		struct entry e;
+
+		if (z == -INFINITY || (st->n == j->n && z < h[0].key))
+			continue;
+		e.key = z;
+		e.score = s[c];
+		e.id = j->ids[r0 + c];
+		offer(h, &st->n, j->n, e);
+	}
+}
+
+static void refresh_scale(const struct job *j, const struct entry *h,
+			  struct qstate *st)
+{
+	double scale = st->n == j->n ? exp(st->m - h[0].key) : INFINITY;
+
+	st->scale = scale > 3e38 ? INFINITY : (float)scale;
+}
+
+/*
+ * The Gumbel keys of the candidate rows; the rest cannot be drawn. The
+ * heap's worst key rises as rows are taken, so a candidate is tested
+ * again against the current one before its key is computed.
+ */
+static void offer_drawn(struct job *j, struct scratch *sc, struct entry *h,
+			struct qstate *st, const float *s, size_t r0,
+			size_t nr, double inv_t, uint64_t seed)
+{
+	uint32_t sa = (uint32_t)seed, sb = (uint32_t)(seed >> 32);
+
+	for (size_t c = 0; c < nr; c++) {
+		double z, u;
+		struct entry e;
+		uint64_t eight;
+
+		if (c % 8 == 0 && c + 8 <= nr) {
+			memcpy(&eight, sc->cand + c, sizeof eight);
+			if (!eight) {
+				c += 7; /* none of these eight */
+				continue;
+			}
+		}
+		if (!sc->cand[c] ||
+		    ruled_out(uniform_high(sc->ida[c] ^ sa, sc->idb[c] ^ sb),
+			      sc->weight[c], st->scale))
+			continue;
+		z = (double)s[c] * inv_t;
+		if (z == -INFINITY)
+			continue;
+		u = uniform_of(seed, (uint64_t)sc->idb[c] << 32 | sc->ida[c]);
+		e.key = z - log(-log(u));
+		e.score = s[c];
+		e.id = j->ids[r0 + c];
+		if (st->n < j->n || below(&h[0], &e)) {
+			offer(h, &st->n, j->n, e);
+			refresh_scale(j, h, st);
+		}
+	}
+}
 
 static void sample_tile(void *ctx, size_t worker, size_t q0, size_t nq,
 			size_t r0, size_t nr, const float *scores)
 {
 	struct job *j = ctx;
+	struct scratch *sc = &j->scratch[worker];
 
+	if (j->gumbel && (sc->r0 != r0 || sc->nr != nr)) {
+		for (size_t c = 0; c < nr; c++) {
+			uint64_t v = fresh_mix64(j->ids[r0 + c]);
+			sc->ida[c] = (uint32_t)v;
+			sc->idb[c] = (uint32_t)(v >> 32);
+		}
+		sc->r0 = r0;
+		sc->nr = nr;
+	}
 	for (size_t i = 0; i < nq; i++) {
 		size_t q = q0 + i, slot = q - j->q_begin;
 		struct entry *h = j->heaps[worker] + slot * j->n;
 		struct qstate *st = &j->states[worker][slot];
 		const float *s = scores + i * nr;
-		double inv_t = 1.0 / (double)j->temps[q], tile_max = -INFINITY;
+		double inv_t = 1.0 / (double)j->temps[q], tile_m;
+		float smax;
 		uint64_t seed = j->seeds[q];
-		double c;
 
 		if (j->excl && j->excl[q].count) {
-			float *w = j->masked[worker];
+			float *w = sc->masked;
 			memcpy(w, s, nr * sizeof *w);
 			for (size_t c2 = 0; c2 < nr; c2++)
 				if (fresh_excluded(&j->excl[q], r0 + c2))
 					w[c2] = -INFINITY;
 			s = w;
 		}
-		for (size_t c2 = 0; c2 < nr; c2++)
-			if ((double)s[c2] * inv_t > tile_max)
-				tile_max = (double)s[c2] * inv_t;
-		if (tile_max == -INFINITY)
+		smax = tile_max(s, nr);
+		if (smax == -INFINITY)
 			continue;
-		if (tile_max > st->m) {
-			st->s *= exp(st->m - tile_max);
-			st->m = tile_max;
+		tile_m = (double)smax * inv_t;
+		if (tile_m > st->m) {
+			st->s *= exp(st->m - tile_m);
+			st->m = tile_m;
+			refresh_scale(j, h, st);
 		}
-		c = st->n == j->n ? exp(st->m - h[0].key) : INFINITY;
-		for (size_t c2 = 0; c2 < nr; c2++) {
-			double z = (double)s[c2] * inv_t, w, x, u;
-			struct entry e;
-
-			if (z == -INFINITY)
-				continue;
-			w = exp(z - st->m);
-			st->s += w;
-			if (!j->gumbel) {
-				/* Exact top-n by score, ties by ascending id. */
-				if (st->n == j->n && z < h[0].key)
-					continue;
-				e.key = z;
-				e.score = s[c2];
-				e.id = j->ids[r0 + c2];
-				offer(h, &st->n, j->n, e);
-				continue;
-			}
-			x = w * c;
-			u = fresh_sample_uniform(seed, j->ids[r0 + c2]);
-			if (x < 1.0 && u < 1.0 - x)
-				continue; /* cannot beat the heap's worst */
-			e.key = z - log(-log(u));
-			e.score = s[c2];
-			e.id = j->ids[r0 + c2];
-			offer(h, &st->n, j->n, e);
-			if (st->n == j->n)
-				c = exp(st->m - h[0].key);
+		/* weight[c] = exp(z - m); weight[c] * scale = exp(z - thr) */
+		st->s += tile_weights(s, nr, smax, (float)inv_t,
+				      (float)(tile_m - st->m), sc->weight);
+		if (!j->gumbel) {
+			offer_best(j, h, st, s, r0, nr, inv_t);
+			continue;
 		}
+		tile_candidates(sc->weight, sc->ida, sc->idb, nr,
+				(uint32_t)seed, (uint32_t)(seed >> 32),
+				st->scale, sc->cand);
+		offer_drawn(j, sc, h, st, s, r0, nr, inv_t, seed);
 	}
 }
 
@@ -195,18 +409,25 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 		block = qs->b;
 	j.heaps = calloc(threads, sizeof *j.heaps);
 	j.states = calloc(threads, sizeof *j.states);
-	j.masked = calloc(threads, sizeof *j.masked);
+	j.scratch = calloc(threads, sizeof *j.scratch);
 	all = malloc(threads * n * sizeof *all);
-	if (!j.heaps || !j.states || !j.masked || !all) {
+	if (!j.heaps || !j.states || !j.scratch || !all) {
 		st = FRESH_NOMEM;
 		goto out;
 	}
 	for (size_t w = 0; w < threads; w++) {
+		struct scratch *sc = &j.scratch[w];
+
 		j.heaps[w] = malloc(block * n * sizeof **j.heaps);
 		j.states[w] = malloc(block * sizeof **j.states);
-		j.masked[w] = fresh_alloc(FRESH_SCAN_MAX_TILE_ROWS,
-					  sizeof(float));
-		if (!j.heaps[w] || !j.states[w] || !j.masked[w]) {
+		sc->masked = fresh_alloc(FRESH_SCAN_MAX_TILE_ROWS, sizeof(float));
+		sc->weight = fresh_alloc(FRESH_SCAN_MAX_TILE_ROWS, sizeof(float));
+		sc->ida = fresh_alloc(FRESH_SCAN_MAX_TILE_ROWS, sizeof(uint32_t));
+		sc->idb = fresh_alloc(FRESH_SCAN_MAX_TILE_ROWS, sizeof(uint32_t));
+		sc->cand = fresh_alloc(FRESH_SCAN_MAX_TILE_ROWS, 1);
+		sc->r0 = SIZE_MAX;
+		if (!j.heaps[w] || !j.states[w] || !sc->masked ||
+		    !sc->weight || !sc->ida || !sc->idb || !sc->cand) {
 			st = FRESH_NOMEM;
 			goto out;
 		}
@@ -220,6 +441,7 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 				j.states[w][i].m = -INFINITY;
 				j.states[w][i].s = 0.0;
 				j.states[w][i].n = 0;
+				j.states[w][i].scale = INFINITY;
 			}
 		st = fresh_scan(pool, m, qs, q0, nq, sample_tile, &j);
 		for (size_t i = 0; i < nq && st == FRESH_OK; i++) {
@@ -259,11 +481,16 @@ out:
 		free(j.heaps[w]);
 	for (size_t w = 0; j.states && w < threads; w++)
 		free(j.states[w]);
-	for (size_t w = 0; j.masked && w < threads; w++)
-		fresh_free(j.masked[w]);
+	for (size_t w = 0; j.scratch && w < threads; w++) {
+		fresh_free(j.scratch[w].masked);
+		fresh_free(j.scratch[w].weight);
+		fresh_free(j.scratch[w].ida);
+		fresh_free(j.scratch[w].idb);
+		fresh_free(j.scratch[w].cand);
+	}
 	free(j.heaps);
 	free(j.states);
-	free(j.masked);
+	free(j.scratch);
 	free(all);
 	return st;
 }

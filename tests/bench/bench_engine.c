@@ -4,9 +4,12 @@
  *
  * Usage: bench_engine [--index FILE.npy] [--queries FILE.npy] [--n N]
  *                     [--d D] [--b B[,B...]] [--k K] [--reps R]
+ *                     [--sample]
  * Prints one JSON object a line: the read bandwidth (2 threads), the sgemm
  * throughput at the scoring shape, and for every B the median seconds of a
- * batched search and the roofline bound max(4Nd/BW, 2BNd/P).
+ * batched search and the roofline bound max(4Nd/BW, 2BNd/P); with
+ * --sample also the median seconds of drawing k negatives per query by
+ * Gumbel-top-k at the same shape, and its ratio to the search.
  */
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include "index.h"
 #include "mem.h"
 #include "pool.h"
+#include "sample.h"
 #include "topk.h"
 
 static double now(void)
@@ -130,6 +134,7 @@ int main(int argc, char **argv)
 	size_t n = 200000, d = 768, k = 10, bs[16] = {1, 8, 32, 256, 1024};
 	size_t nb = 5, maxb = 0;
 	int reps = 5;
+	int sample = 0;
 	const char *index_path = NULL;
 	struct fresh_index *idx = NULL;
 	struct fresh_pool *pool;
@@ -146,6 +151,8 @@ int main(int argc, char **argv)
 			k = strtoull(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
 			reps = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--sample"))
+			sample = 1;
 		else if (!strcmp(argv[i], "--index") && i + 1 < argc)
 			index_path = argv[++i];
 		else if (!strcmp(argv[i], "--b") && i + 1 < argc) {
@@ -222,6 +229,34 @@ int main(int argc, char **argv)
 			       n, d, b, k, median(t, (size_t)reps), bound,
 			       median(t, (size_t)reps) / bound);
 			fflush(stdout);
+			if (sample) {
+				float *temps = malloc(b * sizeof *temps);
+				uint64_t *seeds = malloc(b * sizeof *seeds);
+				float *lp = malloc(b * k * sizeof *lp);
+				double ts[16], tk = median(t, (size_t)reps);
+
+				for (size_t i = 0; i < b; i++) {
+					temps[i] = 0.05f;
+					seeds[i] = fresh_sample_seed(1, i);
+				}
+				for (int r = 0; r <= reps; r++) {
+					double t0 = now();
+					fresh_sample(pool, &mat, &qs, k, true, NULL,
+						     temps, seeds, hits, lp,
+						     counts);
+					if (r > 0)
+						ts[r - 1] = now() - t0;
+				}
+				printf("{\"what\": \"sample\", \"n\": %zu, "
+				       "\"d\": %zu, \"b\": %zu, \"k\": %zu, "
+				       "\"seconds\": %.6f, \"vs_topk\": %.3f}\n",
+				       n, d, b, k, median(ts, (size_t)reps),
+				       median(ts, (size_t)reps) / tk);
+				fflush(stdout);
+				free(temps);
+				free(seeds);
+				free(lp);
+			}
 			free(hits);
 			free(counts);
 		}

@@ -240,6 +240,100 @@ START_TEST(greedy_mode_is_exact_top_n_with_logprobs)
 }
 END_TEST
 
+/*
+ * On an index big enough that almost every row is ruled out by the fast
+ * vectorized pass, the draw is exactly the n largest Gumbel keys
+ * z - log(-log U(seed, id)) computed row by row in double. Integer-valued
+ * vectors make the scores exact, so the reference sees the same z.
+ */
+#define BIG_N 6007
+#define BIG_D 8
+#define BIG_K 16
+
+struct keyed {
+	double key;
+	uint64_t id;
+	size_t row;
+};
+
+static int keyed_desc(const void *a, const void *b)
+{
+	const struct keyed *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key < y->key ? 1 : -1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+START_TEST(large_draw_equals_row_by_row_gumbel_top_n)
+{
+	static float bx[BIG_N * BIG_D];
+	static uint64_t bids[BIG_N];
+	static struct keyed keys[BIG_N];
+	float temps[4] = {0.05f, 0.5f, 2.0f, 40.0f}, q[4 * BIG_D], lp[4 * BIG_K];
+	uint64_t seeds[4] = {11, 12, 13, 14};
+	size_t rows[3] = {5, 77, 4000}, counts[4];
+	struct fresh_exclusion ex[4] = {{NULL, 0}, {rows, 3}, {NULL, 0},
+					{rows, 3}};
+	struct fresh_matrix m = {bx, BIG_N, BIG_D, bids, NULL};
+	struct fresh_queries qs = {q, 4, NULL};
+	struct fresh_hit h[4 * BIG_K];
+	struct fresh_pool *pool;
+	struct tu_rng r = {9};
+
+	for (size_t i = 0; i < BIG_N * BIG_D; i++)
+		bx[i] = (float)(tu_next(&r) % 7) - 3.0f;
+	for (size_t i = 0; i < 4 * BIG_D; i++)
+		q[i] = (float)(tu_next(&r) % 5) - 2.0f;
+	for (size_t i = 0; i < BIG_N; i++)
+		bids[i] = tu_next(&r) >> 8; /* arbitrary, distinct whp */
+	ck_assert_int_eq(fresh_pool_create(2, 0, &pool), FRESH_OK);
+	ck_assert_int_eq(fresh_sample(pool, &m, &qs, BIG_K, true, ex, temps,
+				      seeds, h, lp, counts),
+			 FRESH_OK);
+	for (size_t t = 0; t < 4; t++) {
+		double mz = -INFINITY, sz = 0.0;
+		size_t n = 0;
+
+		for (size_t i = 0; i < BIG_N; i++) {
+			double sc = 0.0, z;
+			if (fresh_excluded(&ex[t], i))
+				continue;
+			for (size_t c = 0; c < BIG_D; c++)
+				sc += (double)q[t * BIG_D + c] * bx[i * BIG_D + c];
+			z = sc * (1.0 / (double)temps[t]);
+			keys[n].key = z - log(-log(fresh_sample_uniform(
+					      seeds[t], bids[i])));
+			keys[n].id = bids[i];
+			keys[n].row = i;
+			n++;
+			mz = z > mz ? z : mz;
+		}
+		for (size_t i = 0; i < BIG_N; i++) {
+			double sc = 0.0;
+			if (fresh_excluded(&ex[t], i))
+				continue;
+			for (size_t c = 0; c < BIG_D; c++)
+				sc += (double)q[t * BIG_D + c] * bx[i * BIG_D + c];
+			sz += exp(sc / (double)temps[t] - mz);
+		}
+		qsort(keys, n, sizeof *keys, keyed_desc);
+		ck_assert_uint_eq(counts[t], BIG_K);
+		for (size_t i = 0; i < BIG_K; i++) {
+			const struct fresh_hit *g = &h[t * BIG_K + i];
+			double z = (double)g->score / (double)temps[t];
+			ck_assert_msg(g->id == keys[i].id,
+				      "query %zu draw %zu: id %llu, want %llu",
+				      t, i, (unsigned long long)g->id,
+				      (unsigned long long)keys[i].id);
+			ck_assert_double_eq_tol(lp[t * BIG_K + i],
+						z - mz - log(sz),
+						1e-4 * fmax(1.0, fabs(z - mz)));
+		}
+	}
+	fresh_pool_free(pool);
+}
+END_TEST
+
 static Suite *sample_suite(void)
 {
 	Suite *s = suite_create("sample");
@@ -251,6 +345,7 @@ static Suite *sample_suite(void)
 	tcase_add_test(tc, draws_distinct_reproducible_thread_independent);
 	tcase_add_test(tc, refuses_bad_arguments);
 	tcase_add_test(tc, greedy_mode_is_exact_top_n_with_logprobs);
+	tcase_add_test(tc, large_draw_equals_row_by_row_gumbel_top_n);
 	suite_add_tcase(s, tc);
 	return s;
 }
