@@ -1,8 +1,10 @@
 /*
  * sample.c - Gumbel-top-k sampling over scan tiles (see sample.h).
  *
- * Design: per worker and query, a running log-sum-exp (max m, sum s in
- * double) and a bounded heap of the n best keys. The Gumbel key of a row
+ * Design: per scan task and query, a running log-sum-exp (max m, sum s in
+ * double), combined in task order at the end so that the result does not
+ * depend on which worker ran which task; per worker and query, a bounded
+ * heap of the n best keys. The Gumbel key of a row
  * beats the heap's worst key thr exactly when E = -log U <= exp(z - thr)
  * =: x; since exp(-x) >= 1 - x, U < 1 - x rules a row out without a
  * logarithm. A tile row is therefore handled in two passes: a branch-free
@@ -32,8 +34,18 @@
 /*
  * The elementwise passes are compiled for AVX-512 and AVX2 as well and
  * picked at load time by the CPU; the results do not depend on which.
+ * Not under ThreadSanitizer: the clones' resolvers run before its runtime
+ * is set up, and the program crashes at load.
  */
-#if defined(__x86_64__) && defined(__has_attribute)
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define FRESH_NO_CLONES 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define FRESH_NO_CLONES 1
+#endif
+#if defined(__x86_64__) && defined(__has_attribute) && !defined(FRESH_NO_CLONES)
 #if __has_attribute(target_clones)
 #define VECTOR_CLONES                                                      \
 	__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",  \
@@ -52,9 +64,16 @@ struct entry {
 	uint64_t id;
 };
 
-struct qstate {
+/* The log-sum-exp of one task's rows for one query: m + log(s). */
+struct lse {
 	double m, s;
-	size_t n;
+};
+
+/* A worker's heap for one query, and the scale of the task it is in. */
+struct qstate {
+	size_t n;    /* entries in the heap */
+	size_t task; /* whose m the scale refers to; SIZE_MAX for none */
+	double m;
 	float scale; /* exp(m - the heap's worst key); inf until it is full */
 };
 
@@ -243,10 +262,11 @@ struct job {
 	const float *temps;
 	const uint64_t *seeds;
 	const uint64_t *ids;
-	size_t n, q_begin;
+	size_t n, q_begin, nq, rows_per_task;
 	bool gumbel;
 	struct entry **heaps;   /* [worker][(q - q_begin) * n] */
 	struct qstate **states; /* [worker][q - q_begin] */
+	struct lse *lse;        /* [task * nq + q - q_begin] */
 	struct scratch *scratch; /* [worker] */
 };
 
@@ -270,7 +290,9 @@ static void offer_best(struct job *j, struct entry *h, struct qstate *st,
 static void refresh_scale(const struct job *j, const struct entry *h,
 			  struct qstate *st)
 {
-	double scale = st->n == j->n ? exp(st->m - h[0].key) : INFINITY;
+	double scale = st->n == j->n && st->m > -INFINITY
+			       ? exp(st->m - h[0].key)
+			       : INFINITY;
 
 	st->scale = scale > 3e38 ? INFINITY : (float)scale;
 }
@@ -331,10 +353,13 @@ static void sample_tile(void *ctx, size_t worker, size_t q0, size_t nq,
 		sc->r0 = r0;
 		sc->nr = nr;
 	}
+	size_t task = r0 / j->rows_per_task;
+
 	for (size_t i = 0; i < nq; i++) {
 		size_t q = q0 + i, slot = q - j->q_begin;
 		struct entry *h = j->heaps[worker] + slot * j->n;
 		struct qstate *st = &j->states[worker][slot];
+		struct lse *ls = &j->lse[task * j->nq + slot];
 		const float *s = scores + i * nr;
 		double inv_t = 1.0 / (double)j->temps[q], tile_m;
 		float smax;
@@ -352,14 +377,18 @@ static void sample_tile(void *ctx, size_t worker, size_t q0, size_t nq,
 		if (smax == -INFINITY)
 			continue;
 		tile_m = (double)smax * inv_t;
-		if (tile_m > st->m) {
-			st->s *= exp(st->m - tile_m);
-			st->m = tile_m;
+		if (tile_m > ls->m) {
+			ls->s *= exp(ls->m - tile_m);
+			ls->m = tile_m;
+		}
+		if (st->task != task || st->m != ls->m) {
+			st->task = task;
+			st->m = ls->m;
 			refresh_scale(j, h, st);
 		}
 		/* weight[c] = exp(z - m); weight[c] * scale = exp(z - thr) */
-		st->s += tile_weights(s, nr, smax, (float)inv_t,
-				      (float)(tile_m - st->m), sc->weight);
+		ls->s += tile_weights(s, nr, smax, (float)inv_t,
+				      (float)(tile_m - ls->m), sc->weight);
 		if (!j->gumbel) {
 			offer_best(j, h, st, s, r0, nr, inv_t);
 			continue;
@@ -385,7 +414,7 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 			       struct fresh_hit *hits, float *logprob,
 			       size_t *counts)
 {
-	size_t threads = fresh_pool_threads(pool), block;
+	size_t threads = fresh_pool_threads(pool), block, max_tasks;
 	struct entry *all = NULL;
 	struct job j;
 	enum fresh_status st = FRESH_OK;
@@ -402,7 +431,10 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 	j.ids = m->ids;
 	j.n = n;
 	j.gumbel = gumbel;
-	block = HEAP_BUDGET_BYTES / (threads * n * sizeof(struct entry));
+	/* fresh_scan_plan makes at most 8 tasks a thread. */
+	max_tasks = 8 * threads;
+	block = HEAP_BUDGET_BYTES / (threads * n * sizeof(struct entry) +
+				     max_tasks * sizeof(struct lse));
 	if (block < 256)
 		block = 256;
 	if (block > qs->b)
@@ -411,7 +443,8 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 	j.states = calloc(threads, sizeof *j.states);
 	j.scratch = calloc(threads, sizeof *j.scratch);
 	all = malloc(threads * n * sizeof *all);
-	if (!j.heaps || !j.states || !j.scratch || !all) {
+	j.lse = malloc(max_tasks * block * sizeof *j.lse);
+	if (!j.heaps || !j.states || !j.scratch || !all || !j.lse) {
 		st = FRESH_NOMEM;
 		goto out;
 	}
@@ -433,32 +466,40 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 		}
 	}
 	for (size_t q0 = 0; q0 < qs->b && st == FRESH_OK; q0 += block) {
-		size_t nq = qs->b - q0 < block ? qs->b - q0 : block;
+		size_t nq = qs->b - q0 < block ? qs->b - q0 : block, ntasks;
 
+		fresh_scan_plan(threads, m->n, nq, &j.rows_per_task, &ntasks);
 		j.q_begin = q0;
+		j.nq = nq;
 		for (size_t w = 0; w < threads; w++)
 			for (size_t i = 0; i < nq; i++) {
-				j.states[w][i].m = -INFINITY;
-				j.states[w][i].s = 0.0;
 				j.states[w][i].n = 0;
+				j.states[w][i].task = SIZE_MAX;
+				j.states[w][i].m = -INFINITY;
 				j.states[w][i].scale = INFINITY;
 			}
+		for (size_t t = 0; t < ntasks * nq; t++) {
+			j.lse[t].m = -INFINITY;
+			j.lse[t].s = 0.0;
+		}
 		st = fresh_scan(pool, m, qs, q0, nq, sample_tile, &j);
 		for (size_t i = 0; i < nq && st == FRESH_OK; i++) {
 			size_t q = q0 + i, count = 0;
 			double mm = -INFINITY, ss = 0.0, log_z, inv_t;
 
-			for (size_t w = 0; w < threads; w++)
-				if (j.states[w][i].m > mm)
-					mm = j.states[w][i].m;
+			for (size_t t = 0; t < ntasks; t++)
+				if (j.lse[t * nq + i].m > mm)
+					mm = j.lse[t * nq + i].m;
+			for (size_t t = 0; t < ntasks; t++) {
+				const struct lse *l = &j.lse[t * nq + i];
+				if (l->m > -INFINITY)
+					ss += l->s * exp(l->m - mm);
+			}
 			for (size_t w = 0; w < threads; w++) {
-				const struct qstate *qsw = &j.states[w][i];
-				if (qsw->n == 0 && qsw->m == -INFINITY)
-					continue;
-				ss += qsw->s * exp(qsw->m - mm);
+				size_t got = j.states[w][i].n;
 				memcpy(all + count, j.heaps[w] + i * n,
-				       qsw->n * sizeof *all);
-				count += qsw->n;
+				       got * sizeof *all);
+				count += got;
 			}
 			qsort(all, count, sizeof *all, cmp_entry_desc);
 			if (count > n)
@@ -491,6 +532,7 @@ out:
 	free(j.heaps);
 	free(j.states);
 	free(j.scratch);
+	free(j.lse);
 	free(all);
 	return st;
 }

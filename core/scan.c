@@ -43,7 +43,6 @@ static size_t row_block_for(size_t nq)
 
 _Static_assert(ROW_BLOCK <= FRESH_SCAN_MAX_TILE_ROWS,
 	       "tiles must fit consumers' row buffers");
-#define TASKS_PER_THREAD 8
 
 struct scan_job {
 	const struct fresh_matrix *m;
@@ -100,6 +99,18 @@ static void scan_task(void *arg, size_t task, size_t worker)
 	}
 }
 
+void fresh_scan_plan(size_t threads, size_t n, size_t nq,
+		     size_t *rows_per_task, size_t *ntasks)
+{
+	size_t block = row_block_for(nq);
+	/* Whole row blocks per task, about TASKS_PER_THREAD tasks a thread. */
+	size_t per = n / (threads * TASKS_PER_THREAD) + 1;
+
+	per = (per + block - 1) / block * block;
+	*rows_per_task = per;
+	*ntasks = (n + per - 1) / per;
+}
+
 enum fresh_status fresh_scan(struct fresh_pool *pool,
 			     const struct fresh_matrix *m,
 			     const struct fresh_queries *qs, size_t q0,
@@ -116,10 +127,7 @@ enum fresh_status fresh_scan(struct fresh_pool *pool,
 	if (m->dim == 0 || m->dim > FRESH_MAX_DIM || q0 + nq > qs->b)
 		return FRESH_INVALID;
 	j.row_block = row_block_for(nq);
-	/* Whole row blocks per task, about TASKS_PER_THREAD tasks a thread. */
-	per = m->n / (threads * TASKS_PER_THREAD) + 1;
-	per = (per + j.row_block - 1) / j.row_block * j.row_block;
-	ntasks = (m->n + per - 1) / per;
+	fresh_scan_plan(threads, m->n, nq, &per, &ntasks);
 	j.rows_per_task = per;
 
 	j.scratch = calloc(threads, sizeof *j.scratch);

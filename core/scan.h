@@ -44,6 +44,17 @@ typedef void (*fresh_tile_fn)(void *ctx, size_t worker, size_t q0, size_t nq,
 			      size_t r0, size_t nr, const float *scores);
 
 /*
+ * How a scan of nq queries over n rows with the given number of threads
+ * splits the rows: tasks of *rows_per_task consecutive rows (the last may
+ * be shorter), *ntasks <= 8 * threads of them; task t covers rows from
+ * t * *rows_per_task, and one worker walks a task's tiles in row order.
+ * A consumer that accumulates per task and combines the tasks in order
+ * gets the same result whichever worker ran which task.
+ */
+void fresh_scan_plan(size_t threads, size_t n, size_t nq,
+		     size_t *rows_per_task, size_t *ntasks);
+
+/*
  * Scores queries [q0, q0 + nq) of qs against every row of m and feeds the
  * tiles to fn. FRESH_NOMEM when scratch cannot be allocated.
  */

@@ -334,6 +334,53 @@ START_TEST(large_draw_equals_row_by_row_gumbel_top_n)
 }
 END_TEST
 
+/*
+ * Workers take scan tasks in whatever order they come to them; the
+ * log-probabilities must not depend on it, to the last bit.
+ */
+START_TEST(same_call_gives_the_same_bits)
+{
+	enum { ROWS = 40000, DIM = 16, B = 64, K = 4, RUNS = 20 };
+	static float bx[ROWS * DIM];
+	static uint64_t bids[ROWS];
+	float temps[B], q[B * DIM], lp[B * K], lp0[B * K];
+	uint64_t seeds[B];
+	size_t counts[B];
+	struct fresh_matrix m = {bx, ROWS, DIM, bids, NULL};
+	struct fresh_queries qs = {q, B, NULL};
+	struct fresh_hit h[B * K], h0[B * K];
+	struct fresh_pool *pool;
+	struct tu_rng r = {5};
+
+	tu_fill_normal(&r, bx, ROWS * DIM);
+	tu_fill_normal(&r, q, B * DIM);
+	for (size_t i = 0; i < ROWS; i++)
+		bids[i] = i;
+	for (size_t i = 0; i < B; i++) {
+		temps[i] = 0.05f * (float)(i + 1);
+		seeds[i] = i;
+	}
+	ck_assert_int_eq(fresh_pool_create(4, 0, &pool), FRESH_OK);
+	for (int run = 0; run < RUNS; run++) {
+		ck_assert_int_eq(fresh_sample(pool, &m, &qs, K, true, NULL, temps,
+					      seeds, h, lp, counts),
+				 FRESH_OK);
+		if (run == 0) {
+			memcpy(h0, h, sizeof h);
+			memcpy(lp0, lp, sizeof lp);
+			continue;
+		}
+		for (size_t i = 0; i < B * K; i++) {
+			ck_assert_uint_eq(h[i].id, h0[i].id);
+			ck_assert_msg(memcmp(&lp[i], &lp0[i], sizeof *lp) == 0,
+				      "run %d draw %zu: logprob %.9g, first %.9g",
+				      run, i, (double)lp[i], (double)lp0[i]);
+		}
+	}
+	fresh_pool_free(pool);
+}
+END_TEST
+
 static Suite *sample_suite(void)
 {
 	Suite *s = suite_create("sample");
@@ -346,6 +393,7 @@ static Suite *sample_suite(void)
 	tcase_add_test(tc, refuses_bad_arguments);
 	tcase_add_test(tc, greedy_mode_is_exact_top_n_with_logprobs);
 	tcase_add_test(tc, large_draw_equals_row_by_row_gumbel_top_n);
+	tcase_add_test(tc, same_call_gives_the_same_bits);
 	suite_add_tcase(s, tc);
 	return s;
 }
