@@ -23,10 +23,16 @@ static inline uint64_t fresh_mix64(uint64_t x)
 	return x;
 }
 
-/* A uniform float in (0, 1), never exactly 0 or 1, from a 64-bit word. */
+/*
+ * A uniform float in (0, 1), never exactly 0 or 1, from a 64-bit word.
+ * (2^53 - 1) + 0.5 rounds to 2^53, so the top word would give 1 itself:
+ * it gets the largest double below 1 instead.
+ */
 static inline double fresh_unit_open(uint64_t x)
 {
-	return ((double)(x >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+	double u = ((double)(x >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+
+	return u < 1.0 ? u : 0x1.fffffffffffffp-1;
 }
 
 struct fresh_hasher {
