@@ -7,12 +7,15 @@
  * heap of the n best keys. The Gumbel key of a row
  * beats the heap's worst key thr exactly when E = -log U <= exp(z - thr)
  * =: x; since exp(-x) >= 1 - x, U < 1 - x rules a row out without a
- * logarithm. A tile row is therefore handled in two passes: a branch-free
- * pass the compiler vectorizes computes every row's weight exp(z - m) (for
- * the sum), the top 24 bits of its uniform, and whether the row could be
- * drawn; a scalar pass then looks only at those few rows, with the exact
- * uniform and key in double. The fast pass errs only towards looking at a
- * row, so the draw is the same as a scalar loop over every row would give.
+ * logarithm. A tile row is therefore handled in passes the compiler
+ * vectorizes: every row's weight exp(z - m) (for the sum); then, once the
+ * heap is full, x from the scores and thr directly (not as a weight times
+ * exp(m - thr), which overflows a float when scores / T span more than
+ * ~88 and would make every row a candidate), the top 24 bits of the
+ * uniform, and whether the row could be drawn. A scalar pass then looks
+ * only at those few rows, with the exact uniform and key in double. The
+ * fast pass errs only towards looking at a row, so the draw is the same as
+ * a scalar loop over every row would give.
  * Excluded rows are masked to -inf in a copy of the tile's row.
  *
  * The uniform of (seed, id) is built from 32-bit halves so that the fast
@@ -69,12 +72,9 @@ struct lse {
 	double m, s;
 };
 
-/* A worker's heap for one query, and the scale of the task it is in. */
+/* A worker's heap for one query. */
 struct qstate {
-	size_t n;    /* entries in the heap */
-	size_t task; /* whose m the scale refers to; SIZE_MAX for none */
-	double m;
-	float scale; /* exp(m - the heap's worst key); inf until it is full */
+	size_t n; /* entries in the heap */
 };
 
 /* Per-worker scratch, one tile row long. */
@@ -193,29 +193,37 @@ VECTOR_CLONES static double tile_weights(const float *restrict s, size_t nr,
 }
 
 /*
- * Row c certainly cannot beat the heap's worst key thr: with
- * x = weight * scale = exp(z - thr) (scale = inf while the heap is not
- * full makes x inf or NaN, so nothing is ruled out) and u_hi >= U the
- * uniform's upper bound from its top 24 bits, U < u_hi < 1 - x. The slack
- * covers the float error of x (well under 1e-3 relative) and of 1 - x.
+ * Row c certainly cannot beat the heap's worst key thr: with an upper
+ * bound xs >= x = exp(z - thr) and u_hi >= U the uniform's upper bound
+ * from its top 24 bits, U < u_hi < 1 - xs. The 1e-6 covers the float
+ * error of 1 - xs.
  */
-static inline bool ruled_out(uint32_t hi, float weight, float scale)
+static inline bool ruled_out(uint32_t hi, float xs)
 {
 	float u_hi = (float)((hi >> 8) + 1) * (1.0f / 16777216.0f);
 
-	return u_hi < 1.0f - 1.001f * (weight * scale) - 1e-6f;
+	return u_hi < 1.0f - xs - 1e-6f;
 }
 
-/* cand[c] = 0 when row c is ruled out. */
-VECTOR_CLONES static void tile_candidates(const float *restrict weight,
-			    const uint32_t *restrict ida,
-			    const uint32_t *restrict idb, size_t nr,
-			    uint32_t sa, uint32_t sb, float scale,
-			    unsigned char *restrict cand)
+/*
+ * cand[c] = 0 when row c is ruled out, with y = (s - smax) / T + shift,
+ * shift = (smax / T) - thr, so that x = exp(y); slack >= 1 bounds the
+ * relative error of the float x.
+ */
+VECTOR_CLONES static void tile_candidates(const float *restrict s, size_t nr,
+					  float smax, float inv_t, float shift,
+					  float slack,
+					  const uint32_t *restrict ida,
+					  const uint32_t *restrict idb,
+					  uint32_t sa, uint32_t sb,
+					  unsigned char *restrict cand)
 {
-	for (size_t c = 0; c < nr; c++)
+	for (size_t c = 0; c < nr; c++) {
+		float y = (s[c] - smax) * inv_t + shift;
+		float x = exp_nonpos(y < 0.0f ? y : 0.0f);
 		cand[c] = !ruled_out(uniform_high(ida[c] ^ sa, idb[c] ^ sb),
-				     weight[c], scale);
+				     slack * x);
+	}
 }
 
 /* a ranks below b: lower key, or equal key and higher id. */
@@ -287,16 +295,6 @@ static void offer_best(struct job *j, struct entry *h, struct qstate *st,
 	}
 }
 
-static void refresh_scale(const struct job *j, const struct entry *h,
-			  struct qstate *st)
-{
-	double scale = st->n == j->n && st->m > -INFINITY
-			       ? exp(st->m - h[0].key)
-			       : INFINITY;
-
-	st->scale = scale > 3e38 ? INFINITY : (float)scale;
-}
-
 /*
  * The Gumbel keys of the candidate rows; the rest cannot be drawn. The
  * heap's worst key rises as rows are taken, so a candidate is tested
@@ -320,21 +318,22 @@ static void offer_drawn(struct job *j, struct scratch *sc, struct entry *h,
 				continue;
 			}
 		}
-		if (!sc->cand[c] ||
-		    ruled_out(uniform_high(sc->ida[c] ^ sa, sc->idb[c] ^ sb),
-			      sc->weight[c], st->scale))
+		if (!sc->cand[c])
 			continue;
 		z = (double)s[c] * inv_t;
 		if (z == -INFINITY)
+			continue;
+		/* Again against the current thr, which rises as rows go in. */
+		if (st->n == j->n &&
+		    ruled_out(uniform_high(sc->ida[c] ^ sa, sc->idb[c] ^ sb),
+			      1.00001f * (float)exp(fmin(0.0, z - h[0].key))))
 			continue;
 		u = uniform_of(seed, (uint64_t)sc->idb[c] << 32 | sc->ida[c]);
 		e.key = z - log(-log(u));
 		e.score = s[c];
 		e.id = j->ids[r0 + c];
-		if (st->n < j->n || below(&h[0], &e)) {
+		if (st->n < j->n || below(&h[0], &e))
 			offer(h, &st->n, j->n, e);
-			refresh_scale(j, h, st);
-		}
 	}
 }
 
@@ -381,21 +380,28 @@ static void sample_tile(void *ctx, size_t worker, size_t q0, size_t nq,
 			ls->s *= exp(ls->m - tile_m);
 			ls->m = tile_m;
 		}
-		if (st->task != task || st->m != ls->m) {
-			st->task = task;
-			st->m = ls->m;
-			refresh_scale(j, h, st);
-		}
-		/* weight[c] = exp(z - m); weight[c] * scale = exp(z - thr) */
+		/* weight[c] = exp(z - m) */
 		ls->s += tile_weights(s, nr, smax, (float)inv_t,
 				      (float)(tile_m - ls->m), sc->weight);
 		if (!j->gumbel) {
 			offer_best(j, h, st, s, r0, nr, inv_t);
 			continue;
 		}
-		tile_candidates(sc->weight, sc->ida, sc->idb, nr,
-				(uint32_t)seed, (uint32_t)(seed >> 32),
-				st->scale, sc->cand);
+		if (st->n < j->n) {
+			memset(sc->cand, 1, nr); /* anything may go in */
+		} else {
+			/*
+			 * y = z - thr in float: its error is a few ulps of the
+			 * terms that cancel in it, |shift| plus the ~17 that
+			 * matter; the slack covers that and exp_nonpos's.
+			 */
+			double shift = tile_m - h[0].key;
+			float slack = 1.001f + 1e-6f * (float)fabs(shift);
+
+			tile_candidates(s, nr, smax, (float)inv_t, (float)shift,
+					slack, sc->ida, sc->idb, (uint32_t)seed,
+					(uint32_t)(seed >> 32), sc->cand);
+		}
 		offer_drawn(j, sc, h, st, s, r0, nr, inv_t, seed);
 	}
 }
@@ -474,9 +480,6 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 		for (size_t w = 0; w < threads; w++)
 			for (size_t i = 0; i < nq; i++) {
 				j.states[w][i].n = 0;
-				j.states[w][i].task = SIZE_MAX;
-				j.states[w][i].m = -INFINITY;
-				j.states[w][i].scale = INFINITY;
 			}
 		for (size_t t = 0; t < ntasks * nq; t++) {
 			j.lse[t].m = -INFINITY;
