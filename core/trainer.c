@@ -219,6 +219,54 @@ static enum fresh_status fit_affine(struct fresh_corrector *c,
 	return st;
 }
 
+/*
+ * Once the held-out pairs have done their work (choosing the penalty's
+ * winner and gating the publish), a closed-form candidate is fitted again
+ * on every pair with the penalty cross-validation chose: with a few
+ * hundred pairs the tenth held out is worth having. Only when the affine
+ * map is all there is: an MLP that moved off its ridge start was trained
+ * around the fit it has.
+ */
+static bool mlp_part_is_zero(const struct fresh_corrector *c)
+{
+	struct fresh_corrector_layout l = fresh_corrector_layout(c);
+	const float *p = fresh_corrector_params_const(c);
+
+	for (size_t i = l.w2; i < l.total; i++)
+		if (p[i] != 0.0f)
+			return false;
+	return true;
+}
+
+static enum fresh_status refit_affine_on_all(struct fresh_corrector *c,
+					     const struct split *s,
+					     double lambda)
+{
+	struct fresh_corrector_layout l = fresh_corrector_layout(c);
+	float *p = fresh_corrector_params(c);
+	size_t n = s->ntr + s->nho;
+	float *x = fresh_alloc(n, s->d * sizeof(float));
+	float *y = fresh_alloc(n, s->dd * sizeof(float));
+	struct fresh_ridge_result rr;
+	enum fresh_status st = FRESH_NOMEM;
+
+	if (x && y) {
+		memcpy(x, s->xtr, s->ntr * s->d * sizeof(float));
+		memcpy(x + s->ntr * s->d, s->xho, s->nho * s->d * sizeof(float));
+		memcpy(y, s->gtr, s->ntr * s->dd * sizeof(float));
+		memcpy(y + s->ntr * s->dd, s->gho,
+		       s->nho * s->dd * sizeof(float));
+		if (fresh_corrector_residual(c))
+			for (size_t i = 0; i < n * s->dd; i++)
+				y[i] -= x[i];
+		st = fresh_ridge_fit(x, y, n, s->d, s->dd, lambda, p + l.a,
+				     p + l.b, &rr);
+	}
+	fresh_free(x);
+	fresh_free(y);
+	return st;
+}
+
 static uint64_t rng_next(uint64_t *state)
 {
 	*state += UINT64_C(0x9e3779b97f4a7c15);
@@ -532,6 +580,20 @@ enum fresh_status fresh_refit_train(const struct fresh_index *idx,
 			 rep->holdout.corrected_mse, rep->holdout.stale_mse);
 	} else {
 		rep->accepted = true;
+		if (!rep->logit_groups && rep->lambda > 0.0 &&
+		    mlp_part_is_zero(cand)) {
+			/* On failure the 90% fit stands: it was accepted. */
+			struct fresh_corrector *all = NULL;
+			if (fresh_corrector_clone(cand, &all) == FRESH_OK &&
+			    refit_affine_on_all(all, &s, rep->lambda) ==
+				    FRESH_OK) {
+				fresh_corrector_free(cand);
+				cand = all;
+				rep->refit_on_all = true;
+			} else {
+				fresh_corrector_free(all);
+			}
+		}
 		*out = cand;
 		cand = NULL;
 	}

@@ -70,6 +70,8 @@ json_t *srv_refit_json(const struct fresh_refit_outcome *o)
 	json_object_set_new(j, "steps", json_integer((json_int_t)r->steps));
 	json_object_set_new(j, "ridge_lambda",
 			    r->lambda > 0 ? json_real(r->lambda) : json_null());
+	json_object_set_new(j, "refit_on_all_pairs",
+			    json_boolean(r->refit_on_all));
 	json_object_set_new(j, "duration_ms",
 			    json_integer((json_int_t)((o->train_seconds +
 						       o->build_seconds +

@@ -3,7 +3,8 @@
  * a linear drift is cut at least 10x on held-out pairs; a nonlinear drift
  * is fitted better by the MLP than by the best affine map; the publish gate
  * refuses a candidate that does not beat the published corrector; too few
- * pairs; automatic normalization; a change of width.
+ * pairs; automatic normalization; a change of width; an accepted ridge
+ * fit is redone on every pair.
  */
 #include <check.h>
 #include <math.h>
@@ -140,6 +141,53 @@ START_TEST(linear_drift_cut_tenfold)
 	}
 	fresh_pairs_snapshot_free(&snap);
 	free_world(&w);
+}
+END_TEST
+
+/*
+ * Once accepted, a ridge-only candidate is fitted again on every pair
+ * (held-out ones too) with the penalty cross-validation chose.
+ */
+START_TEST(accepted_ridge_is_refit_on_every_pair)
+{
+	struct world w;
+	struct fresh_pairs_snapshot snap;
+	struct fresh_refit_config cfg = fresh_refit_config_default();
+	struct fresh_corrector *cur, *out;
+	struct fresh_refit_report rep;
+	struct fresh_ridge_result rr;
+	struct fresh_corrector_layout l;
+	enum { PAIRS = 300, DIM = 12 };
+	float *y = malloc(PAIRS * DIM * sizeof *y);
+	float *a = malloc(DIM * DIM * sizeof *a), b[DIM];
+	const float *p;
+
+	make_world(&w, 2000, DIM, DIM, NONLINEAR, 4);
+	snapshot(&w, PAIRS, &snap);
+	cur = identity(FRESH_CORRECTOR_AFFINE, DIM, DIM, 0);
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL,
+					   NULL, &out, &rep, NULL),
+			 FRESH_OK);
+	ck_assert_msg(rep.accepted, "not accepted: %s", rep.reason);
+	ck_assert(rep.refit_on_all);
+	ck_assert(rep.lambda > 0.0);
+	for (size_t i = 0; i < PAIRS * DIM; i++)
+		y[i] = w.g[i] - w.s[i];
+	ck_assert_int_eq(fresh_ridge_fit(w.s, y, PAIRS, DIM, DIM, rep.lambda, a,
+					 b, &rr),
+			 FRESH_OK);
+	l = fresh_corrector_layout(out);
+	p = fresh_corrector_params_const(out);
+	for (size_t i = 0; i < DIM * DIM; i++)
+		ck_assert_float_eq_tol(p[l.a + i], a[i], 1e-4);
+	for (size_t i = 0; i < DIM; i++)
+		ck_assert_float_eq_tol(p[l.b + i], b[i], 1e-4);
+	fresh_corrector_free(cur);
+	fresh_corrector_free(out);
+	fresh_pairs_snapshot_free(&snap);
+	free_world(&w);
+	free(y);
+	free(a);
 }
 END_TEST
 
@@ -343,6 +391,7 @@ static Suite *trainer_suite(void)
 	tcase_set_timeout(fit, 240);
 	tcase_add_test(fit, linear_drift_cut_tenfold);
 	tcase_add_test(fit, nonlinear_drift_mlp_beats_best_affine);
+	tcase_add_test(fit, accepted_ridge_is_refit_on_every_pair);
 	tcase_add_test(fit, learns_a_change_of_width);
 	tcase_add_test(gate, gate_refuses_no_improvement);
 	tcase_add_test(gate, too_few_pairs);
