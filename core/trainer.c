@@ -64,8 +64,9 @@ static double now(void)
 }
 
 /* Adds the squared distance and relative squared error of x vs g rows. */
+/* Sums of squared and relative errors; each row's in rows when not NULL. */
 static void accumulate(const float *x, const float *g, size_t n, size_t d,
-		       double *mse, double *rel)
+		       double *mse, double *rel, double *rows)
 {
 	for (size_t i = 0; i < n; i++) {
 		double dist = 0.0, gg = fresh_sq_norm(g + i * d, d);
@@ -75,12 +76,26 @@ static void accumulate(const float *x, const float *g, size_t n, size_t d,
 		}
 		*mse += dist;
 		*rel += gg > 0.0 ? dist / gg : dist;
+		if (rows)
+			rows[i] = dist;
 	}
 }
+
+static enum fresh_status evaluate(const struct fresh_corrector *c,
+				  const float *x, const float *g, size_t n,
+				  struct fresh_holdout *out, double *rows);
 
 enum fresh_status fresh_refit_evaluate(const struct fresh_corrector *c,
 				       const float *x, const float *g,
 				       size_t n, struct fresh_holdout *out)
+{
+	return evaluate(c, x, g, n, out, NULL);
+}
+
+/* fresh_refit_evaluate, with each row's squared error in rows if asked. */
+static enum fresh_status evaluate(const struct fresh_corrector *c,
+				  const float *x, const float *g, size_t n,
+				  struct fresh_holdout *out, double *rows)
 {
 	const struct fresh_corrector_shape *sh = fresh_corrector_shape(c);
 	struct fresh_corrector_ws ws;
@@ -105,11 +120,12 @@ enum fresh_status fresh_refit_evaluate(const struct fresh_corrector *c,
 		if (fresh_corrector_normalize(c))
 			fresh_normalize_rows(y, m, sh->d_out, NULL, 1);
 		accumulate(y, g + r * sh->d_out, m, sh->d_out,
-			   &out->corrected_mse, &out->corrected_rel_err);
+			   &out->corrected_mse, &out->corrected_rel_err,
+			   rows ? rows + r : NULL);
 		if (out->stale_defined)
 			accumulate(x + r * sh->d_in, g + r * sh->d_out, m,
 				   sh->d_out, &out->stale_mse,
-				   &out->stale_rel_err);
+				   &out->stale_rel_err, NULL);
 	}
 	fresh_corrector_ws_free(&ws);
 	fresh_free(y);
@@ -216,6 +232,44 @@ static enum fresh_status fit_affine(struct fresh_corrector *c,
 	if (st == FRESH_OK)
 		rep->lambda = rr.lambda;
 	fresh_free(resid);
+	return st;
+}
+
+/*
+ * Whether corrector a is clearly better than b on the held-out pairs: the
+ * mean of the paired differences of squared error is more than two of
+ * its standard errors. A residual MLP that beats its ridge start by less
+ * is noise the held-out set happened to favour, and the simpler fit
+ * (refit on every pair, below) generalizes better.
+ */
+static enum fresh_status clearly_better(const struct fresh_corrector *a,
+					const struct fresh_corrector *b,
+					const struct split *s, bool *yes)
+{
+	struct fresh_holdout ha, hb;
+	double *ea = malloc(s->nho * sizeof *ea);
+	double *eb = malloc(s->nho * sizeof *eb);
+	double mean = 0.0, var = 0.0;
+	enum fresh_status st = FRESH_NOMEM;
+
+	*yes = false;
+	if (ea && eb)
+		st = evaluate(a, s->xho, s->gho, s->nho, &ha, ea);
+	if (st == FRESH_OK)
+		st = evaluate(b, s->xho, s->gho, s->nho, &hb, eb);
+	if (st == FRESH_OK && s->nho >= 2) {
+		for (size_t i = 0; i < s->nho; i++)
+			mean += eb[i] - ea[i];
+		mean /= (double)s->nho;
+		for (size_t i = 0; i < s->nho; i++) {
+			double e = eb[i] - ea[i] - mean;
+			var += e * e;
+		}
+		var /= (double)(s->nho - 1);
+		*yes = mean > 2.0 * sqrt(var / (double)s->nho);
+	}
+	free(ea);
+	free(eb);
 	return st;
 }
 
@@ -543,10 +597,25 @@ enum fresh_status fresh_refit_train(const struct fresh_index *idx,
 			rep->logit_groups = fresh_logits_groups(logits);
 	}
 	if (st == FRESH_OK && sh->kind == FRESH_CORRECTOR_MLP) {
-		st = train_gradient(cand, &s, logits, FRESH_GRAD_MLP, cfg, prog,
-				    cancel, rep);
+		struct fresh_corrector *ridge = NULL;
+		bool keep = true;
+
+		st = fresh_corrector_clone(cand, &ridge);
+		if (st == FRESH_OK)
+			st = train_gradient(cand, &s, logits, FRESH_GRAD_MLP,
+					    cfg, prog, cancel, rep);
 		rep->method = rep->logit_groups ? "ridge+mlp+logits"
 						: "ridge+mlp";
+		if (st == FRESH_OK && !rep->logit_groups)
+			st = clearly_better(cand, ridge, &s, &keep);
+		if (st == FRESH_OK && !keep) {
+			fresh_corrector_free(cand);
+			cand = ridge;
+			ridge = NULL;
+			rep->method = "ridge";
+			rep->mlp_dropped = true;
+		}
+		fresh_corrector_free(ridge);
 	} else if (st == FRESH_OK && rep->logit_groups) {
 		st = train_gradient(cand, &s, logits, FRESH_GRAD_LINEAR, cfg,
 				    prog, cancel, rep);

@@ -65,6 +65,7 @@ struct fresh_refit_report {
 	size_t epochs, steps, skipped_steps, rollbacks;
 	double lambda;            /* ridge penalty chosen */
 	bool refit_on_all;        /* the affine fit was redone on every pair */
+	bool mlp_dropped;         /* trained, not clearly better than ridge */
 	const char *method;       /* "ridge", "ridge+mlp", "ridge+logits" */
 	size_t logit_groups;      /* query groups the logit term used */
 	bool normalize;

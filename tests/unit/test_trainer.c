@@ -191,6 +191,33 @@ START_TEST(accepted_ridge_is_refit_on_every_pair)
 }
 END_TEST
 
+/* On a drift ridge captures exactly, the MLP cannot be clearly better. */
+START_TEST(mlp_not_clearly_better_is_dropped)
+{
+	struct world w;
+	struct fresh_pairs_snapshot snap;
+	struct fresh_refit_config cfg = fresh_refit_config_default();
+	struct fresh_corrector *cur, *out;
+	struct fresh_refit_report rep;
+
+	make_world(&w, 3000, 16, 16, LINEAR, 6);
+	snapshot(&w, 600, &snap);
+	cfg.max_epochs = 20;
+	cur = identity(FRESH_CORRECTOR_MLP, 16, 16, 32);
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL,
+					   NULL, &out, &rep, NULL),
+			 FRESH_OK);
+	ck_assert_msg(rep.accepted, "not accepted: %s", rep.reason);
+	ck_assert(rep.mlp_dropped);
+	ck_assert_str_eq(rep.method, "ridge");
+	ck_assert(rep.refit_on_all);
+	fresh_corrector_free(cur);
+	fresh_corrector_free(out);
+	fresh_pairs_snapshot_free(&snap);
+	free_world(&w);
+}
+END_TEST
+
 START_TEST(nonlinear_drift_mlp_beats_best_affine)
 {
 	struct world w;
@@ -392,6 +419,7 @@ static Suite *trainer_suite(void)
 	tcase_add_test(fit, linear_drift_cut_tenfold);
 	tcase_add_test(fit, nonlinear_drift_mlp_beats_best_affine);
 	tcase_add_test(fit, accepted_ridge_is_refit_on_every_pair);
+	tcase_add_test(fit, mlp_not_clearly_better_is_dropped);
 	tcase_add_test(fit, learns_a_change_of_width);
 	tcase_add_test(gate, gate_refuses_no_improvement);
 	tcase_add_test(gate, too_few_pairs);
