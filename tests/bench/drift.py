@@ -18,6 +18,12 @@ posted; each query's own source target is excluded from every ranking):
                known pairs POSTed to /v1/updates, /v1/refit?wait=true, then
                /v1/search for the queries
 
+With --logit-weight W a third daemon, freshd-mlp+logits, runs with the
+logit-matching term: its updates also carry queries (unit vectors near the
+fresh vector of a target of the update, that target as the positive), and
+its refits match softmax(<q, h(s)>) to softmax(<q, g>) over each update's
+targets besides the drift MSE.
+
 When a drift's fresh vectors are unit-norm, the closed-form baselines'
 outputs are normalized too (freshd does it by itself: --normalize-output
 auto). Writes a markdown table to stdout, a PNG per drift and a JSON of all
@@ -75,6 +81,7 @@ import drift_data  # noqa: E402
 K = 10
 SYNTHETIC = ("linear", "tanh", "regional", "growing")
 METHODS = ["stale", "procrustes", "ridge", "freshd-affine", "freshd-mlp"]
+LOGITS = "freshd-mlp+logits"  # with --logit-weight
 
 
 class BenchError(Exception):
@@ -249,10 +256,21 @@ class Daemon:
             self.proc.wait()
 
 
+def update_queries(ids, fresh, rng, per_update=64, noise=0.5):
+    """Queries for the logit term, as a training step would send them: for
+    up to per_update targets of the update, a unit query near its fresh
+    vector (noise of norm ~noise), with that target as the positive."""
+    pick = rng.choice(len(ids), min(per_update, len(ids)), replace=False)
+    g = fresh[pick].astype(np.float64)
+    e = rng.standard_normal(g.shape) * (noise / np.sqrt(g.shape[1]))
+    return _normalize(g + e).astype("<f4"), [int(ids[i]) for i in pick]
+
+
 def run_freshd(binary, index_path, workdir, name, flags, known_ids, known_fresh,
-               queries, exclude, batch=1000, want_stale=False):
-    """Starts freshd, posts the known pairs, refits, searches; returns a dict
-    with the top-k ids and everything the daemon said about the refit."""
+               queries, exclude, batch=1000, want_stale=False, with_queries=False):
+    """Starts freshd, posts the known pairs (with queries for the logit term
+    when with_queries), refits, searches; returns a dict with the top-k ids
+    and everything the daemon said about the refit."""
     t0 = time.time()
     dmn = Daemon(binary, index_path, workdir, flags, name)
     out = {"flags": flags}
@@ -264,9 +282,15 @@ def run_freshd(binary, index_path, workdir, name, flags, known_ids, known_fresh,
                              % (name, info.get("targets"), index_rows(index_path)))
         posted = 0
         last = None
+        qrng = np.random.default_rng(len(known_ids))
         for a in range(0, len(known_ids), batch):
             ids = known_ids[a:a + batch]
-            ans = c.update(ids, np.ascontiguousarray(known_fresh[a:a + batch], dtype="<f4"))
+            vecs = np.ascontiguousarray(known_fresh[a:a + batch], dtype="<f4")
+            if with_queries:
+                q, pos = update_queries(ids, vecs, qrng)
+                ans = c.update(ids, vecs, queries=q, positives=pos)
+            else:
+                ans = c.update(ids, vecs)
             if ans.get("accepted") != len(ids):
                 raise BenchError("%s: /v1/updates accepted %r of %d"
                                  % (name, ans.get("accepted"), len(ids)))
@@ -395,6 +419,9 @@ def evaluate_drift(name, desc, stale, fresh, ps, nq, seed, args, binary, workdir
             "freshd-affine": ["--corrector", "affine"] + common,
             "freshd-mlp": ["--corrector", "mlp"] + args.mlp_flag + common,
         }
+        if args.logit_weight > 0:
+            jobs[LOGITS] = (["--corrector", "mlp"] + args.mlp_flag + common +
+                            ["--logit-weight", str(args.logit_weight)])
         results, errors = {}, []
 
         def work(meth, flags):
@@ -402,7 +429,8 @@ def evaluate_drift(name, desc, stale, fresh, ps, nq, seed, args, binary, workdir
                 results[meth] = run_freshd(
                     binary, index_path, workdir, "%s-p%g-%s" % (name, p, meth),
                     flags, known, kg, queries, qsrc,
-                    want_stale=(meth == "freshd-affine"))
+                    want_stale=(meth == "freshd-affine"),
+                    with_queries=(meth == LOGITS))
             except Exception as e:  # noqa: BLE001 - reported below
                 errors.append("%s p=%g %s: %s: %s" % (name, p, meth, type(e).__name__, e))
 
@@ -572,7 +600,7 @@ def criterion_report(drifts, nonlinear_names):
 
 
 STYLES = {"stale": "k--", "procrustes": "C0-o", "ridge": "C1-s",
-          "freshd-affine": "C2-^", "freshd-mlp": "C3-D"}
+          "freshd-affine": "C2-^", "freshd-mlp": "C3-D", LOGITS: "C4-v"}
 
 
 def draw(ax, drift, legend=True):
@@ -668,10 +696,15 @@ def main(argv=None):
     ap.add_argument("--mlp-flag", action="append", default=[],
                     help="extra flag for the mlp daemon (e.g. --mlp-flag=--hidden=512)")
     ap.add_argument("--json-name", default="drift.json")
+    ap.add_argument("--logit-weight", type=float, default=0.0,
+                    help="also run freshd-mlp with the logit term at this weight, "
+                         "its updates carrying queries (see update_queries)")
     ap.add_argument("--strict", action="store_true",
                     help="exit 2 when freshd misses the acceptance criterion")
     ap.add_argument("--keep-tmp", action="store_true")
     args = ap.parse_args(argv)
+    if args.logit_weight > 0 and LOGITS not in METHODS:
+        METHODS.append(LOGITS)
 
     toy = args.toy
     n = args.n or (20000 if toy else 100000)
