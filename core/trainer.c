@@ -63,8 +63,10 @@ static double now(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Adds the squared distance and relative squared error of x vs g rows. */
-/* Sums of squared and relative errors; each row's in rows when not NULL. */
+/*
+ * Adds the squared distance and relative squared error of x vs g rows;
+ * each row's squared distance also in rows when not NULL.
+ */
 static void accumulate(const float *x, const float *g, size_t n, size_t d,
 		       double *mse, double *rel, double *rows)
 {
@@ -273,14 +275,7 @@ static enum fresh_status clearly_better(const struct fresh_corrector *a,
 	return st;
 }
 
-/*
- * Once the held-out pairs have done their work (choosing the penalty's
- * winner and gating the publish), a closed-form candidate is fitted again
- * on every pair with the penalty cross-validation chose: with a few
- * hundred pairs the tenth held out is worth having. Only when the affine
- * map is all there is: an MLP that moved off its ridge start was trained
- * around the fit it has.
- */
+/* Whether the MLP adds nothing (W2 = 0): h is its affine part alone. */
 static bool mlp_part_is_zero(const struct fresh_corrector *c)
 {
 	struct fresh_corrector_layout l = fresh_corrector_layout(c);
@@ -292,6 +287,14 @@ static bool mlp_part_is_zero(const struct fresh_corrector *c)
 	return true;
 }
 
+/*
+ * Once the held-out pairs have done their work (choosing the winner and
+ * gating the publish), a closed-form candidate is fitted again on every
+ * pair with the penalty cross-validation chose: with a few hundred pairs
+ * the tenth held out is worth having. Only when the affine map is all
+ * there is: an MLP that moved off its ridge start was trained around the
+ * fit it has.
+ */
 static enum fresh_status refit_affine_on_all(struct fresh_corrector *c,
 					     const struct split *s,
 					     double lambda)

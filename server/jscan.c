@@ -132,8 +132,10 @@ static bool is_b64(unsigned char c)
 	       c == '+' || c == '/' || c == '=';
 }
 
-/* Whether every byte of s[0..n) is a base64 character (the strings this
- * is asked about are megabytes long: 16 bytes a step where SSE2 is). */
+/*
+ * Whether every byte of s[0..n) is a base64 character (the strings this
+ * is asked about are megabytes long: 16 bytes a step where SSE2 is).
+ */
 static bool all_b64(const char *s, size_t n)
 {
 	size_t i = 0;
