@@ -173,7 +173,7 @@ static void extract(json_t *body)
  * characters cut to its first 18 (the rest blanked): the same JSON, as far
  * as validity goes, with every integer within jansson's range. (A literal
  * with a leading zero stays invalid; a negative one too large stays too
- * large for both.)
+ * large for both; reals, their exponents included, are left alone.)
  */
 static char *neutralize(const uint8_t *data, size_t size)
 {
@@ -201,7 +201,16 @@ static char *neutralize(const uint8_t *data, size_t size)
 		for (j = i; j < size && b[j] >= '0' && b[j] <= '9'; j++)
 			;
 		if (j < size && (b[j] == '.' || b[j] == 'e' || b[j] == 'E')) {
-			i = j - 1; /* not an integer: jansson reads it as real */
+			/*
+			 * Not an integer: jansson reads it as a real. Skip all
+			 * of it; its exponent's digits are no integer either.
+			 */
+			while (j < size && ((b[j] >= '0' && b[j] <= '9') ||
+					    b[j] == '.' || b[j] == 'e' ||
+					    b[j] == 'E' || b[j] == '+' ||
+					    b[j] == '-'))
+				j++;
+			i = j - 1;
 			continue;
 		}
 		if (j - i > 18)
