@@ -290,15 +290,14 @@ static bool mlp_part_is_zero(const struct fresh_corrector *c)
 /*
  * Once the held-out pairs have done their work (choosing the winner and
  * gating the publish), a closed-form candidate is fitted again on every
- * pair, its penalty chosen again by leave-one-out over all of them: with
- * a few hundred pairs the tenth held out is worth having, for the fit and
- * for the choice of penalty. Only when the affine map is all there is: an
- * MLP that moved off its ridge start was trained around the fit it has.
- * *lambda: the penalty chosen.
+ * pair with the penalty cross-validation chose: with a few hundred pairs
+ * the tenth held out is worth having. Only when the affine map is all
+ * there is: an MLP that moved off its ridge start was trained around the
+ * fit it has.
  */
 static enum fresh_status refit_affine_on_all(struct fresh_corrector *c,
 					     const struct split *s,
-					     double *lambda)
+					     double lambda)
 {
 	struct fresh_corrector_layout l = fresh_corrector_layout(c);
 	float *p = fresh_corrector_params(c);
@@ -317,10 +316,8 @@ static enum fresh_status refit_affine_on_all(struct fresh_corrector *c,
 		if (fresh_corrector_residual(c))
 			for (size_t i = 0; i < n * s->dd; i++)
 				y[i] -= x[i];
-		st = fresh_ridge_fit(x, y, n, s->d, s->dd, 0.0, p + l.a,
+		st = fresh_ridge_fit(x, y, n, s->d, s->dd, lambda, p + l.a,
 				     p + l.b, &rr);
-		if (st == FRESH_OK)
-			*lambda = rr.lambda;
 	}
 	fresh_free(x);
 	fresh_free(y);
@@ -660,7 +657,7 @@ enum fresh_status fresh_refit_train(const struct fresh_index *idx,
 			/* On failure the 90% fit stands: it was accepted. */
 			struct fresh_corrector *all = NULL;
 			if (fresh_corrector_clone(cand, &all) == FRESH_OK &&
-			    refit_affine_on_all(all, &s, &rep->lambda) ==
+			    refit_affine_on_all(all, &s, rep->lambda) ==
 				    FRESH_OK) {
 				fresh_corrector_free(cand);
 				cand = all;
