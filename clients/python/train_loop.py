@@ -483,6 +483,9 @@ class Task:
         self.N = len(targets)
         self.P = len(pairs)
         self._lsa = {}
+        log("task: %d query/target pairs (%d train queries, %d test) + %d passages = %d "
+            "targets, %d features, %.1fs" % (self.P, len(self.train), len(self.test),
+                                              len(passages), self.N, self.F, time.time() - t0))
 
     def lsa(self, k):
         if k not in self._lsa:
@@ -495,9 +498,6 @@ class Task:
             self._lsa[k] = V
             log("task: LSA projection (%d dims) in %.1fs" % (k, time.time() - t0))
         return self._lsa[k]
-        log("task: %d query/target pairs (%d train queries, %d test) + %d passages = %d "
-            "targets, %d features, %.1fs" % (self.P, len(self.train), len(self.test),
-                                              len(passages), self.N, self.F, time.time() - t0))
 
 
 def _xt_times(feats, Y, F):

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import tempfile
 
-import numpy as np
 
 import benchlib
 

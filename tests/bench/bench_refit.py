@@ -6,7 +6,6 @@ how fast an affine refit publishes.
 """
 
 import argparse
-import threading
 import time
 
 import numpy as np

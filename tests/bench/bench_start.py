@@ -6,7 +6,6 @@ memory against the size of the embeddings.
 """
 
 import argparse
-import os
 import time
 
 import benchlib

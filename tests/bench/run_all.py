@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 
-import benchlib
+import benchlib  # noqa: F401 - puts clients/python on the path for the suites
 
 SUITES = ["bench_engine", "bench_http", "bench_sample", "bench_refit", "bench_ingest",
           "bench_start"]

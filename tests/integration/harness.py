@@ -18,7 +18,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "clients", "python"))
 
-from freshd_client import Client, FreshdError  # noqa: E402
+from freshd_client import Client, FreshdError  # noqa: E402,F401 - FreshdError re-exported to tests
 
 FRESHD = os.environ.get("FRESHD_BIN", os.path.join(HERE, "..", "..", "build", "server", "freshd"))
 
