@@ -437,8 +437,7 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 	j.ids = m->ids;
 	j.n = n;
 	j.gumbel = gumbel;
-	/* fresh_scan_plan makes at most 8 tasks a thread. */
-	max_tasks = 8 * threads;
+	max_tasks = FRESH_SCAN_TASKS_PER_THREAD * threads;
 	block = HEAP_BUDGET_BYTES / (threads * n * sizeof(struct entry) +
 				     max_tasks * sizeof(struct lse));
 	if (block < 256)

@@ -21,7 +21,6 @@
 
 #define QUERY_BLOCK ((size_t)256)
 #define ROW_BLOCK ((size_t)512)
-#define TASKS_PER_THREAD 8
 
 /*
  * Rows a tile covers, by the number of queries scored. Small batches are
@@ -103,8 +102,8 @@ void fresh_scan_plan(size_t threads, size_t n, size_t nq,
 		     size_t *rows_per_task, size_t *ntasks)
 {
 	size_t block = row_block_for(nq);
-	/* Whole row blocks per task, about TASKS_PER_THREAD tasks a thread. */
-	size_t per = n / (threads * TASKS_PER_THREAD) + 1;
+	/* Whole row blocks per task, at most so many tasks a thread. */
+	size_t per = n / (threads * FRESH_SCAN_TASKS_PER_THREAD) + 1;
 
 	per = (per + block - 1) / block * block;
 	*rows_per_task = per;

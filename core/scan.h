@@ -46,11 +46,13 @@ typedef void (*fresh_tile_fn)(void *ctx, size_t worker, size_t q0, size_t nq,
 /*
  * How a scan of nq queries over n rows with the given number of threads
  * splits the rows: tasks of *rows_per_task consecutive rows (the last may
- * be shorter), *ntasks <= 8 * threads of them; task t covers rows from
- * t * *rows_per_task, and one worker walks a task's tiles in row order.
+ * be shorter), *ntasks <= FRESH_SCAN_TASKS_PER_THREAD * threads of them;
+ * task t covers rows from t * *rows_per_task, and one worker walks a
+ * task's tiles in row order.
  * A consumer that accumulates per task and combines the tasks in order
  * gets the same result whichever worker ran which task.
  */
+#define FRESH_SCAN_TASKS_PER_THREAD 8
 void fresh_scan_plan(size_t threads, size_t n, size_t nq,
 		     size_t *rows_per_task, size_t *ntasks);
 
