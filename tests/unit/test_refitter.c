@@ -34,18 +34,9 @@ static float stale[N * D], fresh[N * D];
 static void setup(void)
 {
 	struct tu_rng r = {13};
-	float m[D * D];
 
 	tu_tmpdir(dir, sizeof dir);
-	tu_fill_normal(&r, stale, N * D);
-	tu_fill_normal(&r, m, D * D);
-	for (size_t i = 0; i < N; i++)
-		for (size_t o = 0; o < D; o++) {
-			double v = stale[i * D + o];
-			for (size_t j = 0; j < D; j++)
-				v += 0.3 * m[o * D + j] * stale[i * D + j];
-			fresh[i * D + o] = (float)v;
-		}
+	tu_linear_drift(&r, stale, fresh, N, D, 0.3);
 }
 
 static void teardown(void)

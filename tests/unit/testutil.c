@@ -167,3 +167,21 @@ int tu_run(Suite *s)
 	srunner_free(sr);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
+
+void tu_linear_drift(struct tu_rng *r, float *stale, float *fresh, size_t n,
+		     size_t d, double scale)
+{
+	float *m = malloc(d * d * sizeof *m);
+
+	ck_assert_ptr_nonnull(m);
+	tu_fill_normal(r, stale, n * d);
+	tu_fill_normal(r, m, d * d);
+	for (size_t i = 0; i < n; i++)
+		for (size_t o = 0; o < d; o++) {
+			double v = stale[i * d + o];
+			for (size_t j = 0; j < d; j++)
+				v += scale * m[o * d + j] * stale[i * d + j];
+			fresh[i * d + o] = (float)v;
+		}
+	free(m);
+}

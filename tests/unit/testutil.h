@@ -27,6 +27,12 @@ float tu_normal(struct tu_rng *r);
 /* Integer-valued floats in [-m, m]: their dot products are exact. */
 void tu_fill_int(struct tu_rng *r, float *x, size_t n, int m);
 void tu_fill_normal(struct tu_rng *r, float *x, size_t n);
+/*
+ * A linear drift: stale (n x d) standard normal, then fresh = stale +
+ * scale * M stale with M (d x d) standard normal, both drawn from r.
+ */
+void tu_linear_drift(struct tu_rng *r, float *stale, float *fresh, size_t n,
+		     size_t d, double scale);
 
 /* A fresh temporary directory (removed by tu_rmdir); path in buf. */
 void tu_tmpdir(char *buf, size_t cap);
