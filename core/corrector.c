@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "blas.h"
+#include "dot.h"
 #include "bytes.h"
 #include "crc32c.h"
 #include "fileio.h"
@@ -434,32 +435,44 @@ enum fresh_status fresh_corrector_backward(const struct fresh_corrector *c,
 			   s->hidden, x, s->d_in, 0.0f, grad + l->w1, s->d_in);
 }
 
-enum fresh_status fresh_corrector_fold(const struct fresh_corrector *c,
-				       const float *q, size_t rows, float *q2,
-				       float *off)
+enum fresh_status fresh_corrector_fold_rows(const struct fresh_corrector *c,
+					    float **out)
 {
 	const struct fresh_corrector_shape *s = &c->shape;
-	const struct fresh_corrector_layout *l = &c->layout;
-	bool residual = fresh_corrector_residual(c);
-	enum fresh_status st;
+	const float *a = c->params + c->layout.a;
+	float *r;
 
-	if (s->kind == FRESH_CORRECTOR_MLP)
+	if (s->kind != FRESH_CORRECTOR_AFFINE)
 		return FRESH_INVALID;
-	if (s->kind == FRESH_CORRECTOR_NONE) {
-		memcpy(q2, q, rows * s->d_in * sizeof(float));
-		memset(off, 0, rows * sizeof *off);
-		return FRESH_OK;
-	}
-	if (residual)
-		memcpy(q2, q, rows * s->d_in * sizeof(float));
-	/* q2 (rows x d_in) = q (rows x d_out) A (d_out x d_in) [+ q]. */
-	st = fresh_sgemm(false, false, rows, s->d_in, s->d_out, 1.0f, q,
-			 s->d_out, c->params + l->a, s->d_in,
-			 residual ? 1.0f : 0.0f, q2, s->d_in);
-	if (st != FRESH_OK)
-		return st;
-	return fresh_sgemv(false, rows, s->d_out, 1.0f, q, s->d_out,
-			   c->params + l->b, 0.0f, off);
+	r = fresh_alloc(s->d_in + 1, s->d_out * sizeof(float));
+	if (!r)
+		return FRESH_NOMEM;
+	/* A is d_out x d_in: row i of the result is its column i. */
+	for (size_t o = 0; o < s->d_out; o++)
+		for (size_t i = 0; i < s->d_in; i++)
+			r[i * s->d_out + o] = a[o * s->d_in + i];
+	memcpy(r + s->d_in * s->d_out, c->params + c->layout.b,
+	       s->d_out * sizeof(float));
+	*out = r;
+	return FRESH_OK;
+}
+
+enum fresh_status fresh_corrector_fold(const struct fresh_corrector *c,
+				       const float *fold_rows, const float *q,
+				       size_t rows, float *q2, float *off)
+{
+	const struct fresh_corrector_shape *s = &c->shape;
+
+	if (s->kind != FRESH_CORRECTOR_AFFINE)
+		return FRESH_INVALID;
+	fresh_dot_tile(q, s->d_out, rows, fold_rows, s->d_out, s->d_in,
+		       s->d_out, q2, s->d_in);
+	fresh_dot_tile(q, s->d_out, rows, fold_rows + s->d_in * s->d_out,
+		       s->d_out, 1, s->d_out, off, 1);
+	if (fresh_corrector_residual(c))
+		for (size_t i = 0; i < rows * s->d_in; i++)
+			q2[i] += q[i];
+	return FRESH_OK;
 }
 
 enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,

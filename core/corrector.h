@@ -156,11 +156,20 @@ enum fresh_status fresh_corrector_backward(const struct fresh_corrector *c,
 /*
  * Folds an affine corrector into queries: for q of width d_out,
  * <q, h(s)> = <q', s> + off with q' = q + Aᵀq (or Aᵀq without the
- * residual) and off = <q, b>. q is b_rows x d_out; q2 is b_rows x d_in.
+ * residual) and off = <q, b>.
+ *
+ * fresh_corrector_fold_rows makes, once per corrector, the rows the
+ * queries are scored against: (d_in + 1) x d_out floats, row i < d_in the
+ * column i of A, row d_in the bias b; *out is the caller's (fresh_free).
+ * fresh_corrector_fold then computes, for q (rows x d_out), q2 (rows x
+ * d_in) and off (rows) with the fixed-order products of dot.h, so a
+ * query's fold has the same bits whatever the other queries of the batch.
  */
+enum fresh_status fresh_corrector_fold_rows(const struct fresh_corrector *c,
+					    float **out);
 enum fresh_status fresh_corrector_fold(const struct fresh_corrector *c,
-				       const float *q, size_t rows, float *q2,
-				       float *off);
+				       const float *fold_rows, const float *q,
+				       size_t rows, float *q2, float *off);
 
 /*
  * Checkpoints. The format: magic "FRSHCKPT", format version, kind,

@@ -32,6 +32,7 @@ struct fresh_model {
 	struct fresh_corrector *corr;
 	float *corrected; /* n x d_out for mlp, else NULL */
 	float *row_scale; /* n, when normalizing an S-based plan, else NULL */
+	float *fold_rows; /* what queries are folded with, when fold */
 	bool fold, can_correct;
 };
 
@@ -94,6 +95,7 @@ static void model_free(struct fresh_model *m)
 	fresh_corrector_free(m->corr);
 	fresh_free(m->corrected);
 	fresh_free(m->row_scale);
+	fresh_free(m->fold_rows);
 	free(m);
 }
 
@@ -149,6 +151,12 @@ enum fresh_status fresh_model_build(struct fresh_index *idx,
 			return fresh_fail(err, FRESH_NOMEM,
 					  "no memory for row norms");
 		}
+	}
+	if (m->fold && fresh_corrector_fold_rows(corr, &m->fold_rows) != FRESH_OK) {
+		fresh_free(m->corrected);
+		fresh_free(m->row_scale);
+		free(m);
+		return fresh_fail(err, FRESH_NOMEM, "no memory for the fold");
 	}
 	/* From here on the model owns corr and a reference to idx. */
 	m->corr = corr;
@@ -294,7 +302,8 @@ enum fresh_status fresh_model_prepare_queries(const struct fresh_model *m,
 					      float *q2, float *offsets)
 {
 	if (plan->fold)
-		return fresh_corrector_fold(m->corr, q, b, q2, offsets);
+		return fresh_corrector_fold(m->corr, m->fold_rows, q, b, q2,
+					    offsets);
 	memcpy(q2, q, b * plan->matrix.dim * sizeof(float));
 	memset(offsets, 0, b * sizeof *offsets);
 	return FRESH_OK;

@@ -1,9 +1,11 @@
 /*
  * sample.c - Gumbel-top-k sampling over scan tiles (see sample.h).
  *
- * Design: per scan task and query, a running log-sum-exp (max m, sum s in
- * double), combined in task order at the end so that the result does not
- * depend on which worker ran which task; per worker and query, a bounded
+ * Design: per group of tiles (scan.h) and query, a running log-sum-exp
+ * (max m, sum s in double) over the group's tiles in row order, combined
+ * in group order at the end; groups are fixed by the matrix, so log Z has
+ * the same bits whatever the batch, the threads or which worker ran which
+ * task. Per worker and query, a bounded
  * heap of the n best keys. The Gumbel key of a row
  * beats the heap's worst key thr exactly when E = -log U <= exp(z - thr)
  * =: x; since exp(-x) >= 1 - x, U < 1 - x rules a row out without a
@@ -270,11 +272,11 @@ struct job {
 	const float *temps;
 	const uint64_t *seeds;
 	const uint64_t *ids;
-	size_t n, q_begin, nq, rows_per_task;
+	size_t n, q_begin, nq, group_rows;
 	bool gumbel;
 	struct entry **heaps;   /* [worker][(q - q_begin) * n] */
 	struct qstate **states; /* [worker][q - q_begin] */
-	struct lse *lse;        /* [task * nq + q - q_begin] */
+	struct lse *lse;        /* [group * nq + q - q_begin] */
 	struct scratch *scratch; /* [worker] */
 };
 
@@ -352,13 +354,13 @@ static void sample_tile(void *ctx, size_t worker, size_t q0, size_t nq,
 		sc->r0 = r0;
 		sc->nr = nr;
 	}
-	size_t task = r0 / j->rows_per_task;
+	size_t group = r0 / j->group_rows;
 
 	for (size_t i = 0; i < nq; i++) {
 		size_t q = q0 + i, slot = q - j->q_begin;
 		struct entry *h = j->heaps[worker] + slot * j->n;
 		struct qstate *st = &j->states[worker][slot];
-		struct lse *ls = &j->lse[task * j->nq + slot];
+		struct lse *ls = &j->lse[group * j->nq + slot];
 		const float *s = scores + i * nr;
 		double inv_t = 1.0 / (double)j->temps[q], tile_m;
 		float smax;
@@ -420,7 +422,7 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 			       struct fresh_hit *hits, float *logprob,
 			       size_t *counts)
 {
-	size_t threads = fresh_pool_threads(pool), block, max_tasks;
+	size_t threads = fresh_pool_threads(pool), block, ngroups;
 	struct entry *all = NULL;
 	struct job j;
 	enum fresh_status st = FRESH_OK;
@@ -437,9 +439,10 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 	j.ids = m->ids;
 	j.n = n;
 	j.gumbel = gumbel;
-	max_tasks = FRESH_SCAN_TASKS_PER_THREAD * threads;
+	j.group_rows = fresh_scan_group_rows(m->n);
+	ngroups = (m->n + j.group_rows - 1) / j.group_rows;
 	block = HEAP_BUDGET_BYTES / (threads * n * sizeof(struct entry) +
-				     max_tasks * sizeof(struct lse));
+				     ngroups * sizeof(struct lse));
 	if (block < 256)
 		block = 256;
 	if (block > qs->b)
@@ -448,7 +451,7 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 	j.states = calloc(threads, sizeof *j.states);
 	j.scratch = calloc(threads, sizeof *j.scratch);
 	all = malloc(threads * n * sizeof *all);
-	j.lse = malloc(max_tasks * block * sizeof *j.lse);
+	j.lse = malloc((ngroups ? ngroups : 1) * block * sizeof *j.lse);
 	if (!j.heaps || !j.states || !j.scratch || !all || !j.lse) {
 		st = FRESH_NOMEM;
 		goto out;
@@ -458,11 +461,11 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 
 		j.heaps[w] = malloc(block * n * sizeof **j.heaps);
 		j.states[w] = malloc(block * sizeof **j.states);
-		sc->masked = fresh_alloc(FRESH_SCAN_MAX_TILE_ROWS, sizeof(float));
-		sc->weight = fresh_alloc(FRESH_SCAN_MAX_TILE_ROWS, sizeof(float));
-		sc->ida = fresh_alloc(FRESH_SCAN_MAX_TILE_ROWS, sizeof(uint32_t));
-		sc->idb = fresh_alloc(FRESH_SCAN_MAX_TILE_ROWS, sizeof(uint32_t));
-		sc->cand = fresh_alloc(FRESH_SCAN_MAX_TILE_ROWS, 1);
+		sc->masked = fresh_alloc(FRESH_SCAN_TILE_ROWS, sizeof(float));
+		sc->weight = fresh_alloc(FRESH_SCAN_TILE_ROWS, sizeof(float));
+		sc->ida = fresh_alloc(FRESH_SCAN_TILE_ROWS, sizeof(uint32_t));
+		sc->idb = fresh_alloc(FRESH_SCAN_TILE_ROWS, sizeof(uint32_t));
+		sc->cand = fresh_alloc(FRESH_SCAN_TILE_ROWS, 1);
 		sc->r0 = SIZE_MAX;
 		if (!j.heaps[w] || !j.states[w] || !sc->masked ||
 		    !sc->weight || !sc->ida || !sc->idb || !sc->cand) {
@@ -471,16 +474,15 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 		}
 	}
 	for (size_t q0 = 0; q0 < qs->b && st == FRESH_OK; q0 += block) {
-		size_t nq = qs->b - q0 < block ? qs->b - q0 : block, ntasks;
+		size_t nq = qs->b - q0 < block ? qs->b - q0 : block;
 
-		fresh_scan_plan(threads, m->n, nq, &j.rows_per_task, &ntasks);
 		j.q_begin = q0;
 		j.nq = nq;
 		for (size_t w = 0; w < threads; w++)
 			for (size_t i = 0; i < nq; i++) {
 				j.states[w][i].n = 0;
 			}
-		for (size_t t = 0; t < ntasks * nq; t++) {
+		for (size_t t = 0; t < ngroups * nq; t++) {
 			j.lse[t].m = -INFINITY;
 			j.lse[t].s = 0.0;
 		}
@@ -489,10 +491,10 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 			size_t q = q0 + i, count = 0;
 			double mm = -INFINITY, ss = 0.0, log_z, inv_t;
 
-			for (size_t t = 0; t < ntasks; t++)
+			for (size_t t = 0; t < ngroups; t++)
 				if (j.lse[t * nq + i].m > mm)
 					mm = j.lse[t * nq + i].m;
-			for (size_t t = 0; t < ntasks; t++) {
+			for (size_t t = 0; t < ngroups; t++) {
 				const struct lse *l = &j.lse[t * nq + i];
 				if (l->m > -INFINITY)
 					ss += l->s * exp(l->m - mm);

@@ -3,11 +3,15 @@
  *
  * The scorer behind search and sampling: scores
  *     score(q, r) = (<Q[q], X[r]> + offset[q]) * row_scale[r]
- * (offset and row_scale optional) are computed with single-threaded sgemm
- * on (query block x row block) tiles, in parallel over row ranges, and
- * handed tile by tile to a consumer (top-k heaps, Gumbel sampling). A batch
- * smaller than a query block is served by one pass over the matrix: tiles
- * of rows stay in cache while every query of the block is scored.
+ * (offset and row_scale optional), the inner product in the fixed order of
+ * dot.h, so that a score's bits depend on the query and the row only:
+ * never on the batch, the tile, the thread count or the CPU. Rows are
+ * split into tasks run in parallel; each task hands its tiles, in row
+ * order, to a consumer (top-k heaps, Gumbel sampling). The tiling itself
+ * is fixed by the matrix alone: FRESH_SCAN_TILE_ROWS rows a tile, tiles
+ * grouped into groups of fresh_scan_group_rows(n) rows that never straddle
+ * two tasks, so a consumer that sums per group and combines the groups in
+ * order gets the same bits whatever the batch or the thread count.
  */
 #ifndef FRESH_SCAN_H
 #define FRESH_SCAN_H
@@ -18,8 +22,11 @@
 #include "pool.h"
 #include "status.h"
 
-/* No tile has more rows than this (consumers may size buffers by it). */
-#define FRESH_SCAN_MAX_TILE_ROWS ((size_t)1024)
+/*
+ * Tiles start at multiples of this row and have this many rows (the last
+ * one of the matrix fewer); consumers may size buffers by it.
+ */
+#define FRESH_SCAN_TILE_ROWS ((size_t)256)
 
 struct fresh_matrix {
 	const float *x;         /* n x dim, row-major */
@@ -44,17 +51,23 @@ typedef void (*fresh_tile_fn)(void *ctx, size_t worker, size_t q0, size_t nq,
 			      size_t r0, size_t nr, const float *scores);
 
 /*
- * How a scan of nq queries over n rows with the given number of threads
- * splits the rows: tasks of *rows_per_task consecutive rows (the last may
- * be shorter), *ntasks <= FRESH_SCAN_TASKS_PER_THREAD * threads of them;
- * task t covers rows from t * *rows_per_task, and one worker walks a
- * task's tiles in row order.
- * A consumer that accumulates per task and combines the tasks in order
- * gets the same result whichever worker ran which task.
+ * The rows of one group of tiles for a matrix of n rows: a multiple of
+ * FRESH_SCAN_TILE_ROWS that depends on n only; there are at most
+ * FRESH_SCAN_MAX_GROUPS groups (group g covers rows from g * group rows).
+ */
+#define FRESH_SCAN_MAX_GROUPS ((size_t)512)
+size_t fresh_scan_group_rows(size_t n);
+
+/*
+ * How a scan over n rows with the given number of threads splits the
+ * rows: tasks of *rows_per_task consecutive rows (a whole number of
+ * groups; the last task may be shorter), *ntasks <=
+ * FRESH_SCAN_TASKS_PER_THREAD * threads of them; task t covers rows from
+ * t * *rows_per_task, and one worker walks a task's tiles in row order.
  */
 #define FRESH_SCAN_TASKS_PER_THREAD 8
-void fresh_scan_plan(size_t threads, size_t n, size_t nq,
-		     size_t *rows_per_task, size_t *ntasks);
+void fresh_scan_plan(size_t threads, size_t n, size_t *rows_per_task,
+		     size_t *ntasks);
 
 /*
  * Scores queries [q0, q0 + nq) of qs against every row of m and feeds the

@@ -364,6 +364,17 @@ void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 		srv_hist_render(&b, "freshd_http_request_duration_seconds",
 				labels, &srv->routes[i].latency);
 	}
+	srv_buf_printf(&b, "# HELP freshd_http_requests_in_progress Requests "
+			   "being handled (a refit?wait=true waits here), by "
+			   "endpoint.\n"
+			   "# TYPE freshd_http_requests_in_progress gauge\n");
+	for (int i = 0; i < SRV_ROUTE_COUNT; i++)
+		srv_buf_printf(&b,
+			       "freshd_http_requests_in_progress{endpoint=\"%s\"}"
+			       " %llu\n",
+			       srv_route_names[i],
+			       (unsigned long long)atomic_load(
+				       &srv->routes[i].in_handler));
 	srv_buf_printf(&b, "# HELP freshd_search_batch_size Queries scored "
 			   "together in one pass.\n"
 			   "# TYPE freshd_search_batch_size histogram\n");

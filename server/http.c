@@ -455,7 +455,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	c->req.body = c->body ? c->body : "";
 	c->req.body_len = c->len;
 	memset(&r, 0, sizeof r);
+	atomic_fetch_add(&srv->routes[c->req.route].in_handler, 1);
 	c->def->handler(&c->req, &r);
+	atomic_fetch_sub(&srv->routes[c->req.route].in_handler, 1);
 	c->replied = true;
 	return send_reply(c, &r);
 }
@@ -562,8 +564,10 @@ enum fresh_status srv_http_start(struct srv_server *srv, struct srv_http **out,
 			 MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
 			 MHD_USE_ERROR_LOG;
 
-	for (int i = 0; i < SRV_ROUTE_COUNT; i++)
+	for (int i = 0; i < SRV_ROUTE_COUNT; i++) {
 		srv_hist_init(&srv->routes[i].latency, srv_latency_bounds);
+		atomic_init(&srv->routes[i].in_handler, 0);
+	}
 	if (!resolve(srv->cfg.listen, &ss, &sslen, host, sizeof host, err, cap))
 		return FRESH_INVALID;
 	if (!is_loopback(&ss) && !srv->write_key[0] && !srv->cfg.insecure) {

@@ -80,6 +80,7 @@ extern const int srv_counted_codes[SRV_CODES];
 
 struct srv_route_stats {
 	atomic_ullong by_code[SRV_CODES];
+	atomic_ullong in_handler; /* requests whose handler is running */
 	struct srv_hist latency;
 };
 

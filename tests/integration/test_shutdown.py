@@ -17,6 +17,16 @@ from freshd_client import Client, FreshdError  # noqa: E402 (harness puts it on 
 from support import SLOW, ApiCase, index_args, int_matrix, save_index, wait_until
 
 
+def refit_waiters(client):
+    """Requests inside the refit handler, from /metrics."""
+    text = client.metrics()
+    text = text.decode() if isinstance(text, bytes) else text
+    for line in text.splitlines():
+        if line.startswith('freshd_http_requests_in_progress{endpoint="refit"}'):
+            return int(line.split()[-1])
+    raise AssertionError("no freshd_http_requests_in_progress for refit in /metrics")
+
+
 class Shutdown(ApiCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="freshd-it-files-")
@@ -54,7 +64,10 @@ class Shutdown(ApiCase):
         st = wait_until(lambda: (lambda s: s if s["state"] == "training" and s["progress"] > 0
                                  else None)(watcher.corrector()), timeout=20)
         self.assertTrue(st, "the refit never started training")
-        time.sleep(0.3)
+        # The waiting request must be in the server's hands before SIGTERM:
+        # otherwise it may connect after the listener closed.
+        self.assertTrue(wait_until(lambda: refit_waiters(watcher) >= 1, timeout=20),
+                        "the refit?wait=true request never reached its handler")
         self.assertEqual(watcher.corrector()["state"], "training",
                          "the refit finished before SIGTERM; make it longer")
         watcher.close()

@@ -12,6 +12,7 @@
 
 #include "corrector.h"
 #include "crc32c.h"
+#include "mem.h"
 #include "testutil.h"
 
 /* Naive h(x) for one row, in double, from the parameter block p. */
@@ -250,8 +251,11 @@ START_TEST(fold_equals_scoring_corrected_vectors)
 		tu_fill_normal(&r, q, 3 * s.d_out);
 		ck_assert_int_eq(fresh_corrector_forward(c, x, 1, hx, NULL),
 				 FRESH_OK);
-		ck_assert_int_eq(fresh_corrector_fold(c, q, 3, q2, off),
+		float *rows = NULL;
+		ck_assert_int_eq(fresh_corrector_fold_rows(c, &rows), FRESH_OK);
+		ck_assert_int_eq(fresh_corrector_fold(c, rows, q, 3, q2, off),
 				 FRESH_OK);
+		fresh_free(rows);
 		for (size_t i = 0; i < 3; i++) {
 			double direct = 0.0, folded = off[i];
 			for (size_t o = 0; o < s.d_out; o++)

@@ -4,7 +4,7 @@
  * threshold and beyond one query block), query sub-ranges, offsets and
  * row scales, and pools of 1 to 4 threads, every (query, row) score is
  * delivered exactly once and equals a double-precision dot product; tiles
- * respect FRESH_SCAN_MAX_TILE_ROWS, worker ids are in range and a worker's
+ * respect FRESH_SCAN_TILE_ROWS, worker ids are in range and a worker's
  * tiles never overlap in time. Integer-valued inputs and power-of-two row
  * scales make the reference exact, so most comparisons are equalities.
  */
@@ -36,7 +36,7 @@ static void tile(void *ctx, size_t worker, size_t q0, size_t nq, size_t r0,
 
 	atomic_fetch_add(&s->tiles, 1);
 	if (worker >= s->threads || nr == 0 || nq == 0 ||
-	    nr > FRESH_SCAN_MAX_TILE_ROWS || q0 < s->b0 ||
+	    nr > FRESH_SCAN_TILE_ROWS || q0 < s->b0 ||
 	    q0 + nq > s->b0 + s->nq || r0 + nr > s->n) {
 		atomic_fetch_add(&s->errors, 1);
 		return;
