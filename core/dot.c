@@ -75,14 +75,17 @@ static void tile_portable(const float *q, size_t ldq, size_t nq,
 #define RMAX 4
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
+/* Per function, so that GCC and clang alike compile each path for its ISA. */
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
 
 /*
  * Instantiates block(Q, R) for every Q, R in 1..QMAX, 1..RMAX from the
  * always-inline generic body, and a tile loop over them: full blocks of
  * QB x RB, then the ragged edges.
  */
-#define DEFINE_TILE(name, block, QB, RB)                                     \
-	static void name(const float *q, size_t ldq, size_t nq,              \
+#define DEFINE_TILE(name, block, QB, RB, target)                             \
+	static target void name(const float *q, size_t ldq, size_t nq,              \
 			 const float *x, size_t ldx, size_t nr, size_t d,     \
 			 float *out, size_t ldo)                              \
 	{                                                                    \
@@ -104,8 +107,8 @@ static void tile_portable(const float *q, size_t ldq, size_t nq,
 	}
 
 /* A dispatch from run-time (Q, R) to the constant-shape blocks. */
-#define DEFINE_ANY(block)                                                    \
-	static void block##_any(const float *q, size_t ldq, const float *x,  \
+#define DEFINE_ANY(block, target)                                            \
+	static target void block##_any(const float *q, size_t ldq, const float *x,  \
 				size_t ldx, size_t d, float *out, size_t ldo, \
 				size_t Q, size_t R)                           \
 	{                                                                    \
@@ -131,11 +134,9 @@ static void tile_portable(const float *q, size_t ldq, size_t nq,
 	}
 
 /* ---- AVX2 + FMA: two ymm hold a pair's 16 lanes (0-7, 8-15). ---- */
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
 
 /* The tree from a8 (lanes l + l + 8) down to one float (see dot.h). */
-static ALWAYS_INLINE float reduce8_avx2(__m256 a8)
+static ALWAYS_INLINE TARGET_AVX2 float reduce8_avx2(__m256 a8)
 {
 	__m128 a4 = _mm_add_ps(_mm256_castps256_ps128(a8),
 			       _mm256_extractf128_ps(a8, 1));
@@ -145,7 +146,7 @@ static ALWAYS_INLINE float reduce8_avx2(__m256 a8)
 	return _mm_cvtss_f32(a1);
 }
 
-static ALWAYS_INLINE void block256(const float *q, size_t ldq,
+static ALWAYS_INLINE TARGET_AVX2 void block256(const float *q, size_t ldq,
 				   const float *x, size_t ldx, size_t d,
 				   float *out, size_t ldo, const size_t Q,
 				   const size_t R)
@@ -198,10 +199,10 @@ static ALWAYS_INLINE void block256(const float *q, size_t ldq,
 				reduce8_avx2(_mm256_add_ps(lo[i][r], hi[i][r]));
 }
 
-DEFINE_ANY(block256)
-DEFINE_TILE(tile_avx2, block256, 2, 2)
+DEFINE_ANY(block256, TARGET_AVX2)
+DEFINE_TILE(tile_avx2, block256, 2, 2, TARGET_AVX2)
 
-static float dot_avx2(const float *a, const float *b, size_t d)
+static TARGET_AVX2 float dot_avx2(const float *a, const float *b, size_t d)
 {
 	float out;
 
@@ -209,12 +210,9 @@ static float dot_avx2(const float *a, const float *b, size_t d)
 	return out;
 }
 
-#pragma GCC pop_options
 /* ---- AVX-512F: one zmm holds a pair's 16 lanes. ---- */
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
 
-static ALWAYS_INLINE float reduce16_avx512(__m512 v)
+static ALWAYS_INLINE TARGET_AVX512 float reduce16_avx512(__m512 v)
 {
 	__m256 lo = _mm512_castps512_ps256(v);
 	__m256 hi = _mm256_castpd_ps(
@@ -223,7 +221,47 @@ static ALWAYS_INLINE float reduce16_avx512(__m512 v)
 	return reduce8_avx2(_mm256_add_ps(lo, hi));
 }
 
-static ALWAYS_INLINE void block512(const float *q, size_t ldq,
+/*
+ * The tree of dot.h for 16 pairs at once: each step adds the same lanes
+ * as reduce16_avx512 (l and l + 8, then + 4, + 2, + 1), with shuffles that
+ * pack two, four, eight, then all sixteen pairs' partial sums into one
+ * register. Pair p = 4 i + r ends in lane 4 r + i.
+ */
+static ALWAYS_INLINE TARGET_AVX512 void reduce4x4_avx512(__m512 acc[QMAX][RMAX],
+					   float *out, size_t ldo)
+{
+	__m512 w[8], z[4], t[2], s;
+
+	for (int k = 0; k < 8; k++) {
+		__m512 u = acc[(2 * k) / 4][(2 * k) % 4];
+		__m512 v = acc[(2 * k + 1) / 4][(2 * k + 1) % 4];
+		/* lanes 0-7: u's l + (l + 8); lanes 8-15: v's */
+		w[k] = _mm512_add_ps(_mm512_shuffle_f32x4(u, v, 0x44),
+				     _mm512_shuffle_f32x4(u, v, 0xEE));
+	}
+	for (int m = 0; m < 4; m++) /* quarter j: pair 4m + j's a4 */
+		z[m] = _mm512_add_ps(
+			_mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0x88),
+			_mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0xDD));
+	for (int n = 0; n < 2; n++) /* quarter j: a2 of 8n + j, 8n + 4 + j */
+		t[n] = _mm512_add_ps(
+			_mm512_shuffle_ps(z[2 * n], z[2 * n + 1], 0x44),
+			_mm512_shuffle_ps(z[2 * n], z[2 * n + 1], 0xEE));
+	/* quarter j: the sums of pairs j, 4 + j, 8 + j, 12 + j */
+	s = _mm512_add_ps(_mm512_shuffle_ps(t[0], t[1], 0x88),
+			  _mm512_shuffle_ps(t[0], t[1], 0xDD));
+	/* lane 4r + i holds (i, r): transpose to rows of queries */
+	s = _mm512_permutexvar_ps(
+		_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7,
+				  11, 15),
+		s);
+	_mm_storeu_ps(out, _mm512_castps512_ps128(s));
+	_mm_storeu_ps(out + ldo, _mm512_extractf32x4_ps(s, 1));
+	_mm_storeu_ps(out + 2 * ldo, _mm512_extractf32x4_ps(s, 2));
+	_mm_storeu_ps(out + 3 * ldo, _mm512_extractf32x4_ps(s, 3));
+}
+
+static ALWAYS_INLINE TARGET_AVX512 void block512(const float *q, size_t ldq,
 				   const float *x, size_t ldx, size_t d,
 				   float *out, size_t ldo, const size_t Q,
 				   const size_t R)
@@ -261,15 +299,19 @@ static ALWAYS_INLINE void block512(const float *q, size_t ldq,
 							    acc[i][r]);
 		}
 	}
+	if (Q == 4 && R == 4) {
+		reduce4x4_avx512(acc, out, ldo);
+		return;
+	}
 	for (size_t i = 0; i < Q; i++)
 		for (size_t r = 0; r < R; r++)
 			out[i * ldo + r] = reduce16_avx512(acc[i][r]);
 }
 
-DEFINE_ANY(block512)
-DEFINE_TILE(tile_avx512, block512, 4, 4)
+DEFINE_ANY(block512, TARGET_AVX512)
+DEFINE_TILE(tile_avx512, block512, 4, 4, TARGET_AVX512)
 
-static float dot_avx512(const float *a, const float *b, size_t d)
+static TARGET_AVX512 float dot_avx512(const float *a, const float *b, size_t d)
 {
 	float out;
 
@@ -277,7 +319,6 @@ static float dot_avx512(const float *a, const float *b, size_t d)
 	return out;
 }
 
-#pragma GCC pop_options
 
 #endif /* FRESH_X86 */
 

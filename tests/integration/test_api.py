@@ -15,7 +15,7 @@ import numpy as np
 
 from harness import FRESHD, run
 from support import (BIG_ID, SLOW, ApiCase, Daemon, b64, brute_topk, call, hits, index_args,
-                     int_matrix, metric_value, save_index, sparse_ids)
+                     int_matrix, metric_value, save_index, sparse_ids, wait_until)
 
 N, D = 2000, 16
 
@@ -74,7 +74,16 @@ class ReadOnlyEndpoints(ApiCase):
             self.c.search(q, k=2)
         bad = call(self.d, "POST", "/v1/search", {"vector": [1.0]})
         self.assertEqual(bad.status, 400)
-        text = call(self.d, "GET", "/metrics").data.decode()
+        # A request is counted when its connection completes, just after
+        # the client has its answer: wait for the counts to arrive.
+        bad_sel = {"endpoint": "search", "code": "400"}
+
+        def counted():
+            t = call(self.d, "GET", "/metrics").data.decode()
+            done = (metric_value(t, "freshd_http_requests_total", sel) == n0 + 3 and
+                    (metric_value(t, "freshd_http_requests_total", bad_sel) or 0) >= 1)
+            return t if done else None
+        text = wait_until(counted) or call(self.d, "GET", "/metrics").data.decode()
         self.assertEqual(metric_value(text, "freshd_http_requests_total", sel), n0 + 3)
         self.assertGreaterEqual(metric_value(text, "freshd_http_requests_total",
                                              {"endpoint": "search", "code": "400"}) or 0, 1)

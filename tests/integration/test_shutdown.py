@@ -14,17 +14,28 @@ import numpy as np
 
 from harness import FRESHD, run
 from freshd_client import Client, FreshdError  # noqa: E402 (harness puts it on the path)
-from support import SLOW, ApiCase, index_args, int_matrix, save_index, wait_until
+from support import (SLOW, ApiCase, index_args, int_matrix, metric_value, save_index,
+                     wait_until)
+
+
+def catches(pid, sig):
+    """Whether the process has a handler for sig (SigCgt in /proc)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except OSError:
+        pass
+    return False
 
 
 def refit_waiters(client):
     """Requests inside the refit handler, from /metrics."""
-    text = client.metrics()
-    text = text.decode() if isinstance(text, bytes) else text
-    for line in text.splitlines():
-        if line.startswith('freshd_http_requests_in_progress{endpoint="refit"}'):
-            return int(line.split()[-1])
-    raise AssertionError("no freshd_http_requests_in_progress for refit in /metrics")
+    v = metric_value(client.metrics(), "freshd_http_requests_in_progress", {"endpoint": "refit"})
+    if v is None:
+        raise AssertionError("no freshd_http_requests_in_progress for refit in /metrics")
+    return v
 
 
 class Shutdown(ApiCase):
@@ -112,7 +123,10 @@ class Shutdown(ApiCase):
         p = subprocess.Popen([FRESHD, "--listen", "127.0.0.1:0", "--data-dir",
                               self.tmp + "/demo", "--demo", "--demo-size", "200000"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(0.05)
+        # A signal before main() installs its handler kills any process;
+        # wait until the handler is in place (the load takes far longer).
+        self.assertTrue(wait_until(lambda: catches(p.pid, signal.SIGTERM), timeout=20),
+                        "freshd never installed its SIGTERM handler")
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=30 * SLOW)
         self.assertEqual(p.returncode, 0, err.decode(errors="replace")[-2000:])
