@@ -458,6 +458,16 @@ struct fresh_pool *fresh_engine_search_pool(struct fresh_engine *e)
 	return e->search_pool;
 }
 
+size_t fresh_engine_score(struct fresh_engine *e,
+			  struct fresh_request *const *reqs, size_t n)
+{
+	struct fresh_model *m = fresh_engine_acquire(e);
+	size_t scored = fresh_batch_score(m, e->search_pool, reqs, n);
+
+	fresh_model_release(m);
+	return scored;
+}
+
 size_t fresh_engine_fresh_dim(const struct fresh_engine *e)
 {
 	return e->shape.d_out;

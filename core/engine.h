@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "batch.h"
 #include "corrector.h"
 #include "index.h"
 #include "model.h"
@@ -82,6 +83,13 @@ void fresh_engine_close(struct fresh_engine *e);
 struct fresh_model *fresh_engine_acquire(struct fresh_engine *e);
 /* The pool searches run on (one job at a time; callers serialize). */
 struct fresh_pool *fresh_engine_search_pool(struct fresh_engine *e);
+/*
+ * Scores a batch of requests (batch.h) on the current model, acquired
+ * once for all of them, on the search pool. One caller at a time (the
+ * dispatcher). Returns the number of queries scored.
+ */
+size_t fresh_engine_score(struct fresh_engine *e,
+			  struct fresh_request *const *reqs, size_t n);
 /* Dimension of fresh vectors (queries for corrected scoring). */
 size_t fresh_engine_fresh_dim(const struct fresh_engine *e);
 

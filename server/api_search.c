@@ -14,54 +14,52 @@
 
 static const char *const scorings[] = {"corrected", "stale", NULL};
 
+/* One list of ids per query, as read from the body. */
+struct id_lists {
+	uint64_t **lists; /* b lists, or NULL when the field is absent */
+	size_t *counts;
+};
+
 /* The parts of a request both endpoints share. */
 struct query_req {
 	json_t *body;
 	float *q;
 	size_t b;
 	enum fresh_scoring scoring;
-	uint64_t **excl;  /* b lists, or NULL */
-	size_t *excl_n;
+	struct id_lists positives, exclude;
 };
+
+static void id_lists_free(struct id_lists *l, size_t b)
+{
+	for (size_t i = 0; l->lists && i < b; i++)
+		free(l->lists[i]);
+	free(l->lists);
+	free(l->counts);
+}
 
 static void query_req_free(struct query_req *qr)
 {
 	srv_body_release(qr->body);
 	free(qr->q);
-	for (size_t i = 0; qr->excl && i < qr->b; i++)
-		free(qr->excl[i]);
-	free(qr->excl);
-	free(qr->excl_n);
+	id_lists_free(&qr->positives, qr->b);
+	id_lists_free(&qr->exclude, qr->b);
 }
 
-/* Appends list to qr's exclusions of query i. */
-static bool add_exclusions(struct query_req *qr, size_t i, const uint64_t *ids,
-			   size_t n, struct srv_error *e)
+static struct fresh_id_lists as_core(const struct id_lists *l)
 {
-	uint64_t *grown;
-
-	if (!qr->excl) {
-		qr->excl = calloc(qr->b, sizeof *qr->excl);
-		qr->excl_n = calloc(qr->b, sizeof *qr->excl_n);
-		if (!qr->excl || !qr->excl_n)
-			return srv_fail(e, 503, "overloaded", "out of memory");
-	}
-	grown = realloc(qr->excl[i], (qr->excl_n[i] + n + 1) * sizeof *grown);
-	if (!grown)
-		return srv_fail(e, 503, "overloaded", "out of memory");
-	memcpy(grown + qr->excl_n[i], ids, n * sizeof *ids);
-	qr->excl[i] = grown;
-	qr->excl_n[i] += n;
-	return true;
+	struct fresh_id_lists c = {(const uint64_t *const *)l->lists,
+				   l->counts};
+	return c;
 }
 
-/* Reads "key": one id list per query into the exclusions. */
-static bool read_lists(struct query_req *qr, const char *key, bool must_exist,
-		       struct srv_server *srv, struct srv_error *e)
+/*
+ * Reads "key": one id list per query. Whether the ids exist is checked
+ * where they are used, on the model that scores the request.
+ */
+static bool read_lists(struct query_req *qr, const char *key,
+		       struct id_lists *out, struct srv_error *e)
 {
 	json_t *v = json_object_get(qr->body, key);
-	struct fresh_model *m = NULL;
-	bool ok = true;
 
 	if (!v || json_is_null(v))
 		return true;
@@ -71,29 +69,18 @@ static bool read_lists(struct query_req *qr, const char *key, bool must_exist,
 		return srv_bad(e, "%s: %zu lists for %zu queries; give one per "
 				  "query",
 			       key, json_array_size(v), qr->b);
-	if (must_exist)
-		m = fresh_engine_acquire(srv->engine);
-	for (size_t i = 0; i < qr->b && ok; i++) {
+	out->lists = calloc(qr->b, sizeof *out->lists);
+	out->counts = calloc(qr->b, sizeof *out->counts);
+	if (!out->lists || !out->counts)
+		return srv_fail(e, 503, "overloaded", "out of memory");
+	for (size_t i = 0; i < qr->b; i++) {
 		char path[64];
-		uint64_t *ids;
-		size_t n;
 		snprintf(path, sizeof path, "%s[%zu]", key, i);
-		ok = srv_get_id_list(json_array_get(v, i), path, SIZE_MAX / 16,
-				     &ids, &n, e);
-		for (size_t t = 0; ok && m && t < n; t++) {
-			size_t row;
-			if (!fresh_index_find(fresh_model_index(m), ids[t], &row))
-				ok = srv_fail(e, 404, "not_found",
-					      "%s[%zu]: unknown target id "
-					      "%" PRIu64,
-					      path, t, ids[t]);
-		}
-		if (ok)
-			ok = add_exclusions(qr, i, ids, n, e);
-		free(ids);
+		if (!srv_get_id_list(json_array_get(v, i), path, SIZE_MAX / 16,
+				     &out->lists[i], &out->counts[i], e))
+			return false;
 	}
-	fresh_model_release(m);
-	return ok;
+	return true;
 }
 
 static bool parse_queries(struct srv_request *req, const char *const *keys,
@@ -124,20 +111,26 @@ static bool parse_queries(struct srv_request *req, const char *const *keys,
 static bool run_job(struct srv_server *srv, struct srv_job *job,
 		    struct srv_error *e)
 {
+	struct fresh_request *rq = &job->req;
+	bool logprob = rq->op != FRESH_OP_TOPK;
 	enum fresh_status st;
 
-	job->hits = malloc(job->b * job->k * sizeof *job->hits);
-	job->counts = malloc(job->b * sizeof *job->counts);
-	if (job->op != SRV_OP_TOPK)
-		job->logprob = malloc(job->b * job->k * sizeof *job->logprob);
-	if (!job->hits || !job->counts ||
-	    (job->op != SRV_OP_TOPK && !job->logprob)) {
+	rq->hits = malloc(rq->b * rq->k * sizeof *rq->hits);
+	rq->counts = malloc(rq->b * sizeof *rq->counts);
+	if (logprob)
+		rq->logprob = malloc(rq->b * rq->k * sizeof *rq->logprob);
+	if (!rq->hits || !rq->counts || (logprob && !rq->logprob)) {
 		srv_error_from_status(e, FRESH_NOMEM, NULL);
 		return false;
 	}
 	st = srv_dispatch_run(srv->dispatch, job);
 	if (st == FRESH_OK)
 		return true;
+	if (st == FRESH_NOT_FOUND)
+		return srv_fail(e, 404, "not_found",
+				"positives[%zu][%zu]: unknown target id %" PRIu64,
+				rq->missing_query, rq->missing_index,
+				rq->missing_id);
 	if (st == FRESH_NOT_READY)
 		srv_error_from_status(e, st,
 				      "corrected scoring is not ready: the fresh "
@@ -154,34 +147,34 @@ static bool run_job(struct srv_server *srv, struct srv_job *job,
 	return false;
 }
 
-static json_t *results_json(const struct srv_job *job)
+static json_t *results_json(const struct fresh_request *rq)
 {
 	json_t *results = json_array();
 
-	for (size_t i = 0; results && i < job->b; i++) {
+	for (size_t i = 0; results && i < rq->b; i++) {
 		json_t *list = json_array();
-		for (size_t h = 0; list && h < job->counts[i]; h++) {
-			const struct fresh_hit *hit = &job->hits[i * job->k + h];
+		for (size_t h = 0; list && h < rq->counts[i]; h++) {
+			const struct fresh_hit *hit = &rq->hits[i * rq->k + h];
 			json_t *o = json_object();
 			json_object_set_new(o, "id", srv_json_u64(hit->id));
 			json_object_set_new(o, "score", srv_json_float(hit->score));
-			if (job->logprob)
+			if (rq->logprob)
 				json_object_set_new(
 					o, "logprob",
-					srv_json_float(job->logprob[i * job->k + h]));
+					srv_json_float(rq->logprob[i * rq->k + h]));
 			json_array_append_new(list, o);
 		}
 		json_array_append_new(results, list);
 	}
 	return json_pack("{s:o,s:I}", "results", results, "corrector_version",
-			 (json_int_t)job->version);
+			 (json_int_t)rq->version);
 }
 
 static void free_job(struct srv_job *job)
 {
-	free(job->hits);
-	free(job->counts);
-	free(job->logprob);
+	free(job->req.hits);
+	free(job->req.counts);
+	free(job->req.logprob);
 }
 
 void srv_api_search(struct srv_request *req, struct srv_reply *r)
@@ -198,18 +191,17 @@ void srv_api_search(struct srv_request *req, struct srv_reply *r)
 	memset(&job, 0, sizeof job);
 	if (!parse_queries(req, keys, &qr, &e) ||
 	    !srv_field_int(qr.body, "k", 1, (int64_t)FRESH_MAX_K, 10, &k, &e) ||
-	    !read_lists(&qr, "exclude", false, srv, &e))
+	    !read_lists(&qr, "exclude", &qr.exclude, &e))
 		goto fail;
-	job.op = SRV_OP_TOPK;
-	job.scoring = qr.scoring;
-	job.q = qr.q;
-	job.b = qr.b;
-	job.k = (size_t)k;
-	job.excl = (const uint64_t *const *)qr.excl;
-	job.excl_n = qr.excl_n;
+	job.req.op = FRESH_OP_TOPK;
+	job.req.scoring = qr.scoring;
+	job.req.q = qr.q;
+	job.req.b = qr.b;
+	job.req.k = (size_t)k;
+	job.req.exclude = as_core(&qr.exclude);
 	if (!run_job(srv, &job, &e))
 		goto fail;
-	srv_reply_json(r, 200, results_json(&job));
+	srv_reply_json(r, 200, results_json(&job.req));
 	goto done;
 fail:
 	srv_reply_error(r, &e);
@@ -240,23 +232,23 @@ void srv_api_negatives(struct srv_request *req, struct srv_reply *r)
 	    !srv_field_double(qr.body, "temperature", 1e-6, 1e6, 1.0, &temp,
 			      &e) ||
 	    !srv_field_int(qr.body, "seed", 0, INT64_MAX, -1, &seed, &e) ||
-	    !read_lists(&qr, "positives", true, srv, &e) ||
-	    !read_lists(&qr, "exclude", false, srv, &e))
+	    !read_lists(&qr, "positives", &qr.positives, &e) ||
+	    !read_lists(&qr, "exclude", &qr.exclude, &e))
 		goto fail;
 	if (seed < 0 && getrandom(&seed, sizeof seed, 0) != sizeof seed)
 		seed = (int64_t)req->id;
-	job.op = method == 1 ? SRV_OP_SAMPLE : SRV_OP_TOPK_LOGPROB;
-	job.scoring = qr.scoring;
-	job.q = qr.q;
-	job.b = qr.b;
-	job.k = (size_t)n;
-	job.excl = (const uint64_t *const *)qr.excl;
-	job.excl_n = qr.excl_n;
-	job.temperature = (float)temp;
-	job.seed = (uint64_t)seed;
+	job.req.op = method == 1 ? FRESH_OP_SAMPLE : FRESH_OP_TOPK_LOGPROB;
+	job.req.scoring = qr.scoring;
+	job.req.q = qr.q;
+	job.req.b = qr.b;
+	job.req.k = (size_t)n;
+	job.req.positives = as_core(&qr.positives);
+	job.req.exclude = as_core(&qr.exclude);
+	job.req.temperature = (float)temp;
+	job.req.seed = (uint64_t)seed;
 	if (!run_job(srv, &job, &e))
 		goto fail;
-	srv_reply_json(r, 200, results_json(&job));
+	srv_reply_json(r, 200, results_json(&job.req));
 	goto done;
 fail:
 	srv_reply_error(r, &e);

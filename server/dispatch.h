@@ -10,7 +10,8 @@
  * batch is being scored form the next one, so the batch grows with the
  * load, which is what a memory-bound scan rewards (DESIGN.md). A request
  * is never split: all its queries are scored by the same model, whose
- * version it reports.
+ * version it reports. The dispatcher owns the queue and its thread only;
+ * what a batch does is the engine's (fresh_engine_score).
  */
 #ifndef SRV_DISPATCH_H
 #define SRV_DISPATCH_H
@@ -22,27 +23,10 @@
 
 #include "engine.h"
 #include "metrics.h"
-#include "topk.h"
 
-/* Search; sampled negatives; top-n negatives (with log-probabilities). */
-enum srv_op { SRV_OP_TOPK, SRV_OP_SAMPLE, SRV_OP_TOPK_LOGPROB };
-
+/* A request queued for scoring (the scoring itself is core/batch.c). */
 struct srv_job {
-	/* In: */
-	enum srv_op op;
-	enum fresh_scoring scoring;
-	const float *q;  /* b x dim */
-	size_t b, k;
-	const uint64_t *const *excl; /* b lists of ids, or NULL */
-	const size_t *excl_n;
-	float temperature;  /* SRV_OP_SAMPLE */
-	uint64_t seed;      /* SRV_OP_SAMPLE */
-	/* Out (owned by the job's submitter): */
-	struct fresh_hit *hits; /* b x k */
-	size_t *counts;         /* b */
-	float *logprob;         /* b x k, SRV_OP_SAMPLE */
-	uint64_t version;
-	enum fresh_status status;
+	struct fresh_request req; /* in and out fields: batch.h */
 	/* Internal. */
 	sem_t done;
 	struct srv_job *next;
@@ -65,9 +49,9 @@ enum fresh_status srv_dispatch_start(struct fresh_engine *engine,
 void srv_dispatch_stop(struct srv_dispatch *d);
 
 /*
- * Scores job and waits for it. The job's out fields are filled; returns
- * its status (FRESH_BUSY when the queue is full, FRESH_NOT_READY when
- * corrected scoring is not available yet).
+ * Scores job->req and waits for it. The request's out fields are filled;
+ * returns its status (FRESH_BUSY when the queue is full, FRESH_CANCELLED
+ * when stopping, else the request's status from fresh_engine_score).
  */
 enum fresh_status srv_dispatch_run(struct srv_dispatch *d,
 				   struct srv_job *job);
