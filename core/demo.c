@@ -162,3 +162,20 @@ const float *fresh_demo_fresh_all(struct fresh_demo *demo)
 	pthread_mutex_unlock(&demo->mu);
 	return demo->all;
 }
+
+enum fresh_status fresh_demo_truth(struct fresh_demo *demo,
+				   struct fresh_pool *pool, const float *q,
+				   size_t b, size_t k, struct fresh_hit *hits,
+				   size_t *counts)
+{
+	const float *all = fresh_demo_fresh_all(demo);
+	struct fresh_index *idx = demo->index;
+	struct fresh_matrix m = {all, fresh_index_size(idx),
+				 fresh_index_dim(idx), fresh_index_ids(idx),
+				 NULL};
+	struct fresh_queries qs = {q, b, NULL};
+
+	if (!all)
+		return FRESH_NOMEM;
+	return fresh_topk(pool, &m, &qs, k, NULL, hits, counts);
+}

@@ -16,7 +16,9 @@
 #include <stdint.h>
 
 #include "index.h"
+#include "pool.h"
 #include "status.h"
+#include "topk.h"
 
 struct fresh_demo;
 
@@ -32,5 +34,13 @@ enum fresh_status fresh_demo_fresh(const struct fresh_demo *demo,
 				   const size_t *rows, size_t n, float *out);
 /* All fresh embeddings (n x d), computed once on first use; NULL on OOM. */
 const float *fresh_demo_fresh_all(struct fresh_demo *demo);
+/*
+ * The exact top-k of queries q (b x d) under the fresh embeddings: what a
+ * perfect corrector would answer. hits b x k, counts b (see fresh_topk).
+ */
+enum fresh_status fresh_demo_truth(struct fresh_demo *demo,
+				   struct fresh_pool *pool, const float *q,
+				   size_t b, size_t k, struct fresh_hit *hits,
+				   size_t *counts);
 
 #endif

@@ -92,6 +92,42 @@ size_t fresh_engine_score(struct fresh_engine *e,
 			  struct fresh_request *const *reqs, size_t n);
 /* Dimension of fresh vectors (queries for corrected scoring). */
 size_t fresh_engine_fresh_dim(const struct fresh_engine *e);
+/* Dimension of the stale index (queries for stale scoring); fixed. */
+size_t fresh_engine_dim(struct fresh_engine *e);
+/* Version of the published corrector. */
+uint64_t fresh_engine_version(struct fresh_engine *e);
+
+/* Facts of the published model, all from one acquisition. */
+struct fresh_engine_info {
+	size_t targets, dim, fresh_dim;
+	uint64_t version, fingerprint;
+	char source[4096];        /* the index's file (truncated if longer) */
+	size_t index_bytes;       /* the stale matrix */
+	size_t extra_bytes;       /* corrected matrix, norms, fold */
+};
+void fresh_engine_info(struct fresh_engine *e, struct fresh_engine_info *out);
+
+/*
+ * The corrected vectors of ids[0..n), as scored (out: n x fresh_dim), and
+ * the version of the model they come from. FRESH_NOT_FOUND with *missing
+ * the position of the first unknown id; FRESH_NOT_READY when corrected
+ * scoring is not possible yet.
+ */
+enum fresh_status fresh_engine_corrected(struct fresh_engine *e,
+					 const uint64_t *ids, size_t n,
+					 float *out, uint64_t *version,
+					 size_t *missing);
+
+/*
+ * Loads an index file (index.h's formats) for fresh_engine_open, with its
+ * size; release one that was not handed to the engine with
+ * fresh_engine_index_release.
+ */
+enum fresh_status fresh_engine_index_load(const char *path,
+					  const char *ids_path,
+					  struct fresh_index **out, size_t *n,
+					  size_t *d, struct fresh_error *err);
+void fresh_engine_index_release(struct fresh_index *idx);
 
 struct fresh_update_ack {
 	size_t accepted;   /* pairs logged (all of the request's targets) */

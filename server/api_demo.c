@@ -12,7 +12,6 @@
 
 #include "parse.h"
 #include "server.h"
-#include "topk.h"
 
 static bool need_demo(struct srv_request *req, struct srv_error *e)
 {
@@ -86,9 +85,7 @@ void srv_api_demo_truth(struct srv_request *req, struct srv_reply *r)
 	float *q = NULL;
 	size_t b, d = srv->cfg.demo_dim, *counts = NULL;
 	struct fresh_hit *hits = NULL;
-	const float *all;
 	int64_t k;
-	struct fresh_index *idx = NULL;
 
 	if (!need_demo(req, &e) ||
 	    !srv_parse_body(req->body, req->body_len, false, &body, &e) ||
@@ -96,21 +93,16 @@ void srv_api_demo_truth(struct srv_request *req, struct srv_reply *r)
 	    !srv_field_int(body, "k", 1, (int64_t)FRESH_MAX_K, 10, &k, &e) ||
 	    !srv_get_queries(body, d, srv->cfg.max_queries, &q, &b, &e))
 		goto fail;
-	all = fresh_demo_fresh_all(srv->demo);
 	hits = malloc(b * (size_t)k * sizeof *hits);
 	counts = malloc(b * sizeof *counts);
-	if (!all || !hits || !counts) {
+	if (!hits || !counts) {
 		srv_error_from_status(&e, FRESH_NOMEM, NULL);
 		goto fail;
 	}
-	idx = fresh_demo_index(srv->demo);
 	{
-		struct fresh_matrix m = {all, fresh_index_size(idx), d,
-					 fresh_index_ids(idx), NULL};
-		struct fresh_queries qs = {q, b, NULL};
-		enum fresh_status st = fresh_topk(
-			fresh_engine_search_pool(srv->engine), &m, &qs,
-			(size_t)k, NULL, hits, counts);
+		enum fresh_status st = fresh_demo_truth(
+			srv->demo, fresh_engine_search_pool(srv->engine), q, b,
+			(size_t)k, hits, counts);
 		if (st != FRESH_OK) {
 			srv_error_from_status(&e, st, NULL);
 			goto fail;
@@ -133,7 +125,6 @@ void srv_api_demo_truth(struct srv_request *req, struct srv_reply *r)
 fail:
 	srv_reply_error(r, &e);
 done:
-	fresh_index_release(idx);
 	srv_body_release(body);
 	free(q);
 	free(hits);

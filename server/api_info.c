@@ -170,25 +170,24 @@ static json_t *reload_json(struct srv_server *srv)
 void srv_api_info(struct srv_request *req, struct srv_reply *r)
 {
 	struct srv_server *srv = req->srv;
-	struct fresh_model *m = fresh_engine_acquire(srv->engine);
-	struct fresh_index *idx = fresh_model_index(m);
+	struct fresh_engine_info info;
 	struct fresh_reload_status rs;
 	char fp[32];
 	json_t *j;
 
+	fresh_engine_info(srv->engine, &info);
 	fresh_engine_reload_status(srv->engine, &rs);
-	snprintf(fp, sizeof fp, "%016" PRIx64, fresh_index_fingerprint(idx));
+	snprintf(fp, sizeof fp, "%016" PRIx64, info.fingerprint);
 	j = json_pack("{s:I,s:I,s:I,s:o,s:{s:s,s:o,s:s,s:o},s:s,s:f}",
-		      "targets", (json_int_t)fresh_index_size(idx), "dim",
-		      (json_int_t)fresh_index_dim(idx), "fresh_dim",
-		      (json_int_t)fresh_engine_fresh_dim(srv->engine),
+		      "targets", (json_int_t)info.targets, "dim",
+		      (json_int_t)info.dim, "fresh_dim",
+		      (json_int_t)info.fresh_dim,
 		      "corrector", srv_corrector_json(srv), "index", "source",
-		      fresh_index_source(idx), "loaded_at",
+		      info.source, "loaded_at",
 		      iso_time(rs.state == FRESH_RELOAD_DONE ? rs.finished_at
 							    : srv->index_loaded_at),
 		      "fingerprint", fp, "reload", reload_json(srv), "version", FRESHD_VERSION,
 		      "uptime_s", unix_now() - srv->started_at);
-	fresh_model_release(m);
 	srv_reply_json(r, 200, j);
 }
 
@@ -202,13 +201,11 @@ void srv_api_target(struct srv_request *req, struct srv_reply *r)
 	struct srv_server *srv = req->srv;
 	size_t d, dd = fresh_engine_fresh_dim(srv->engine);
 	struct fresh_target_view v;
-	struct fresh_model *m = fresh_engine_acquire(srv->engine);
 	float *stale, *corr, *fresh;
 	enum fresh_status st;
 	struct srv_error e;
 
-	d = fresh_index_dim(fresh_model_index(m));
-	fresh_model_release(m);
+	d = fresh_engine_dim(srv->engine);
 	stale = malloc(d * sizeof *stale);
 	corr = malloc(dd * sizeof *corr);
 	fresh = malloc(dd * sizeof *fresh);
@@ -254,10 +251,9 @@ void srv_api_corrected(struct srv_request *req, struct srv_reply *r)
 	struct srv_server *srv = req->srv;
 	struct srv_error e;
 	json_t *body = NULL, *out = NULL;
-	uint64_t *ids = NULL;
-	size_t n = 0, dd = fresh_engine_fresh_dim(srv->engine), *rows = NULL;
+	uint64_t *ids = NULL, version = 0;
+	size_t n = 0, dd = fresh_engine_fresh_dim(srv->engine), missing = 0;
 	float *vec = NULL;
-	struct fresh_model *m = NULL;
 	enum fresh_status st;
 
 	if (!srv_parse_body(req->body, req->body_len, false, &body, &e) ||
@@ -270,21 +266,19 @@ void srv_api_corrected(struct srv_request *req, struct srv_reply *r)
 	if (!srv_get_id_list(json_object_get(body, "ids"), "ids",
 			     srv->cfg.max_queries, &ids, &n, &e))
 		goto fail;
-	m = fresh_engine_acquire(srv->engine);
-	rows = malloc((n ? n : 1) * sizeof *rows);
 	vec = malloc((n ? n : 1) * dd * sizeof *vec);
-	if (!rows || !vec) {
+	if (!vec) {
 		srv_error_from_status(&e, FRESH_NOMEM, NULL);
 		goto fail;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!fresh_index_find(fresh_model_index(m), ids[i], &rows[i])) {
-			srv_fail(&e, 404, "not_found",
-				 "ids[%zu]: unknown target id %" PRIu64, i,
-				 ids[i]);
-			goto fail;
-		}
-	st = fresh_model_corrected_rows(m, rows, n, vec);
+	st = fresh_engine_corrected(srv->engine, ids, n, vec, &version,
+				    &missing);
+	if (st == FRESH_NOT_FOUND) {
+		srv_fail(&e, 404, "not_found",
+			 "ids[%zu]: unknown target id %" PRIu64, missing,
+			 ids[missing]);
+		goto fail;
+	}
 	if (st != FRESH_OK) {
 		srv_error_from_status(&e, st,
 				      st == FRESH_NOT_READY
@@ -299,16 +293,13 @@ void srv_api_corrected(struct srv_request *req, struct srv_reply *r)
 		json_array_append_new(out, srv_json_floats(vec + i * dd, dd));
 	srv_reply_json(r, 200,
 		       json_pack("{s:o,s:I}", "vectors", out,
-				 "corrector_version",
-				 (json_int_t)fresh_model_version(m)));
+				 "corrector_version", (json_int_t)version));
 	goto done;
 fail:
 	srv_reply_error(r, &e);
 done:
-	fresh_model_release(m);
 	srv_body_release(body);
 	free(ids);
-	free(rows);
 	free(vec);
 }
 
@@ -331,14 +322,13 @@ void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 	struct srv_server *srv = req->srv;
 	struct srv_dispatch_stats *ds = srv_dispatch_stats(srv->dispatch);
 	struct fresh_engine_status st;
-	struct fresh_model *m = fresh_engine_acquire(srv->engine);
+	struct fresh_engine_info info;
 	struct srv_buf b = {NULL, 0, 0, 0};
-	size_t targets = fresh_index_size(fresh_model_index(m));
-	size_t extra = fresh_model_extra_bytes(m);
-	size_t index_bytes = targets * fresh_index_dim(fresh_model_index(m)) *
-			     sizeof(float);
+	size_t extra, index_bytes;
 
-	fresh_model_release(m);
+	fresh_engine_info(srv->engine, &info);
+	extra = info.extra_bytes;
+	index_bytes = info.index_bytes;
 	fresh_engine_status(srv->engine, &st);
 	srv_buf_printf(&b, "# HELP freshd_http_requests_total HTTP requests "
 			   "answered, by endpoint and status code.\n"
@@ -468,7 +458,7 @@ void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 		"freshd_resident_memory_bytes %lld\n",
 		st.pairs_buffered, st.pairs_total, st.log_bytes, st.wal.syncs,
 		st.wal.sync_seconds, st.wal.sync_failures + st.wal.write_failures,
-		st.writable ? 1 : 0, targets, index_bytes, extra, rss_bytes());
+		st.writable ? 1 : 0, info.targets, index_bytes, extra, rss_bytes());
 	if (b.failed || !b.data) {
 		struct srv_error e;
 		free(b.data);

@@ -96,13 +96,9 @@ static bool parse_queries(struct srv_request *req, const char *const *keys,
 	    !srv_field_choice(qr->body, "scoring", scorings, 0, &scoring, e))
 		return false;
 	qr->scoring = (enum fresh_scoring)scoring;
-	if (qr->scoring == FRESH_SCORING_STALE) {
-		struct fresh_model *m = fresh_engine_acquire(srv->engine);
-		dim = fresh_index_dim(fresh_model_index(m));
-		fresh_model_release(m);
-	} else {
-		dim = fresh_engine_fresh_dim(srv->engine);
-	}
+	dim = qr->scoring == FRESH_SCORING_STALE
+		      ? fresh_engine_dim(srv->engine)
+		      : fresh_engine_fresh_dim(srv->engine);
 	return srv_get_queries(qr->body, dim, srv->cfg.max_queries, &qr->q,
 			       &qr->b, e);
 }

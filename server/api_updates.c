@@ -182,11 +182,8 @@ void srv_api_refit(struct srv_request *req, struct srv_reply *r)
 		srv_reply_json(r, 202, json_pack("{s:s}", "state", "training"));
 		return;
 	}
-	if (!out.report.accepted) {
-		struct fresh_model *m = fresh_engine_acquire(req->srv->engine);
-		out.version = fresh_model_version(m);
-		fresh_model_release(m);
-	}
+	if (!out.report.accepted)
+		out.version = fresh_engine_version(req->srv->engine);
 	srv_reply_json(r, 200, srv_refit_json(&out));
 }
 

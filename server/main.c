@@ -113,6 +113,7 @@ static int load_index(struct srv_server *srv, struct fresh_index **idx)
 	static char ref_path[4096], ref_ids[4096];
 	struct fresh_error err;
 	char msg[700];
+	size_t n, d;
 
 	/* A reload recorded in the data dir wins over --index / --demo. */
 	if (fresh_engine_recorded_index(srv->cfg.engine.data_dir, ref_path,
@@ -141,14 +142,14 @@ static int load_index(struct srv_server *srv, struct fresh_index **idx)
 		srv_log(SRV_INFO, "demo corpus: %zu targets x %zu (seed %llu)",
 			srv->cfg.demo_size, srv->cfg.demo_dim,
 			(unsigned long long)srv->cfg.seed);
-	} else if (fresh_index_load(srv->cfg.index_path, srv->cfg.ids_path, idx,
-				    &err) != FRESH_OK) {
+	} else if (fresh_engine_index_load(srv->cfg.index_path,
+					   srv->cfg.ids_path, idx, &n, &d,
+					   &err) != FRESH_OK) {
 		snprintf(msg, sizeof msg, "%s", err.msg);
 		return die(msg);
 	} else {
 		srv_log(SRV_INFO, "index %s: %zu targets x %zu",
-			srv->cfg.index_path, fresh_index_size(*idx),
-			fresh_index_dim(*idx));
+			srv->cfg.index_path, n, d);
 	}
 	srv->index_loaded_at = unix_now();
 	return 0;
@@ -195,7 +196,7 @@ int main(int argc, char **argv)
 	if (load_index(&srv, &idx) != 0)
 		return 1;
 	if (signalled()) { /* asked to stop while loading: nothing to undo */
-		fresh_index_release(idx);
+		fresh_engine_index_release(idx);
 		fresh_demo_free(srv.demo);
 		return 0;
 	}
