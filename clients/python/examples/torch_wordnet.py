@@ -1,0 +1,390 @@
+#!/usr/bin/python3
+"""freshd in a PyTorch training loop: a dual encoder for a dictionary task
+on WordNet, with hard negatives from freshd and the fresh target embeddings
+it computes anyway sent back, compared with the usual ways of getting
+negatives at equal steps and the same batch order.
+
+    /usr/bin/python3 clients/python/examples/torch_wordnet.py [--quick]
+        [--seeds 1,2,3] [--steps N] [--freshd PATH] [--out DIR]
+
+Needs Debian's python3-torch, python3-numpy, wordnet-base and fasttext.
+
+Task.  WordNet 3.0 (wordnet-base): every synset's definition (its gloss
+up to the first quoted example) is a target; a lemma that names exactly
+one synset is a query whose only relevant target is that synset's
+definition ("honeybee" -> "social bee often domesticated for the honey
+it produces").  Synsets with the same definition text are merged away,
+so every query has one right answer among ~117k targets, many of them
+near-duplicates (the definitions of sister terms), which is what hard
+negatives are for.  2,000 queries are held out for evaluation; their
+targets stay in the corpus.
+
+Towers.  Each tower is a mean of token vectors (nn.EmbeddingBag) and a
+linear map, unit-normalised.  The token vectors are pretrained without
+labels: fastText skip-gram on the definitions alone (no lemma-definition
+pairing is ever seen), subword vectors for words the definitions lack.
+Both towers start from these vectors and the identity map, so step 0 is
+a weak zero-shot retriever, and training moves the target tower a
+moderate distance: the regime a corrector is for.
+
+Loss.  Softmax cross-entropy at temperature 0.05 of each query against
+every target the step encoded: its positive, its n hard negatives and the
+other queries' positives and negatives.  Adam, the same for every method.
+
+Negatives (n per query, positives excluded):
+  zeroshot   no training: the pretrained towers as they start;
+  inbatch    none: only the other queries' positives;
+  stale      drawn by freshd from the index of step 0, never refreshed
+             (--corrector none);
+  periodic-R the same, but every R steps the whole corpus is re-embedded
+             and swapped in (POST /v1/index/reload);
+  freshd     drawn by freshd from its corrected index; every step the
+             fresh embeddings of the targets the loss encoded go to
+             POST /v1/updates, and every K steps a refit runs
+             (refit?wait=true, so a run is reproducible);
+  oracle     re-embed the corpus every step and draw from exact scores
+             (in torch): the upper bound.
+Negatives are drawn from softmax(score / T) without replacement
+(Gumbel-top-k, method "sample"), T = 0.05.
+
+Counted: corpus embeddings (targets encoded only to index them: N at step
+0, N per refresh), target-tower encodings for the loss, wall time.
+Evaluated: R@1, R@10, MRR of the held-out queries over all targets with
+the final towers, and, for the daemons, how many of the final fresh top-10
+their index finds (how stale the negatives were at the end).
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from train_loop import Daemon, save_npy, wait_reload  # noqa: E402
+
+WORDNET = "/usr/share/wordnet"
+TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def tokens(text):
+    return TOKEN.findall(text.lower())
+
+
+def load_wordnet(root=WORDNET):
+    """(definitions, queries): definition texts, and (lemma, target) pairs
+    for lemmas that name one synset whose definition is unique."""
+    synsets = []  # (lemmas, definition)
+    for pos in ("noun", "verb", "adj", "adv"):
+        path = os.path.join(root, "data." + pos)
+        with open(path, encoding="latin-1") as f:
+            for line in f:
+                if line.startswith("  ") or " | " not in line:
+                    continue  # licence header
+                head, gloss = line.split(" | ", 1)
+                fields = head.split()
+                count = int(fields[3], 16)
+                lemmas = [fields[4 + 2 * i].lower() for i in range(count)]
+                definition = gloss.split('"', 1)[0].strip().rstrip(";").strip()
+                if definition:
+                    synsets.append((lemmas, definition))
+    by_text = {}
+    for lemmas, definition in synsets:
+        by_text.setdefault(definition, []).append(lemmas)
+    unique = [(ls[0], d) for d, ls in by_text.items() if len(ls) == 1]
+    senses = {}
+    for lemmas, _ in synsets:
+        for lemma in lemmas:
+            senses[lemma] = senses.get(lemma, 0) + 1
+    definitions, pairs = [], []
+    for lemmas, definition in unique:
+        t = len(definitions)
+        definitions.append(definition)
+        for lemma in lemmas:
+            lemma = re.sub(r"\(.*\)$", "", lemma)  # adjective markers
+            if senses.get(lemma) == 1 and tokens(lemma.replace("_", " ")):
+                pairs.append((lemma.replace("_", " "), t))
+    return definitions, pairs
+
+
+def pretrain_vectors(definitions, words, dim, workdir, seed):
+    """fastText skip-gram on the definitions; vectors for words (subword
+    vectors for those the definitions lack)."""
+    corpus = os.path.join(workdir, "definitions.txt")
+    with open(corpus, "w") as f:
+        for d in definitions:
+            f.write(" ".join(tokens(d)) + "\n")
+    model = os.path.join(workdir, "ft")
+    subprocess.run(["fasttext", "skipgram", "-input", corpus, "-output", model, "-dim",
+                    str(dim), "-epoch", "5", "-minCount", "2", "-thread", "1", "-seed",
+                    str(seed), "-verbose", "0"], check=True)
+    out = subprocess.run(["fasttext", "print-word-vectors", model + ".bin"],
+                         input="\n".join(words) + "\n", capture_output=True, text=True,
+                         check=True).stdout
+    vecs = np.zeros((len(words), dim), np.float32)
+    for i, line in enumerate(out.splitlines()[:len(words)]):
+        vecs[i] = np.array(line.split()[1:], np.float32)
+    return vecs
+
+
+class Bags:
+    """Token id lists of texts, as the (flat, offsets) pair EmbeddingBag takes."""
+
+    def __init__(self, texts, vocab):
+        self.ids = [np.array([vocab[w] for w in tokens(t)] or [0], np.int64) for t in texts]
+
+    def batch(self, rows):
+        parts = [self.ids[r] for r in rows]
+        offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
+        return torch.from_numpy(np.concatenate(parts)), torch.from_numpy(offsets)
+
+
+class Tower(torch.nn.Module):
+    def __init__(self, vectors):
+        super().__init__()
+        self.bag = torch.nn.EmbeddingBag.from_pretrained(torch.from_numpy(vectors),
+                                                         freeze=False, mode="mean")
+        self.proj = torch.nn.Linear(vectors.shape[1], vectors.shape[1], bias=False)
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.eye(vectors.shape[1]))
+
+    def forward(self, flat, offsets):
+        return F.normalize(self.proj(self.bag(flat, offsets)), dim=1)
+
+
+class Task:
+    def __init__(self, args, workdir):
+        definitions, pairs = load_wordnet()
+        rng = np.random.default_rng(0)
+        if args.quick:  # a small corpus: the targets of 3,000 queries, plus as many others
+            order = rng.permutation(len(pairs))[:3000]
+            keep = sorted({pairs[i][1] for i in order} |
+                          set(rng.choice(len(definitions), 3000, replace=False).tolist()))
+            remap = {t: i for i, t in enumerate(keep)}
+            definitions = [definitions[t] for t in keep]
+            pairs = [(pairs[i][0], remap[pairs[i][1]]) for i in order]
+        order = rng.permutation(len(pairs))
+        n_test = min(2000, len(pairs) // 10)
+        self.test = [pairs[i] for i in order[:n_test]]
+        self.train = [pairs[i] for i in order[n_test:]]
+        self.definitions = definitions
+        words = sorted({w for t in definitions for w in tokens(t)} |
+                       {w for q, _ in pairs for w in tokens(q)})
+        self.vocab = {w: i for i, w in enumerate(words)}
+        self.vectors = pretrain_vectors(definitions, words, args.dim, workdir, 1)
+        self.targets = Bags(definitions, self.vocab)
+        self.n = len(definitions)
+        log("task: %d targets, %d training queries, %d held out, vocabulary %d" %
+            (self.n, len(self.train), len(self.test), len(words)))
+
+
+def embed_all(tower, bags, n, chunk=8192):
+    out = np.empty((n, tower.proj.weight.shape[0]), np.float32)
+    with torch.no_grad():
+        for i in range(0, n, chunk):
+            rows = range(i, min(n, i + chunk))
+            out[i:i + len(rows)] = tower(*bags.batch(rows)).numpy()
+    return out
+
+
+def evaluate(task, qt, tt):
+    T = torch.from_numpy(embed_all(tt, task.targets, task.n))
+    qbags = Bags([q for q, _ in task.test], task.vocab)
+    with torch.no_grad():
+        Q = qt(*qbags.batch(range(len(task.test))))
+    pos = torch.tensor([t for _, t in task.test])
+    s = Q @ T.T
+    rank = (s > s.gather(1, pos[:, None])).sum(1)
+    return {"r1": float((rank < 1).float().mean()), "r10": float((rank < 10).float().mean()),
+            "mrr": float((1.0 / (rank + 1).float()).mean())}, T.numpy()
+
+
+def gumbel_topk(scores, n, temperature, exclude, gen):
+    """n draws without replacement from softmax(scores / T), per row."""
+    z = scores / temperature
+    u = torch.rand(z.shape, generator=gen).clamp_(1e-12, 1 - 1e-7)
+    keys = z - torch.log(-torch.log(u))
+    keys[torch.arange(len(exclude)), exclude] = -float("inf")
+    return keys.topk(n, dim=1).indices
+
+
+def run(task, args, method, seed, freshd_bin, workdir):
+    """Trains with one method; returns its figures."""
+    torch.manual_seed(seed)
+    qt, tt = Tower(task.vectors), Tower(task.vectors)
+    opt = torch.optim.Adam(list(qt.parameters()) + list(tt.parameters()), lr=args.lr)
+    qbags = Bags([q for q, _ in task.train], task.vocab)
+    order = np.random.default_rng(seed).permutation(len(task.train))
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.time()
+    corpus_embeddings, encodings, daemon, period = task.n, 0, None, 0
+    stale0 = embed_all(tt, task.targets, task.n)  # the cache at step 0 (not counted)
+    if method not in ("inbatch", "oracle", "zeroshot"):
+        d = tempfile.mkdtemp(prefix="freshd-torch-", dir=workdir)
+        save_npy(os.path.join(d, "index.npy"), stale0)
+        flags = ["--corrector", "none"] if method != "freshd" else [
+            "--corrector", args.corrector, "--normalize-output", "on", "--min-pairs", "256",
+            "--refit-every-pairs", "0", "--refit-every-seconds", "0"]
+        daemon = Daemon(freshd_bin, "index.npy", d, flags)
+        if method.startswith("periodic-"):
+            period = int(method.split("-")[1])
+    fresh_T = None
+    for step in range(0 if method == "zeroshot" else args.steps):
+        rows = order[(step * args.batch) % len(order):][:args.batch]
+        if len(rows) < args.batch:
+            rows = np.concatenate([rows, order[:args.batch - len(rows)]])
+        pos = np.array([task.train[r][1] for r in rows])
+        q = qt(*qbags.batch(rows))
+        if method == "inbatch":
+            cand = np.unique(pos)
+        else:
+            if method == "oracle":
+                fresh_T = torch.from_numpy(embed_all(tt, task.targets, task.n))
+                corpus_embeddings += task.n
+                neg = gumbel_topk(q.detach() @ fresh_T.T, args.negatives, args.temperature,
+                                  torch.from_numpy(pos), gen).numpy()
+            else:
+                out = daemon.client.negatives(q.detach().numpy(), positives=[[int(p)] for p in pos],
+                                              n=args.negatives, method="sample",
+                                              temperature=args.temperature, seed=seed * 100003 + step)
+                neg = np.array([[h["id"] for h in r] for r in out["results"]])
+            cand = np.unique(np.concatenate([pos, neg.ravel()]))
+        t = tt(*task.targets.batch(cand))
+        encodings += len(cand)
+        labels = torch.from_numpy(np.searchsorted(cand, pos))
+        loss = F.cross_entropy(q @ t.T / args.tau, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if method == "freshd":
+            daemon.client.update(cand.tolist(), t.detach().numpy(), step=step)
+            if (step + 1) % args.refit_every == 0:
+                daemon.client.refit(wait=True)
+        if period and (step + 1) % period == 0 and step + 1 < args.steps:
+            name = "index-%d.npy" % (step + 1)
+            save_npy(os.path.join(daemon.data_dir, name), embed_all(tt, task.targets, task.n))
+            daemon.client.request("POST", "/v1/index/reload", {"path": name})
+            wait_reload(daemon.client, name)
+            corpus_embeddings += task.n
+    wall = time.time() - t0
+    metrics, final_T = evaluate(task, qt, tt)
+    res = dict(method=method, seed=seed, steps=0 if method == "zeroshot" else args.steps, corpus_embeddings=corpus_embeddings,
+               corpus_passes=corpus_embeddings / task.n, loss_encodings=encodings,
+               wall_s=round(wall, 1), **metrics)
+    if daemon:  # how much of the final fresh top-10 the daemon's index still finds
+        rng = np.random.default_rng(seed)
+        probe = final_T[rng.choice(task.n, 200, replace=False)] + 0.0
+        want = np.argsort(-(probe @ final_T.T), axis=1)[:, :10]
+        got = daemon.client.search(probe, k=10)["results"]
+        res["fresh_top10_overlap"] = float(np.mean([len(set(w) & {h["id"] for h in g}) / 10
+                                                    for w, g in zip(want, got)]))
+        if method == "freshd":
+            res["holdout"] = daemon.client.corrector().get("holdout")
+        daemon.stop()
+    log(json.dumps(res))
+    return res
+
+
+def summarize(results, methods):
+    rows = []
+    for m in methods:
+        rs = [r for r in results if r["method"] == m]
+        if not rs:
+            continue
+        row = {"method": m, "seeds": len(rs)}
+        for k in ("r1", "r10", "mrr", "corpus_passes", "loss_encodings", "wall_s",
+                  "fresh_top10_overlap"):
+            v = [r[k] for r in rs if r.get(k) is not None]
+            if v:
+                row[k] = (float(np.mean(v)), float(np.min(v)), float(np.max(v)))
+        rows.append(row)
+    return rows
+
+
+def table(rows):
+    lines = ["| method | R@1 | R@10 | MRR | corpus embeddings (x N) | loss encodings | wall s |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+
+    def cell(row, k, scale=100.0, fmt="%.1f"):
+        if k not in row:
+            return ""
+        m, lo, hi = row[k]
+        return (fmt + " (" + fmt + "-" + fmt + ")") % (m * scale, lo * scale, hi * scale)
+    for r in rows:
+        lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            r["method"], cell(r, "r1"), cell(r, "r10"), cell(r, "mrr"),
+            cell(r, "corpus_passes", 1.0, "%.0f"), cell(r, "loss_encodings", 1.0, "%.0f"),
+            cell(r, "wall_s", 1.0, "%.0f")))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small corpus, few steps (CI)")
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--negatives", type=int, default=16)
+    ap.add_argument("--temperature", type=float, default=0.05, help="of the negatives' softmax")
+    ap.add_argument("--tau", type=float, default=0.05, help="of the loss")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--refit-every", type=int, default=25)
+    ap.add_argument("--corrector", default="mlp")
+    ap.add_argument("--periods", default="50,100,200")
+    ap.add_argument("--methods", default=None)
+    ap.add_argument("--freshd", default=os.path.join(HERE, "..", "..", "..", "build", "server",
+                                                      "freshd"))
+    ap.add_argument("--out", default=None, help="write results.json and table.md here")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.steps, args.seeds, args.periods = 60, "1", "20"
+        args.refit_every = 20
+    if not os.path.isdir(WORDNET) or not os.path.exists(os.path.join(WORDNET, "data.noun")):
+        log("WordNet is missing: apt-get install wordnet-base")
+        return 3
+    torch.set_num_threads(2)
+    methods = args.methods.split(",") if args.methods else (
+        ["zeroshot", "inbatch", "stale", "freshd"] +
+        ["periodic-%s" % p for p in args.periods.split(",")] +
+        ["oracle"])
+    workdir = tempfile.mkdtemp(prefix="freshd-torch-")
+    task = Task(args, workdir)
+    results = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for m in methods:
+            results.append(run(task, args, m, seed, os.path.abspath(args.freshd), workdir))
+    rows = summarize(results, methods)
+    print(table(rows))
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump({"args": vars(args), "results": results}, f, indent=1)
+        with open(os.path.join(args.out, "table.md"), "w") as f:
+            f.write(table(rows) + "\n")
+    if args.quick:
+        # The plumbing worked, and the corrected index tracks the drift
+        # training made better than the stale one does.
+        by = {r["method"]: r for r in results}
+        ok = by["freshd"]["fresh_top10_overlap"] > by["stale"]["fresh_top10_overlap"]
+        log("quick check: fresh top-10 overlap freshd %.3f vs stale %.3f: %s" % (
+            by["freshd"]["fresh_top10_overlap"], by["stale"]["fresh_top10_overlap"],
+            "ok" if ok else "FAILED"))
+        return 0 if ok else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
