@@ -4,9 +4,12 @@
     c = Client("http://127.0.0.1:8080")
     hits = c.search([0.1, 0.2, ...], k=10)["results"][0]
 
-numpy arrays are sent as base64 float32 (fast, exact); lists as JSON
-numbers. Every error the server answers raises FreshdError, which carries
-the HTTP status, the API's error code and its message.
+numpy arrays and torch tensors are sent as base64 float32 (fast, exact);
+lists as JSON numbers. Every error the server answers raises FreshdError
+(as its subclass for the status: BadRequest, NotFound, Unavailable, ...),
+which carries the HTTP status, the API's error code and its message. One
+Client may be shared by a trainer's threads: each thread keeps its own
+kept-alive connection.
 """
 
 import base64
@@ -21,11 +24,14 @@ try:  # numpy is optional
 except ImportError:  # pragma: no cover - exercised without numpy
     _np = None
 
-__all__ = ["Client", "FreshdError"]
+__all__ = ["Client", "FreshdError", "BadRequest", "Unauthorized", "NotFound", "Conflict",
+           "Unavailable"]
 
 
 class FreshdError(Exception):
-    """An error answer: .status (HTTP), .code (API code), .message."""
+    """An error answer: .status (HTTP), .code (API code), .message.
+    Raised as the subclass for its status, so callers can catch BadRequest,
+    NotFound, Unavailable (retry after .retry_after seconds), ..."""
 
     def __init__(self, status, code, message, retry_after=None):
         super().__init__(f"{status} {code}: {message}")
@@ -35,8 +41,40 @@ class FreshdError(Exception):
         self.retry_after = retry_after
 
 
+class BadRequest(FreshdError):
+    """400 or 413: the request is malformed; the message names the field."""
+
+
+class Unauthorized(FreshdError):
+    """401 or 403: a missing or wrong API key."""
+
+
+class NotFound(FreshdError):
+    """404: an unknown target id or route."""
+
+
+class Conflict(FreshdError):
+    """409: e.g. another reload runs, or a checkpoint of another shape."""
+
+
+class Unavailable(FreshdError):
+    """503: not ready, overloaded, or the log cannot take updates now."""
+
+
+_ERRORS = {400: BadRequest, 413: BadRequest, 401: Unauthorized, 403: Unauthorized,
+           404: NotFound, 409: Conflict, 503: Unavailable}
+
+
 def _is_array(x):
     return _np is not None and isinstance(x, _np.ndarray)
+
+
+def _plain(x):
+    """A torch tensor (any device, any grad state) as a numpy array;
+    anything else unchanged. Duck-typed: torch is not imported."""
+    if hasattr(x, "detach") and hasattr(x, "cpu") and hasattr(x, "numpy"):
+        return x.detach().cpu().numpy()
+    return x
 
 
 def _b64(vec):
@@ -49,6 +87,7 @@ def _b64(vec):
 
 def _vectors_field(vectors):
     """The request fields for one or many query vectors."""
+    vectors = _plain(vectors)
     if _is_array(vectors):
         if vectors.ndim == 1:
             return {"vector_b64": _b64(vectors)}
@@ -60,6 +99,7 @@ def _vectors_field(vectors):
 
 
 def _vector_item(vec):
+    vec = _plain(vec)
     if _is_array(vec):
         return {"vector_b64": _b64(vec)}
     return {"vector": [float(x) for x in vec]}
@@ -128,8 +168,8 @@ class Client:
             except (ValueError, KeyError, TypeError):
                 code, message = "http_error", payload.decode("utf-8", "replace")
             retry = resp.getheader("Retry-After")
-            raise FreshdError(resp.status, code, message,
-                              int(retry) if retry and retry.isdigit() else None)
+            raise _ERRORS.get(resp.status, FreshdError)(
+                resp.status, code, message, int(retry) if retry and retry.isdigit() else None)
         if ctype.startswith("application/json"):
             return json.loads(payload)
         if ctype.startswith("text/"):
@@ -187,6 +227,7 @@ class Client:
         """Posts fresh embeddings of targets ids (and optional queries with
         the id of their positive). Returns {"accepted", "seq", "buffered"}."""
         ids = _ids(ids)
+        vectors = _plain(vectors)
         if len(ids) != len(vectors):
             raise ValueError("ids and vectors differ in length")
         body = {"targets": [dict(id=i, **_vector_item(v)) for i, v in zip(ids, vectors)]}

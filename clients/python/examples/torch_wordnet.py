@@ -29,7 +29,8 @@ moderate distance: the regime a corrector is for.
 
 Loss.  Softmax cross-entropy at temperature 0.05 of each query against
 every target the step encoded: its positive, its n hard negatives and the
-other queries' positives and negatives.  Adam, the same for every method.
+other queries' positives and negatives.  Adam (sparse for the token
+vectors), the same for every method.
 
 Negatives (n per query, positives excluded):
   zeroshot   no training: the pretrained towers as they start;
@@ -155,7 +156,8 @@ class Tower(torch.nn.Module):
     def __init__(self, vectors):
         super().__init__()
         self.bag = torch.nn.EmbeddingBag.from_pretrained(torch.from_numpy(vectors),
-                                                         freeze=False, mode="mean")
+                                                         freeze=False, mode="mean",
+                                                         sparse=True)
         self.proj = torch.nn.Linear(vectors.shape[1], vectors.shape[1], bias=False)
         with torch.no_grad():
             self.proj.weight.copy_(torch.eye(vectors.shape[1]))
@@ -224,7 +226,10 @@ def run(task, args, method, seed, freshd_bin, workdir):
     """Trains with one method; returns its figures."""
     torch.manual_seed(seed)
     qt, tt = Tower(task.vectors), Tower(task.vectors)
-    opt = torch.optim.Adam(list(qt.parameters()) + list(tt.parameters()), lr=args.lr)
+    # Sparse Adam for the token vectors (a step touches few of them), Adam
+    # for the projections.
+    opts = [torch.optim.SparseAdam([qt.bag.weight, tt.bag.weight], lr=args.lr),
+            torch.optim.Adam([qt.proj.weight, tt.proj.weight], lr=args.lr)]
     qbags = Bags([q for q, _ in task.train], task.vocab)
     order = np.random.default_rng(seed).permutation(len(task.train))
     gen = torch.Generator().manual_seed(seed)
@@ -240,7 +245,7 @@ def run(task, args, method, seed, freshd_bin, workdir):
         daemon = Daemon(freshd_bin, "index.npy", d, flags)
         if method.startswith("periodic-"):
             period = int(method.split("-")[1])
-    fresh_T = None
+    fresh_T, curve, eval_s = None, [], 0.0
     for step in range(0 if method == "zeroshot" else args.steps):
         rows = order[(step * args.batch) % len(order):][:args.batch]
         if len(rows) < args.batch:
@@ -265,9 +270,11 @@ def run(task, args, method, seed, freshd_bin, workdir):
         encodings += len(cand)
         labels = torch.from_numpy(np.searchsorted(cand, pos))
         loss = F.cross_entropy(q @ t.T / args.tau, labels)
-        opt.zero_grad()
+        for o in opts:
+            o.zero_grad()
         loss.backward()
-        opt.step()
+        for o in opts:
+            o.step()
         if method == "freshd":
             daemon.client.update(cand.tolist(), t.detach().numpy(), step=step)
             if (step + 1) % args.refit_every == 0:
@@ -278,11 +285,15 @@ def run(task, args, method, seed, freshd_bin, workdir):
             daemon.client.request("POST", "/v1/index/reload", {"path": name})
             wait_reload(daemon.client, name)
             corpus_embeddings += task.n
-    wall = time.time() - t0
+        if args.eval_every and (step + 1) % args.eval_every == 0:
+            te = time.time()
+            curve.append(dict(step=step + 1, **evaluate(task, qt, tt)[0]))
+            eval_s += time.time() - te
+    wall = time.time() - t0 - eval_s
     metrics, final_T = evaluate(task, qt, tt)
     res = dict(method=method, seed=seed, steps=0 if method == "zeroshot" else args.steps, corpus_embeddings=corpus_embeddings,
                corpus_passes=corpus_embeddings / task.n, loss_encodings=encodings,
-               wall_s=round(wall, 1), **metrics)
+               wall_s=round(wall, 1), curve=curve, **metrics)
     if daemon:  # how much of the final fresh top-10 the daemon's index still finds
         rng = np.random.default_rng(seed)
         probe = final_T[rng.choice(task.n, 200, replace=False)] + 0.0
@@ -343,14 +354,16 @@ def main(argv=None):
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--refit-every", type=int, default=25)
     ap.add_argument("--corrector", default="mlp")
-    ap.add_argument("--periods", default="50,100,200")
+    ap.add_argument("--periods", default="50,100,150,300")
     ap.add_argument("--methods", default=None)
+    ap.add_argument("--eval-every", type=int, default=100,
+                    help="held-out accuracy every so many steps (not timed)")
     ap.add_argument("--freshd", default=os.path.join(HERE, "..", "..", "..", "build", "server",
                                                       "freshd"))
     ap.add_argument("--out", default=None, help="write results.json and table.md here")
     args = ap.parse_args(argv)
     if args.quick:
-        args.steps, args.seeds, args.periods = 60, "1", "20"
+        args.steps, args.seeds, args.periods, args.eval_every = 60, "1", "20", 0
         args.refit_every = 20
     if not os.path.isdir(WORDNET) or not os.path.exists(os.path.join(WORDNET, "data.noun")):
         log("WordNet is missing: apt-get install wordnet-base")
