@@ -119,6 +119,35 @@ enum fresh_status fresh_engine_corrected(struct fresh_engine *e,
 					 size_t *missing);
 
 /*
+ * The vectors of ids[0..n) as the given scoring scores them (out: n x
+ * width, width fresh_dim for corrected and dim for stale), from one
+ * acquired model whose version goes to *version. found[i] is false for an
+ * unknown id (its row of out is left as it was). FRESH_NOT_READY when
+ * corrected scoring is not possible yet.
+ */
+enum fresh_status fresh_engine_vectors(struct fresh_engine *e,
+				       enum fresh_scoring scoring,
+				       const uint64_t *ids, size_t n,
+				       float *out, bool *found,
+				       uint64_t *version);
+
+/*
+ * The published corrector as a map of queries (fresh_model_query_map):
+ * *w (d_out x d_in) and *b (d_out) allocated here (free()), with the
+ * widths, the version and the corrector's kind. FRESH_CONFLICT when the
+ * corrected score is not affine in the stale vector.
+ */
+struct fresh_query_map {
+	float *w, *b;
+	size_t d_out, d_in;
+	uint64_t version;
+	const char *kind;
+	bool normalize;
+};
+enum fresh_status fresh_engine_query_map(struct fresh_engine *e,
+					 struct fresh_query_map *out);
+
+/*
  * Loads an index file (index.h's formats) for fresh_engine_open, with its
  * size; release one that was not handed to the engine with
  * fresh_engine_index_release.

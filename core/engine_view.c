@@ -79,6 +79,82 @@ out:
 	return st;
 }
 
+enum fresh_status fresh_engine_vectors(struct fresh_engine *e,
+				       enum fresh_scoring scoring,
+				       const uint64_t *ids, size_t n,
+				       float *out, bool *found,
+				       uint64_t *version)
+{
+	struct fresh_model *m = fresh_engine_acquire(e);
+	const struct fresh_index *idx = fresh_model_index(m);
+	size_t width = fresh_model_query_dim(m, scoring);
+	size_t *rows = malloc((n ? n : 1) * sizeof *rows);
+	size_t *at = malloc((n ? n : 1) * sizeof *at);
+	float *tmp = NULL;
+	size_t nf = 0;
+	enum fresh_status st = FRESH_OK;
+
+	*version = fresh_model_version(m);
+	if (!rows || !at) {
+		st = FRESH_NOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		found[i] = fresh_index_find(idx, ids[i], &rows[nf]);
+		if (found[i])
+			at[nf++] = i;
+	}
+	if (scoring == FRESH_SCORING_STALE) {
+		const float *x = fresh_index_vectors(idx);
+		for (size_t j = 0; j < nf; j++)
+			memcpy(out + at[j] * width, x + rows[j] * width,
+			       width * sizeof *out);
+		goto out;
+	}
+	tmp = malloc((nf ? nf : 1) * width * sizeof *tmp);
+	if (!tmp) {
+		st = FRESH_NOMEM;
+		goto out;
+	}
+	st = fresh_model_corrected_rows(m, rows, nf, tmp);
+	for (size_t j = 0; st == FRESH_OK && j < nf; j++)
+		memcpy(out + at[j] * width, tmp + j * width,
+		       width * sizeof *out);
+out:
+	free(tmp);
+	free(at);
+	free(rows);
+	fresh_model_release(m);
+	return st;
+}
+
+enum fresh_status fresh_engine_query_map(struct fresh_engine *e,
+					 struct fresh_query_map *out)
+{
+	struct fresh_model *m = fresh_engine_acquire(e);
+	const struct fresh_corrector *c = fresh_model_corrector(m);
+	const struct fresh_corrector_shape *sh = fresh_corrector_shape(c);
+	enum fresh_status st;
+
+	memset(out, 0, sizeof *out);
+	out->d_out = sh->d_out;
+	out->d_in = sh->d_in;
+	out->version = fresh_model_version(m);
+	out->kind = fresh_corrector_kind_name(sh->kind);
+	out->normalize = fresh_corrector_normalize(c);
+	out->w = malloc(sh->d_out * sh->d_in * sizeof *out->w);
+	out->b = malloc(sh->d_out * sizeof *out->b);
+	st = out->w && out->b ? fresh_model_query_map(m, out->w, out->b)
+			      : FRESH_NOMEM;
+	fresh_model_release(m);
+	if (st != FRESH_OK) {
+		free(out->w);
+		free(out->b);
+		out->w = out->b = NULL;
+	}
+	return st;
+}
+
 enum fresh_status fresh_engine_index_load(const char *path,
 					  const char *ids_path,
 					  struct fresh_index **out, size_t *n,

@@ -275,6 +275,31 @@ size_t fresh_model_extra_bytes(const struct fresh_model *m)
 	return bytes;
 }
 
+enum fresh_status fresh_model_query_map(const struct fresh_model *m, float *w,
+					float *b)
+{
+	const struct fresh_corrector_shape *sh = fresh_corrector_shape(m->corr);
+	const struct fresh_corrector_layout lay = fresh_corrector_layout(m->corr);
+	const float *p = fresh_corrector_params_const(m->corr);
+	bool linear = sh->kind != FRESH_CORRECTOR_NONE &&
+		      !fresh_corrector_is_identity(m->corr);
+
+	if (!m->can_correct)
+		return FRESH_NOT_READY;
+	if (m->corrected || m->row_scale)
+		return FRESH_CONFLICT;
+	memset(w, 0, sh->d_out * sh->d_in * sizeof *w);
+	memset(b, 0, sh->d_out * sizeof *b);
+	if (linear) {
+		memcpy(w, p + lay.a, sh->d_out * sh->d_in * sizeof *w);
+		memcpy(b, p + lay.b, sh->d_out * sizeof *b);
+	}
+	if (fresh_corrector_residual(m->corr))
+		for (size_t i = 0; i < sh->d_out; i++)
+			w[i * sh->d_in + i] += 1.0f;
+	return FRESH_OK;
+}
+
 void fresh_model_plan(const struct fresh_model *m, enum fresh_scoring scoring,
 		      struct fresh_scan_plan *plan)
 {

@@ -107,6 +107,16 @@ enum fresh_status fresh_model_corrected_rows(const struct fresh_model *m,
 					     float *out);
 
 /*
+ * The corrected score as an affine map of the stale vector, when it is one
+ * (API.md "query map"): <q, h(s)> = <Wᵀq, s> + <q, b> for every s, with
+ * w (d_out x d_in, row-major) and b (d_out) the caller's. FRESH_CONFLICT
+ * when the model scores through an MLP or normalizes corrected rows, and
+ * FRESH_NOT_READY when corrected scoring is not possible yet.
+ */
+enum fresh_status fresh_model_query_map(const struct fresh_model *m, float *w,
+					float *b);
+
+/*
  * What scoring scans, for callers that drive their own selection (the
  * sampler): the matrix to scan and the query transform. For scoring
  * corrected with a folded affine corrector, q must first go through

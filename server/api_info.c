@@ -280,12 +280,7 @@ void srv_api_corrected(struct srv_request *req, struct srv_reply *r)
 		goto fail;
 	}
 	if (st != FRESH_OK) {
-		srv_error_from_status(&e, st,
-				      st == FRESH_NOT_READY
-					      ? "corrected vectors are not "
-						"ready: no corrector has been "
-						"fitted for the fresh width yet"
-					      : NULL);
+		srv_error_corrected(&e, st);
 		goto fail;
 	}
 	out = json_array();

@@ -103,8 +103,7 @@ static bool parse_queries(struct srv_request *req, const char *const *keys,
 			       &qr->b, e);
 }
 
-/* Runs the job, answering errors; true when the hits are in. */
-static bool run_job(struct srv_server *srv, struct srv_job *job,
+bool srv_run_query_job(struct srv_server *srv, struct srv_job *job,
 		    struct srv_error *e)
 {
 	struct fresh_request *rq = &job->req;
@@ -166,7 +165,7 @@ static json_t *results_json(const struct fresh_request *rq)
 			 (json_int_t)rq->version);
 }
 
-static void free_job(struct srv_job *job)
+void srv_job_free(struct srv_job *job)
 {
 	free(job->req.hits);
 	free(job->req.counts);
@@ -195,14 +194,14 @@ void srv_api_search(struct srv_request *req, struct srv_reply *r)
 	job.req.b = qr.b;
 	job.req.k = (size_t)k;
 	job.req.exclude = as_core(&qr.exclude);
-	if (!run_job(srv, &job, &e))
+	if (!srv_run_query_job(srv, &job, &e))
 		goto fail;
 	srv_reply_json(r, 200, results_json(&job.req));
 	goto done;
 fail:
 	srv_reply_error(r, &e);
 done:
-	free_job(&job);
+	srv_job_free(&job);
 	query_req_free(&qr);
 }
 
@@ -242,13 +241,13 @@ void srv_api_negatives(struct srv_request *req, struct srv_reply *r)
 	job.req.exclude = as_core(&qr.exclude);
 	job.req.temperature = (float)temp;
 	job.req.seed = (uint64_t)seed;
-	if (!run_job(srv, &job, &e))
+	if (!srv_run_query_job(srv, &job, &e))
 		goto fail;
 	srv_reply_json(r, 200, results_json(&job.req));
 	goto done;
 fail:
 	srv_reply_error(r, &e);
 done:
-	free_job(&job);
+	srv_job_free(&job);
 	query_req_free(&qr);
 }

@@ -66,6 +66,9 @@ static size_t build(struct flag *f, size_t cap, struct srv_config *c,
 		 NULL},
 		{"data-dir", STR, &e->data_dir, "DIR",
 		 "update log, pair snapshots and checkpoints", 0, 0, NULL},
+		{"collection", STR, &c->collection, "NAME",
+		 "the collection's name on the Qdrant-compatible surface", 0,
+		 0, NULL},
 		{"listen", STR, &c->listen, "HOST:PORT",
 		 "address to serve on (port 0 picks a free one)", 0, 0, NULL},
 		{"api-key-file", STR, &c->api_key_file, "FILE",
@@ -316,6 +319,7 @@ static void defaults(struct srv_config *c, struct extra *x)
 	c->demo_dim = 128;
 	c->seed = 42;
 	c->listen = "127.0.0.1:8080";
+	c->collection = "freshd";
 	c->max_body = (size_t)64 << 20;
 	c->max_queries = 4096;
 	c->max_batch = 256;
@@ -421,6 +425,11 @@ enum srv_parse_result srv_config_parse(int argc, char **argv,
 	}
 	if (cfg->read_key_file && !cfg->api_key_file) {
 		fail(err, cap, "--read-key-file needs --api-key-file");
+		return SRV_CONFIG_ERROR;
+	}
+	if (!cfg->collection[0] || strlen(cfg->collection) > 255 ||
+	    strchr(cfg->collection, '/')) {
+		fail(err, cap, "--collection: 1 to 255 characters, no '/'");
 		return SRV_CONFIG_ERROR;
 	}
 	if (cfg->max_batch > cfg->max_queue)

@@ -68,3 +68,13 @@ void srv_error_from_status(struct srv_error *e, enum fresh_status st,
 	snprintf(e->msg, sizeof e->msg, "%s",
 		 msg && msg[0] ? msg : fresh_status_str(st));
 }
+
+void srv_error_corrected(struct srv_error *e, enum fresh_status st)
+{
+	srv_error_from_status(e, st,
+			      st == FRESH_NOT_READY
+				      ? "corrected vectors are not ready: no "
+					"corrector has been fitted for the "
+					"fresh width yet"
+				      : NULL);
+}

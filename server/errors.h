@@ -24,6 +24,12 @@ bool srv_fail(struct srv_error *e, int http, const char *code,
 bool srv_bad(struct srv_error *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/*
+ * For a failure to read corrected vectors: srv_error_from_status, saying
+ * why when it is FRESH_NOT_READY (a new fresh width, no corrector yet).
+ */
+void srv_error_corrected(struct srv_error *e, enum fresh_status st);
+
 /* The HTTP status and code for a core status (FRESH_OK is 200). */
 void srv_error_from_status(struct srv_error *e, enum fresh_status st,
 			   const char *msg);

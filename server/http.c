@@ -81,6 +81,18 @@ static const struct route_def routes[] = {
 	 srv_api_demo_fresh, SRV_AUTH_READ, true},
 	{"/v1/demo/truth", false, "POST", SRV_ROUTE_DEMO_TRUTH,
 	 srv_api_demo_truth, SRV_AUTH_READ, true},
+	{"/v1/corrector/query-map", false, "GET", SRV_ROUTE_QUERY_MAP,
+	 srv_api_query_map, SRV_AUTH_READ, false},
+	{"/openapi.json", false, "GET", SRV_ROUTE_OPENAPI, srv_api_openapi,
+	 SRV_AUTH_NONE, false},
+	/* The Qdrant-compatible surface: the version check is open, as in
+	 * Qdrant; api_qdrant.c routes what is under /collections/ itself. */
+	{"/", false, "GET", SRV_ROUTE_QDRANT_ROOT, srv_api_qdrant_root,
+	 SRV_AUTH_NONE, false},
+	{"/collections", false, "GET", SRV_ROUTE_QDRANT, srv_api_qdrant,
+	 SRV_AUTH_READ, false},
+	{"/collections/", true, "*", SRV_ROUTE_QDRANT, srv_api_qdrant,
+	 SRV_AUTH_READ, true},
 };
 
 #define NROUTES (sizeof routes / sizeof *routes)
@@ -90,7 +102,8 @@ const char *const srv_route_names[SRV_ROUTE_COUNT] = {
 	"search",    "negatives", "updates",  "refit",
 	"corrector", "corrector_reset", "corrector_checkpoint",
 	"targets",   "corrected", "pairs",    "index_reload",
-	"demo_fresh", "demo_truth", "unknown"};
+	"demo_fresh", "demo_truth", "corrector_query_map", "qdrant_root",
+	"qdrant",    "openapi",   "unknown"};
 
 /* Codes counted per route, in srv_route_stats.by_code order. */
 const int srv_counted_codes[SRV_CODES] = {200, 202, 400, 401, 403, 404,
@@ -104,6 +117,7 @@ struct ctx {
 	char *body;
 	size_t len, cap;
 	bool replied;   /* a reply was queued before the body was read */
+	double t0;      /* srv_now() at the start */
 	int status;
 };
 
@@ -177,6 +191,8 @@ static enum MHD_Result send_error(struct ctx *c, int http, const char *code,
 	va_list ap;
 
 	memset(&r, 0, sizeof r);
+	r.qdrant = c->req.qdrant;
+	r.t0 = c->t0;
 	e.http = http;
 	e.code = code;
 	e.retry_after = http == 503 ? 1 : 0;
@@ -211,9 +227,15 @@ static enum srv_auth authenticate(struct srv_server *srv,
 
 	if (!srv->write_key[0])
 		return SRV_AUTH_WRITE; /* no key configured: open */
-	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-		return SRV_AUTH_NONE;
-	key = h + 7;
+	if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+		key = h + 7;
+	} else {
+		/* Qdrant's clients send the key in an api-key header. */
+		key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						  "api-key");
+		if (!key)
+			return SRV_AUTH_NONE;
+	}
 	while (*key == ' ')
 		key++;
 	len = strlen(key);
@@ -247,7 +269,7 @@ static const struct route_def *find_route(const char *url, const char *method,
 		*path_known = true;
 		snprintf(allow + strlen(allow), cap - strlen(allow), "%s%s",
 			 allow[0] ? ", " : "", d->method);
-		if (strcmp(method, d->method) == 0)
+		if (strcmp(d->method, "*") == 0 || strcmp(method, d->method) == 0)
 			hit = d;
 	}
 	return hit;
@@ -303,13 +325,20 @@ static enum MHD_Result on_headers(struct srv_server *srv, struct ctx *c,
 				  "of %zu (--max-header-bytes)",
 				  header_bytes, srv->cfg.max_header);
 
-	if (strncmp(url, "/v1/", 4) == 0) {
+	c->req.url = url;
+	c->req.qdrant = strcmp(url, "/") == 0 ||
+			strcmp(url, "/collections") == 0 ||
+			strncmp(url, "/collections/", 13) == 0;
+	if (strncmp(url, "/v1/", 4) == 0 ||
+	    (c->req.qdrant && strcmp(url, "/") != 0)) {
 		auth = authenticate(srv, c->req.conn);
 		if (auth == SRV_AUTH_NONE)
 			return send_error(c, 401, "unauthorized", NULL,
 					  "a valid 'Authorization: Bearer <key>' "
-					  "header is required");
+					  "or 'api-key: <key>' header is "
+					  "required");
 	}
+	c->req.auth = auth;
 	c->def = find_route(url, method, allow, sizeof allow, &known);
 	if (!c->def) {
 		c->req.route = SRV_ROUTE_UNKNOWN;
@@ -427,6 +456,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			return MHD_NO;
 		*con_cls = c;
 		clock_gettime(CLOCK_MONOTONIC, &c->start);
+		c->t0 = srv_now();
 		c->req.srv = srv;
 		c->req.conn = conn;
 		c->req.method = method;
@@ -455,6 +485,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	c->req.body = c->body ? c->body : "";
 	c->req.body_len = c->len;
 	memset(&r, 0, sizeof r);
+	r.qdrant = c->req.qdrant;
+	r.t0 = c->t0;
 	atomic_fetch_add(&srv->routes[c->req.route].in_handler, 1);
 	c->def->handler(&c->req, &r);
 	atomic_fetch_sub(&srv->routes[c->req.route].in_handler, 1);

@@ -366,6 +366,18 @@ static bool list_length(json_t *v, size_t *n)
 	return false;
 }
 
+bool srv_is_list(json_t *v, size_t *n)
+{
+	size_t dummy;
+	return list_length(v, n ? n : &dummy);
+}
+
+bool srv_is_text(json_t *v)
+{
+	char m = mark_of(v);
+	return json_is_string(v) && m != 'I' && m != 'A';
+}
+
 bool srv_get_queries(json_t *obj, size_t dim, size_t max, float **out,
 		     size_t *n, struct srv_error *e)
 {

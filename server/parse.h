@@ -72,6 +72,11 @@ bool srv_get_vector(json_t *v, bool b64, const char *path, size_t dim,
 bool srv_get_queries(json_t *obj, size_t dim, size_t max, float **out,
 		     size_t *n, struct srv_error *e);
 
+/* Whether v is a list (parsed or pre-scanned), with its length (n may be NULL). */
+bool srv_is_list(json_t *v, size_t *n);
+/* Whether v is a string of text (not a pre-scanned number or list). */
+bool srv_is_text(json_t *v);
+
 /* A list of ids (path names it); *ids caller frees (may be empty). */
 bool srv_get_id_list(json_t *v, const char *path, size_t max, uint64_t **ids,
 		     size_t *n, struct srv_error *e);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char overload_body[] =
 	"{\"error\": {\"code\": \"overloaded\", \"message\": \"out of memory\"}}";
@@ -75,10 +76,34 @@ void srv_reply_json(struct srv_reply *r, int status, json_t *j)
 	r->len = strlen(r->body);
 }
 
+double srv_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double took(const struct srv_reply *r)
+{
+	return r->t0 > 0 ? srv_now() - r->t0 : 0.0;
+}
+
+void srv_reply_qdrant(struct srv_reply *r, int status, json_t *result)
+{
+	srv_reply_json(r, status,
+		       result ? json_pack("{s:o,s:s,s:f}", "result", result,
+					  "status", "ok", "time", took(r))
+			      : NULL);
+}
+
 void srv_reply_error(struct srv_reply *r, const struct srv_error *e)
 {
-	json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", e->code,
-			      "message", e->msg);
+	json_t *j = r->qdrant
+			    ? json_pack("{s:{s:s},s:f}", "status", "error",
+					e->msg, "time", took(r))
+			    : json_pack("{s:{s:s,s:s}}", "error", "code", e->code,
+					"message", e->msg);
 
 	srv_reply_json(r, e->http, j);
 	r->error_code = e->code;

@@ -8,6 +8,7 @@
 #define SRV_REPLY_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,12 +22,23 @@ struct srv_reply {
 	char allow[64];
 	int retry_after;
 	const char *error_code; /* for logs and metrics, when an error */
+	/* Set by the HTTP layer: errors in Qdrant's envelope, timed from t0. */
+	bool qdrant;
+	double t0; /* monotonic seconds at the request's start */
 };
 
 /* Serializes j (reference stolen) as the body. */
 void srv_reply_json(struct srv_reply *r, int status, json_t *j);
-/* The API's error envelope. */
+/*
+ * The API's error envelope, {"error": {"code", "message"}}; on the
+ * Qdrant-compatible surface (r->qdrant) Qdrant's, {"status": {"error":
+ * message}, "time": seconds}.
+ */
 void srv_reply_error(struct srv_reply *r, const struct srv_error *e);
+/* A Qdrant success: {"result": result, "status": "ok", "time": seconds}. */
+void srv_reply_qdrant(struct srv_reply *r, int status, json_t *result);
+/* Seconds on the monotonic clock. */
+double srv_now(void);
 /* A plain body (copied). */
 void srv_reply_text(struct srv_reply *r, int status, const char *ctype,
 		    const char *body, size_t len);

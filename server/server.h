@@ -33,6 +33,7 @@ struct srv_config {
 	const char *index_path, *ids_path;
 	/* Network and limits. */
 	const char *listen;
+	const char *collection; /* the Qdrant-compatible surface's one */
 	size_t max_body, max_queries, max_connections, max_per_ip;
 	unsigned connection_timeout;
 	size_t max_batch, max_queue;
@@ -68,6 +69,10 @@ enum srv_route {
 	SRV_ROUTE_RELOAD,
 	SRV_ROUTE_DEMO_FRESH,
 	SRV_ROUTE_DEMO_TRUTH,
+	SRV_ROUTE_QUERY_MAP,
+	SRV_ROUTE_QDRANT_ROOT,
+	SRV_ROUTE_QDRANT,
+	SRV_ROUTE_OPENAPI,
 	SRV_ROUTE_UNKNOWN,
 	SRV_ROUTE_COUNT
 };
@@ -106,6 +111,9 @@ struct srv_request {
 	const char *body;
 	size_t body_len;
 	uint64_t target_id; /* SRV_ROUTE_TARGET */
+	const char *url;    /* the path, without the query string */
+	enum srv_auth auth; /* what the presented key may do */
+	bool qdrant;        /* errors in Qdrant's envelope */
 };
 
 /* The query-string argument key, or NULL. */
@@ -134,6 +142,18 @@ void srv_api_checkpoint_put(struct srv_request *req, struct srv_reply *r);
 void srv_api_reload(struct srv_request *req, struct srv_reply *r);
 void srv_api_demo_fresh(struct srv_request *req, struct srv_reply *r);
 void srv_api_demo_truth(struct srv_request *req, struct srv_reply *r);
+void srv_api_query_map(struct srv_request *req, struct srv_reply *r);
+void srv_api_qdrant_root(struct srv_request *req, struct srv_reply *r);
+void srv_api_qdrant(struct srv_request *req, struct srv_reply *r);
+void srv_api_openapi(struct srv_request *req, struct srv_reply *r);
+
+/*
+ * Runs a search or negatives job through the dispatcher (allocating its
+ * outputs); false with e set on failure. srv_job_free frees the outputs.
+ */
+bool srv_run_query_job(struct srv_server *srv, struct srv_job *job,
+		       struct srv_error *e);
+void srv_job_free(struct srv_job *job);
 
 /* The corrector's state as GET /v1/corrector shows it (also in /v1/info). */
 json_t *srv_corrector_json(struct srv_server *srv);

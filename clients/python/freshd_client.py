@@ -24,8 +24,52 @@ try:  # numpy is optional
 except ImportError:  # pragma: no cover - exercised without numpy
     _np = None
 
-__all__ = ["Client", "FreshdError", "BadRequest", "Unauthorized", "NotFound", "Conflict",
+__all__ = ["Client", "QueryMap", "FreshdError", "BadRequest", "Unauthorized", "NotFound", "Conflict",
            "Unavailable"]
+
+
+class QueryMap:
+    """An affine corrector moved to the query side: for a stale vector s,
+    <q, h(s)> = <W^T q, s> + <q, b>. transform_queries(Q) gives the W^T q
+    a store of stale vectors is searched with, and offsets(Q) the <q, b>
+    added to every score of q (a constant per query: it does not change
+    the ranking). Lists of floats without numpy; numpy arrays with it."""
+
+    def __init__(self, reply):
+        self.version = reply["version"]
+        self.kind = reply["kind"]
+        self.d_in, self.d_out = reply["d_in"], reply["d_out"]
+
+        def floats(b64):
+            raw = base64.b64decode(b64)
+            return list(struct.unpack("<%df" % (len(raw) // 4), raw))
+        w, b = floats(reply["w_b64"]), floats(reply["b_b64"])
+        if _np is not None:
+            self.W = _np.asarray(w, _np.float32).reshape(self.d_out, self.d_in)
+            self.b = _np.asarray(b, _np.float32)
+        else:
+            self.W = [w[i * self.d_in:(i + 1) * self.d_in] for i in range(self.d_out)]
+            self.b = b
+
+    def transform_queries(self, Q):
+        """W^T q for each query (rows of Q, width d_out) -> width d_in."""
+        Q = _plain(Q)
+        if _np is not None:
+            Q = _np.asarray(Q, _np.float32)
+            return Q @ self.W if Q.ndim == 2 else self.W.T @ Q
+        rows = Q if Q and isinstance(Q[0], (list, tuple)) else [Q]
+        out = [[sum(q[i] * self.W[i][j] for i in range(self.d_out)) for j in range(self.d_in)]
+               for q in rows]
+        return out if rows is Q else out[0]
+
+    def offsets(self, Q):
+        """<q, b> for each query."""
+        Q = _plain(Q)
+        if _np is not None:
+            return _np.asarray(Q, _np.float32) @ self.b
+        rows = Q if Q and isinstance(Q[0], (list, tuple)) else [Q]
+        out = [sum(a * c for a, c in zip(q, self.b)) for q in rows]
+        return out if rows is Q else out[0]
 
 
 class FreshdError(Exception):
@@ -256,6 +300,12 @@ class Client:
     def put_checkpoint(self, data, force=False):
         path = "/v1/corrector/checkpoint" + ("?force=true" if force else "")
         return self.request("PUT", path, raw=bytes(data))
+
+    def query_map(self):
+        """The published corrector as a map of queries, when it is affine:
+        a QueryMap with W (d_out x d_in), b (d_out) and the version. Raises
+        Conflict (code not_affine) for an MLP or normalized corrector."""
+        return QueryMap(self.request("GET", "/v1/corrector/query-map"))
 
     def reload(self, path, ids_path=None):
         body = {"path": path}

@@ -29,7 +29,8 @@ class CurlExamples(unittest.TestCase):
                 "healthz.sh": [200, 200], "info.sh": [200], "search.sh": [200, 200, 200],
                 "negatives.sh": [200, 200], "updates.sh": [202], "refit.sh": [202, 200],
                 "corrector.sh": [200, 200], "checkpoint.sh": [200], "targets.sh": [200, 200],
-                "pairs.sh": [200],
+                "pairs.sh": [200], "query_map.sh": [200, 200],
+                "qdrant.sh": [200, 200, 200, 200, 200],
                 "errors.sh": [400, 400, 400, 400, 404, 404, 405, 415, 400],
             }
             for name, want in expect.items():

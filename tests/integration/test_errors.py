@@ -187,7 +187,7 @@ class Errors(ApiCase):
     # -- 404 ---------------------------------------------------------------
     def test_not_found(self):
         for method, path in (("GET", "/nope"), ("GET", "/v1/nope"), ("POST", "/v1/nope"),
-                             ("GET", "/v1"), ("GET", "/v1/search/extra"), ("GET", "/"),
+                             ("GET", "/v1"), ("GET", "/v1/search/extra"), ("GET", "/index.html"),
                              ("GET", "/v1/targets/"), ("GET", "/v1/targets/5/more")):
             with self.subTest(method=method, path=path):
                 self.assertError(call(self.d, method, path, {} if method == "POST" else None),
