@@ -121,6 +121,13 @@ static void apply_record(void *ctx, uint64_t seq, const void *payload,
 				  seq);
 		return;
 	}
+	if (seq < e->switch_seq) {
+		/* Written for the index a recorded switch replaced. */
+		pthread_mutex_lock(&e->mu);
+		e->applied_seq = seq;
+		pthread_mutex_unlock(&e->mu);
+		return;
+	}
 	pthread_mutex_lock(&e->mu);
 	if (type == FRESH_RECORD_CLEAR) {
 		fresh_pairs_clear(e->pairs);
@@ -199,6 +206,8 @@ static enum fresh_status recover_corrector(struct fresh_engine *e,
 		struct fresh_error lerr;
 		struct fresh_corrector *c;
 
+		if (versions[i] < e->switch_version)
+			continue; /* trained on the index a switch replaced */
 		fresh_checkpoint_path(e->data_dir, versions[i], path,
 				      sizeof path);
 		if (fresh_corrector_load(path, &c, &lerr) != FRESH_OK) {
@@ -227,7 +236,10 @@ static enum fresh_status recover_corrector(struct fresh_engine *e,
 	free(versions);
 	if (*out)
 		return FRESH_OK;
-	return fresh_engine_new_corrector(e, out, err);
+	st = fresh_engine_new_corrector(e, out, err);
+	if (st == FRESH_OK && e->switch_version)
+		fresh_corrector_set_version(*out, e->switch_version);
+	return st;
 }
 
 static enum fresh_status make_dirs(const char *dir, struct fresh_error *err)
@@ -301,6 +313,11 @@ static enum fresh_status recover_pairs(struct fresh_engine *e,
 	*through = meta.through_seq;
 	e->pairs_total = meta.total;
 	e->applied_seq = meta.through_seq;
+	if (meta.through_seq < e->switch_seq) {
+		/* Taken before a recorded index switch: none of it applies. */
+		fresh_pairs_clear(e->pairs);
+		return FRESH_OK;
+	}
 	/* Queries were snapshotted first; keep those the pairs cover. */
 	snprintf(path, sizeof path, "%s/queries.snap", e->data_dir);
 	st = fresh_qbuf_load(e->qbuf, path, meta.through_seq, err);
@@ -374,8 +391,11 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	     fresh_qbuf_create(e->shape.d_out, cfg->max_queries, &e->qbuf) !=
 		     FRESH_OK))
 		st = fresh_fail(err, FRESH_NOMEM, "cannot start threads");
-	if (st == FRESH_OK)
+	if (st == FRESH_OK) {
+		fresh_reload_recorded_switch(e->data_dir, &e->switch_seq,
+					     &e->switch_version);
 		st = recover_pairs(e, &through, err);
+	}
 	if (st != FRESH_OK)
 		goto fail;
 
@@ -614,6 +634,31 @@ enum fresh_status fresh_engine_publish_locked(struct fresh_engine *e,
 						    ? e->cfg.keep_checkpoints
 						    : 1);
 	return FRESH_OK;
+}
+
+void fresh_engine_publish_anyway_locked(struct fresh_engine *e,
+					struct fresh_model *m,
+					uint64_t version)
+{
+	char path[4200];
+	struct fresh_error err;
+
+	fresh_model_stamp(m, version,
+			  fresh_corrector_trained_through(
+				  fresh_model_corrector(m)));
+	fresh_checkpoint_path(e->data_dir, version, path, sizeof path);
+	if (fresh_corrector_save(fresh_model_corrector(m), path, &err) !=
+	    FRESH_OK)
+		fresh_engine_logf(e, FRESH_LOG_WARN,
+				  "corrector version %" PRIu64
+				  " is published without its checkpoint (a "
+				  "restart recovers it from the index switch "
+				  "record): %s",
+				  version, err.msg);
+	fresh_swap_publish(&e->swap, m);
+	fresh_checkpoint_prune(e->data_dir, e->cfg.keep_checkpoints
+						    ? e->cfg.keep_checkpoints
+						    : 1);
 }
 
 enum fresh_status fresh_engine_reset(struct fresh_engine *e, uint64_t *version,

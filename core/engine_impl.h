@@ -59,6 +59,13 @@ struct fresh_engine {
 	struct fresh_progress train_prog, build_prog;
 	atomic_bool cancel;
 
+	/*
+	 * The last index switch recorded in DIR/index.ref (0, 0: none): log
+	 * records before switch_seq and checkpoints before switch_version
+	 * belong to the index it replaced. Set at open, read-only after.
+	 */
+	uint64_t switch_seq, switch_version;
+
 	/* Index reload (reload.c), (mu). */
 	pthread_t reloader;
 	bool reload_thread; /* a reloader was started and not yet joined */
@@ -86,12 +93,26 @@ enum fresh_status fresh_engine_publish_locked(struct fresh_engine *e,
 					      struct fresh_model *m,
 					      uint64_t version,
 					      struct fresh_error *err);
+/*
+ * The same for a model that must be published whatever the disk says (a
+ * switch already made durable another way): a checkpoint that cannot be
+ * written is logged, and m is published all the same.
+ */
+void fresh_engine_publish_anyway_locked(struct fresh_engine *e,
+					struct fresh_model *m,
+					uint64_t version);
 
 /* The current index, retained (release it). */
 struct fresh_index *fresh_engine_index(struct fresh_engine *e);
 
 /* reload.c: joins a finished or running reloader. */
 void fresh_reload_join(struct fresh_engine *e);
+/*
+ * reload.c: the switch DIR/index.ref records (*seq, *version zero when it
+ * records none, as files from before the switch line do).
+ */
+void fresh_reload_recorded_switch(const char *data_dir, uint64_t *seq,
+				  uint64_t *version);
 
 /* refitter.c */
 enum fresh_status fresh_refitter_start(struct fresh_engine *e);

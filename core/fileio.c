@@ -7,6 +7,8 @@
  */
 #include "fileio.h"
 
+#include "fault.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -14,12 +16,62 @@
 #include <string.h>
 #include <unistd.h>
 
+int fresh_sys_open(const char *path, int flags, int mode)
+{
+	if ((flags & (O_WRONLY | O_RDWR | O_CREAT)) &&
+	    fresh_fault_hit("open", path))
+		return -1;
+	return open(path, flags, mode);
+}
+
+ssize_t fresh_sys_write(int fd, const void *buf, size_t len)
+{
+	if (fresh_fault_hit("write", NULL))
+		return -1;
+	return write(fd, buf, len);
+}
+
+ssize_t fresh_sys_pread(int fd, void *buf, size_t len, off_t off)
+{
+	if (fresh_fault_hit("read", NULL))
+		return -1;
+	return pread(fd, buf, len, off);
+}
+
+int fresh_sys_fsync(int fd, const char *what)
+{
+	if (fresh_fault_hit("fsync", what))
+		return -1;
+	return fsync(fd);
+}
+
+int fresh_sys_fdatasync(int fd, const char *what)
+{
+	if (fresh_fault_hit("fdatasync", what))
+		return -1;
+	return fdatasync(fd);
+}
+
+int fresh_sys_ftruncate(int fd, off_t len, const char *what)
+{
+	if (fresh_fault_hit("ftruncate", what))
+		return -1;
+	return ftruncate(fd, len);
+}
+
+int fresh_sys_rename(const char *from, const char *to)
+{
+	if (fresh_fault_hit("rename", to))
+		return -1;
+	return rename(from, to);
+}
+
 enum fresh_status fresh_pread_full(int fd, void *buf, size_t len, off_t off)
 {
 	char *p = buf;
 
 	while (len > 0) {
-		ssize_t r = pread(fd, p, len, off);
+		ssize_t r = fresh_sys_pread(fd, p, len, off);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -36,7 +88,7 @@ enum fresh_status fresh_write_full(int fd, const void *buf, size_t len)
 	const char *p = buf;
 
 	while (len > 0) {
-		ssize_t w = write(fd, p, len);
+		ssize_t w = fresh_sys_write(fd, p, len);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -58,7 +110,7 @@ enum fresh_status fresh_fsync_parent(const char *path)
 	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return FRESH_IO;
-	if (fsync(fd) != 0)
+	if (fresh_sys_fsync(fd, copy) != 0)
 		st = FRESH_IO;
 	close(fd);
 	return st;
@@ -77,7 +129,8 @@ enum fresh_status fresh_atomic_open(struct fresh_atomic_file *f,
 		return fresh_fail(err, FRESH_INVALID, "%s: path too long",
 				  path);
 	}
-	f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	f->fd = fresh_sys_open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+				0644);
 	if (f->fd < 0)
 		return fresh_fail(err, FRESH_IO, "%s: %s", f->tmp,
 				  strerror(errno));
@@ -100,7 +153,7 @@ enum fresh_status fresh_atomic_commit(struct fresh_atomic_file *f,
 	int fd = f->fd;
 
 	f->fd = -1;
-	if (fsync(fd) != 0) {
+	if (fresh_sys_fsync(fd, f->tmp) != 0) {
 		int e = errno;
 		close(fd);
 		return fresh_fail(err, FRESH_IO, "%s: fsync failed: %s",
@@ -109,7 +162,7 @@ enum fresh_status fresh_atomic_commit(struct fresh_atomic_file *f,
 	if (close(fd) != 0)
 		return fresh_fail(err, FRESH_IO, "%s: close failed: %s",
 				  f->tmp, strerror(errno));
-	if (rename(f->tmp, f->path) != 0)
+	if (fresh_sys_rename(f->tmp, f->path) != 0)
 		return fresh_fail(err, FRESH_IO, "%s: rename failed: %s",
 				  f->path, strerror(errno));
 	if (fresh_fsync_parent(f->path) != FRESH_OK)

@@ -14,6 +14,18 @@
 
 #include "status.h"
 
+/*
+ * The system calls durable state goes through, so that a test build can
+ * fail any one of them (fault.h); what names the file for the trace.
+ */
+int fresh_sys_open(const char *path, int flags, int mode);
+ssize_t fresh_sys_write(int fd, const void *buf, size_t len);
+ssize_t fresh_sys_pread(int fd, void *buf, size_t len, off_t off);
+int fresh_sys_fsync(int fd, const char *what);
+int fresh_sys_fdatasync(int fd, const char *what);
+int fresh_sys_ftruncate(int fd, off_t len, const char *what);
+int fresh_sys_rename(const char *from, const char *to);
+
 /* pread until len bytes are read; FRESH_IO at end of file or on error. */
 enum fresh_status fresh_pread_full(int fd, void *buf, size_t len, off_t off);
 /* write until len bytes are written; FRESH_IO on error. */

@@ -2,17 +2,21 @@
  * reload.c - hot index reload (see engine.h, fresh_engine_reload).
  *
  * Design: a reloader thread loads the new index with no lock held (the
- * old index keeps serving), then, under publish_mu, makes the switch
- * durable in an order that a crash at any point leaves consistent:
- *   1. a CLEAR record in the update log (the old pairs are gone),
- *   2. the identity corrector's checkpoint at version + 1,
- *   3. DIR/index.ref naming the new index (a restart serves it),
- *   4. the engine's index swapped and the new model published.
- * A crash before 3 restarts on the old index with the identity corrector
- * and no pairs, as after a reset; a crash after 3 restarts on the new one.
- * A refit that trained on the old index is discarded at its publish (the
- * version moved). Threads: one reloader at a time, joined before the next
- * and on shutdown.
+ * old index keeps serving), then, under publish_mu:
+ *   1. builds the new model (the identity corrector on the new index),
+ *   2. writes DIR/index.ref naming the new index, the log sequence S the
+ *      switch starts at and the version V of the identity corrector: the
+ *      one commit point;
+ *   3. clears the pairs (a CLEAR record; in memory even if it cannot be
+ *      logged), swaps the index and publishes the model at V (its
+ *      checkpoint written if the disk allows).
+ * A failure or crash before 2 changes nothing: the old index, its pairs
+ * and its corrector serve on. After 2, a restart serves the new index and
+ * ignores what belongs to the old one whatever else reached the disk: log
+ * records before S, a pair snapshot taken before S, checkpoints before V
+ * (engine.c's recovery). A refit that trained on the old index is
+ * discarded at its publish (the version moved). Threads: one reloader at a
+ * time, joined before the next and on shutdown.
  */
 #include "engine_impl.h"
 
@@ -122,15 +126,18 @@ static void set_state(struct fresh_engine *e, enum fresh_reload_state st,
 }
 
 static enum fresh_status write_ref(struct fresh_engine *e, const char *path,
-				   const char *ids, struct fresh_error *err)
+				   const char *ids, uint64_t seq,
+				   uint64_t version, struct fresh_error *err)
 {
 	struct fresh_atomic_file f;
-	char file[4200], text[2 * PATH_MAX + 4];
+	char file[4200], text[2 * PATH_MAX + 64];
 	enum fresh_status st;
 	int n;
 
 	snprintf(file, sizeof file, "%s/%s", e->data_dir, REF_NAME);
-	n = snprintf(text, sizeof text, "%s\n%s\n", path, ids);
+	n = snprintf(text, sizeof text,
+		     "%s\n%s\nswitch %" PRIu64 " %" PRIu64 "\n", path, ids, seq,
+		     version);
 	st = fresh_atomic_open(&f, file, err);
 	if (st != FRESH_OK)
 		return st;
@@ -138,7 +145,7 @@ static enum fresh_status write_ref(struct fresh_engine *e, const char *path,
 	return fresh_atomic_finish(&f, st, err);
 }
 
-/* Steps 1-4 of the header, under publish_mu. */
+/* Steps 1-3 of the header, under publish_mu. */
 static enum fresh_status switch_index(struct fresh_engine *e,
 				      struct fresh_index *idx,
 				      const struct reload_args *a,
@@ -148,28 +155,41 @@ static enum fresh_status switch_index(struct fresh_engine *e,
 	struct fresh_corrector *c = NULL;
 	struct fresh_model *cur, *m;
 	struct fresh_index *old;
-	char ckpt[4200];
+	struct fresh_error cerr;
 	enum fresh_status st;
+	uint64_t seq;
 
-	st = fresh_engine_clear_pairs(e, err);
-	if (st == FRESH_OK)
-		st = fresh_engine_new_corrector(e, &c, err);
+	st = fresh_engine_new_corrector(e, &c, err);
 	if (st != FRESH_OK)
 		return st;
 	cur = fresh_engine_acquire(e);
 	*version = fresh_model_version(cur) + 1;
 	fresh_model_release(cur);
 	fresh_corrector_set_version(c, *version);
-	fresh_checkpoint_path(e->data_dir, *version, ckpt, sizeof ckpt);
-	st = fresh_corrector_save(c, ckpt, err);
-	if (st == FRESH_OK)
-		st = write_ref(e, a->path, a->ids, err);
-	if (st == FRESH_OK)
-		st = fresh_model_build(idx, c, e->refit_pool, NULL, NULL, &m,
-				       err);
+	st = fresh_model_build(idx, c, e->refit_pool, NULL, NULL, &m, err);
 	if (st != FRESH_OK) {
 		fresh_corrector_free(c);
 		return st;
+	}
+	/* Records from here on belong to the new index. */
+	seq = fresh_wal_last_seq(e->wal) + 1;
+	st = write_ref(e, a->path, a->ids, seq, *version, err);
+	if (st != FRESH_OK) {
+		fresh_model_release(m);
+		return st;
+	}
+	/* Committed: from here on nothing may fail. */
+	if (fresh_engine_clear_pairs(e, &cerr) != FRESH_OK) {
+		fresh_engine_logf(e, FRESH_LOG_WARN,
+				  "index reload: the log's CLEAR record could "
+				  "not be written (%s); the pairs are cleared "
+				  "in memory and the switch record covers a "
+				  "restart",
+				  cerr.msg);
+		pthread_mutex_lock(&e->mu);
+		fresh_pairs_clear(e->pairs);
+		fresh_qbuf_clear(e->qbuf);
+		pthread_mutex_unlock(&e->mu);
 	}
 	pthread_mutex_lock(&e->mu);
 	old = e->index;
@@ -179,7 +199,8 @@ static enum fresh_status switch_index(struct fresh_engine *e,
 	pthread_cond_signal(&e->work_cv);
 	pthread_mutex_unlock(&e->mu);
 	fresh_index_release(old);
-	return fresh_engine_publish_locked(e, m, *version, err);
+	fresh_engine_publish_anyway_locked(e, m, *version);
+	return FRESH_OK;
 }
 
 static void *reload_main(void *arg)
@@ -307,6 +328,24 @@ void fresh_engine_reload_status(struct fresh_engine *e,
 	pthread_mutex_lock(&e->mu);
 	*out = e->reload;
 	pthread_mutex_unlock(&e->mu);
+}
+
+void fresh_reload_recorded_switch(const char *data_dir, uint64_t *seq,
+				  uint64_t *version)
+{
+	char file[4200], line[PATH_MAX + 2];
+	FILE *f;
+
+	*seq = *version = 0;
+	snprintf(file, sizeof file, "%s/%s", data_dir, REF_NAME);
+	f = fopen(file, "r");
+	if (!f)
+		return;
+	for (int i = 0; i < 3 && fgets(line, sizeof line, f); i++)
+		if (i == 2 && sscanf(line, "switch %" SCNu64 " %" SCNu64, seq,
+				     version) != 2)
+			*seq = *version = 0;
+	fclose(f);
 }
 
 enum fresh_status fresh_engine_recorded_index(const char *data_dir,

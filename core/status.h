@@ -24,7 +24,8 @@
 	X(TOO_LARGE, "too large")                                             \
 	X(NOT_READY, "not ready")                                             \
 	X(BUSY, "busy")                                                       \
-	X(CANCELLED, "cancelled")
+	X(CANCELLED, "cancelled")                                             \
+	X(NO_SPACE, "no space left on device")
 
 enum fresh_status {
 #define FRESH_STATUS_ENUM(name, msg) FRESH_##name,

@@ -30,6 +30,7 @@
 
 #include "bytes.h"
 #include "crc32c.h"
+#include "fault.h"
 #include "fileio.h"
 
 #define SEG_MAGIC "FRSHWAL1"
@@ -69,6 +70,7 @@ struct fresh_wal {
 	uint64_t good_len;    /* current segment: end of the last whole record */
 	uint64_t synced_len;  /* current segment: length at the last sync */
 	bool syncing, broken, stopping;
+	int last_errno; /* of the last failed write or sync (mu) */
 	struct waiter *head, *tail;
 	uint64_t total_bytes; /* all segments */
 
@@ -184,12 +186,13 @@ static uint32_t record_crc(uint64_t seq, const void *payload, size_t len)
 
 static enum fresh_status truncate_file(const char *path, uint64_t len)
 {
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	int fd = fresh_sys_open(path, O_WRONLY | O_CLOEXEC, 0);
 	enum fresh_status st = FRESH_OK;
 
 	if (fd < 0)
 		return FRESH_IO;
-	if (ftruncate(fd, (off_t)len) != 0 || fsync(fd) != 0)
+	if (fresh_sys_ftruncate(fd, (off_t)len, path) != 0 ||
+	    fresh_sys_fsync(fd, path) != 0)
 		st = FRESH_IO;
 	close(fd);
 	return st;
@@ -392,6 +395,12 @@ static enum fresh_status replay(struct fresh_wal *w, uint64_t after_seq,
 	return FRESH_OK;
 }
 
+/* FRESH_NO_SPACE for a full disk or quota, else FRESH_IO. */
+static enum fresh_status io_status(int e)
+{
+	return e == ENOSPC || e == EDQUOT ? FRESH_NO_SPACE : FRESH_IO;
+}
+
 /* Creates a new segment starting at w->next_seq; prev_len vouches for the
  * current one. Called under mu with no sync running. */
 static enum fresh_status roll(struct fresh_wal *w, uint64_t prev_len,
@@ -416,19 +425,24 @@ static enum fresh_status roll(struct fresh_wal *w, uint64_t prev_len,
 		if (w->nsegs > 0 && prev_len == SEG_HEADER)
 			prev_len = w->segs[w->nsegs - 1].size;
 	}
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-		  0644);
-	if (fd < 0)
-		return fresh_fail(err, FRESH_IO, "%s: %s", path,
+	fd = fresh_sys_open(path,
+			    O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+			    0644);
+	if (fd < 0) {
+		w->last_errno = errno;
+		return fresh_fail(err, io_status(errno), "%s: %s", path,
 				  strerror(errno));
+	}
 	make_seg_header(h, w->next_seq, prev_len);
 	if (fresh_write_full(fd, h, SEG_HEADER) != FRESH_OK ||
-	    fdatasync(fd) != 0 || fresh_fsync_parent(path) != FRESH_OK) {
+	    fresh_sys_fdatasync(fd, path) != 0 ||
+	    fresh_fsync_parent(path) != FRESH_OK) {
 		int e = errno;
 		close(fd);
 		unlink(path);
-		return fresh_fail(err, FRESH_IO, "%s: cannot create: %s", path,
-				  strerror(e));
+		w->last_errno = e;
+		return fresh_fail(err, io_status(e), "%s: cannot create: %s",
+				  path, strerror(e));
 	}
 	if (w->fd >= 0)
 		close(w->fd);
@@ -489,7 +503,7 @@ static int sync_fd(int fd, bool inject, unsigned char *held, size_t len)
 	}
 	if (len && fresh_write_full(fd, held, len) != FRESH_OK)
 		return -1;
-	return fdatasync(fd);
+	return fresh_sys_fdatasync(fd, "the update log");
 }
 
 /*
@@ -502,7 +516,7 @@ static void lead_sync(struct fresh_wal *w)
 	bool inject = w->fail_syncs && --w->fail_syncs == 0;
 	unsigned char *held = w->wb;
 	size_t held_len = w->wb_len;
-	int fd = w->fd, r;
+	int fd = w->fd, r, e;
 	double t0 = now();
 
 	w->wb = NULL;
@@ -510,12 +524,14 @@ static void lead_sync(struct fresh_wal *w)
 	w->syncing = true;
 	pthread_mutex_unlock(&w->mu);
 	r = sync_fd(fd, inject, held, held_len);
+	e = errno;
 	free(held);
 	pthread_mutex_lock(&w->mu);
 	w->syncing = false;
 	w->stats.syncs++;
 	w->stats.sync_seconds += now() - t0;
 	if (r != 0) {
+		w->last_errno = e;
 		w->stats.sync_failures++;
 		mark_broken(w);
 		return;
@@ -541,6 +557,8 @@ static bool settle(struct fresh_wal *w)
 	inject = w->fail_syncs && --w->fail_syncs == 0;
 	t0 = now();
 	r = sync_fd(w->fd, inject, w->wb, w->wb_len);
+	if (r != 0)
+		w->last_errno = errno;
 	free(w->wb);
 	w->wb = NULL;
 	w->wb_len = w->wb_cap = 0;
@@ -621,8 +639,8 @@ enum fresh_status fresh_wal_open(const struct fresh_wal_config *cfg,
 	if (w->nsegs > 0 && w->segs[w->nsegs - 1].size == SEG_HEADER &&
 	    w->segs[w->nsegs - 1].first_seq == w->next_seq) {
 		/* The newest segment holds no record: write on into it. */
-		w->fd = open(w->segs[w->nsegs - 1].path,
-			     O_WRONLY | O_APPEND | O_CLOEXEC);
+		w->fd = fresh_sys_open(w->segs[w->nsegs - 1].path,
+				       O_WRONLY | O_APPEND | O_CLOEXEC, 0);
 		if (w->fd < 0) {
 			st = fresh_fail(err, FRESH_IO, "%s: %s",
 					w->segs[w->nsegs - 1].path,
@@ -632,8 +650,22 @@ enum fresh_status fresh_wal_open(const struct fresh_wal_config *cfg,
 		w->good_len = w->synced_len = SEG_HEADER;
 	} else {
 		/* Write into a new segment: the old tail is settled. */
+		uint64_t tail = w->nsegs ? w->segs[w->nsegs - 1].size : 0;
 		pthread_mutex_lock(&w->mu);
-		st = roll(w, w->nsegs ? w->segs[w->nsegs - 1].size : 0, err);
+		st = roll(w, tail, err);
+		if (st == FRESH_NO_SPACE) {
+			/*
+			 * A full disk: what is logged can still be served. Start
+			 * broken; each append tries the new segment again.
+			 */
+			w->broken = true;
+			w->good_len = w->synced_len = tail;
+			snprintf(rec->note, sizeof rec->note,
+				 "no space for a new segment (%.400s); updates are "
+				 "refused until there is",
+				 err ? err->msg : "no space");
+			st = FRESH_OK;
+		}
 		pthread_mutex_unlock(&w->mu);
 		if (st != FRESH_OK)
 			goto fail;
@@ -712,7 +744,9 @@ static enum fresh_status write_record(struct fresh_wal *w, uint64_t seq,
 		return FRESH_IO;
 	}
 	while (done < total) {
-		ssize_t r = writev(w->fd, iov, 2);
+		ssize_t r = fresh_fault_hit("write", "the update log")
+				    ? -1
+				    : writev(w->fd, iov, 2);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -736,6 +770,7 @@ enum fresh_status fresh_wal_append(struct fresh_wal *w, const void *payload,
 {
 	struct waiter me;
 	enum fresh_status st = FRESH_OK;
+	int e;
 
 	if (len > FRESH_WAL_MAX_RECORD)
 		return fresh_fail(err, FRESH_TOO_LARGE,
@@ -751,16 +786,18 @@ enum fresh_status fresh_wal_append(struct fresh_wal *w, const void *payload,
 		st = roll(w, valid, err);
 		if (st != FRESH_OK) {
 			pthread_mutex_unlock(&w->mu);
-			return fresh_fail(err, FRESH_IO,
+			return fresh_fail(err, io_status(w->last_errno),
 					  "update log not writable: %s",
 					  err ? err->msg : "roll failed");
 		}
 	} else if (w->good_len >= w->cfg.segment_bytes) {
 		/* Close the full segment durably, then start the next. */
 		if (!settle(w)) {
+			int e = w->last_errno;
 			pthread_mutex_unlock(&w->mu);
-			return fresh_fail(err, FRESH_IO,
-					  "update log sync failed");
+			return fresh_fail(err, io_status(e),
+					  "update log sync failed: %s",
+					  strerror(e));
 		}
 		st = roll(w, w->good_len, err);
 		if (st != FRESH_OK) {
@@ -776,11 +813,12 @@ enum fresh_status fresh_wal_append(struct fresh_wal *w, const void *payload,
 	me.next = NULL;
 	if (write_record(w, me.seq, payload, len) != FRESH_OK) {
 		int e = errno;
+		w->last_errno = e;
 		w->stats.write_failures++;
 		mark_broken(w);
 		pthread_mutex_unlock(&w->mu);
-		return fresh_fail(err, FRESH_IO, "update log write failed: %s",
-				  strerror(e));
+		return fresh_fail(err, io_status(e),
+				  "update log write failed: %s", strerror(e));
 	}
 	w->stats.appends++;
 	w->next_seq++;
@@ -805,11 +843,13 @@ enum fresh_status fresh_wal_append(struct fresh_wal *w, const void *payload,
 		else
 			pthread_cond_wait(&w->cv, &w->mu);
 	}
+	e = w->last_errno;
 	pthread_mutex_unlock(&w->mu);
 	if (me.status != DONE)
-		return fresh_fail(err, FRESH_IO,
-				  "update log sync failed; nothing of the "
-				  "update was kept");
+		return fresh_fail(err, io_status(e),
+				  "update log sync failed (%s); nothing of "
+				  "the update was kept",
+				  strerror(e));
 	*seq = me.seq;
 	return FRESH_OK;
 }

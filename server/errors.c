@@ -53,6 +53,7 @@ void srv_error_from_status(struct srv_error *e, enum fresh_status st,
 		{FRESH_NOT_READY, 503, "not_ready"},
 		{FRESH_CANCELLED, 503, "not_ready"},
 		{FRESH_IO, 503, "not_ready"},
+		{FRESH_NO_SPACE, 503, "insufficient_storage"},
 		{FRESH_BUSY, 503, "overloaded"},
 		{FRESH_NOMEM, 503, "overloaded"},
 	};

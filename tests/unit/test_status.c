@@ -21,6 +21,7 @@ START_TEST(names_and_messages)
 	ck_assert_str_eq(fresh_status_str(FRESH_CHECKSUM), "checksum mismatch");
 	ck_assert_str_eq(fresh_status_name(FRESH_CANCELLED), "CANCELLED");
 	ck_assert_str_eq(fresh_status_str(FRESH_CANCELLED), "cancelled");
+	ck_assert_str_eq(fresh_status_name(FRESH_NO_SPACE), "NO_SPACE");
 	/* Every code: a name and a message, all distinct. */
 	for (int a = 0; a < FRESH_STATUS_COUNT; a++) {
 		ck_assert_uint_gt(strlen(fresh_status_name(a)), 0);
@@ -32,7 +33,7 @@ START_TEST(names_and_messages)
 					 fresh_status_str(b));
 		}
 	}
-	ck_assert_int_eq(FRESH_STATUS_COUNT, 12);
+	ck_assert_int_eq(FRESH_STATUS_COUNT, 13);
 }
 END_TEST
 

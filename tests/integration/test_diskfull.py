@@ -1,0 +1,148 @@
+"""A full disk, for real: the data dir on a 1 MiB tmpfs (needs root to
+mount; CI runs as root). Updates that cannot be logged are 503
+insufficient_storage, never 202, and keep nothing; searches, negatives and
+the corrector's state go on answering; a refit whose checkpoint cannot be
+written leaves the published corrector serving; when space returns,
+updates and refits work again without a restart; after a restart every
+acknowledged update is there. And a daemon started on a disk that is
+already full serves what is there, refusing only what needs space."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import numpy as np
+
+from harness import run
+from support import ApiCase, call, index_args, save_index
+
+N, D = 10000, 32
+IN_CI = os.environ.get("CI") == "true"
+
+
+def fill(path):
+    """Writes zeros to path until the filesystem is full."""
+    with open(path, "wb", buffering=0) as f:
+        for chunk in (64 * 1024, 4096):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError:
+                pass
+
+
+@unittest.skipUnless(os.geteuid() == 0 or IN_CI, "mounting a tmpfs needs root")
+class DiskFull(ApiCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="freshd-it-files-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.mnt = os.path.join(self.tmp, "small")
+        os.mkdir(self.mnt)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", self.mnt], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", self.mnt])
+        rng = np.random.default_rng(1)
+        self.X = rng.standard_normal((N, D)).astype("<f4")
+        self.ipath, _ = save_index(self.tmp, self.X)
+        self.data = os.path.join(self.mnt, "data")
+        self.next_id = 0
+        self.acked = {}
+
+    def daemon(self):
+        return self.start(*index_args(self.ipath), "--corrector", "affine", "--min-pairs", "16",
+                          "--refit-every-pairs", "0", "--refit-every-seconds", "0",
+                          "--sync", "always", data_dir=self.data)
+
+    def update(self, d, count=32):
+        """One update of count new ids; its status."""
+        ids = list(range(self.next_id, self.next_id + count))
+        self.next_id += count
+        G = (self.X[ids] * 1.3 + 0.2).astype("<f4")
+        r = call(d, "POST", "/v1/updates",
+                 {"targets": [{"id": i, "vector": g.tolist()} for i, g in zip(ids, G)]})
+        if r.status == 202:
+            for i, g in zip(ids, G):
+                self.acked[i] = g
+        return r
+
+    def serving(self, d):
+        q = self.X[:2].tolist()
+        self.assertEqual(call(d, "POST", "/v1/search", {"vectors": q, "k": 5}).status, 200)
+        self.assertEqual(call(d, "POST", "/v1/negatives",
+                              {"vectors": q, "n": 4, "method": "sample", "seed": 1}).status, 200)
+        self.assertEqual(call(d, "GET", "/v1/corrector").status, 200)
+
+    def fill_with_updates(self, d):
+        """Updates until the log cannot take one: that answer."""
+        for _ in range(5000):
+            r = self.update(d)
+            if r.status != 202:
+                return r
+        self.fail("the 1 MiB disk never filled")
+
+    def check_all_acked(self, d):
+        for i, g in sorted(self.acked.items()):
+            t = d.client.target(i)
+            self.assertIsNotNone(t["fresh"], "acknowledged update of %d lost" % i)
+            self.assertEqual(np.asarray(t["fresh"], "<f4").tobytes(), g.tobytes(), i)
+
+    def test_full_then_space_returns(self):
+        d = self.daemon()
+        filler = os.path.join(self.mnt, "filler")
+        with open(filler, "wb") as f:
+            f.write(b"\0" * (256 * 1024))
+        for _ in range(3):
+            self.assertEqual(self.update(d).status, 202)
+        self.assertTrue(d.client.refit(wait=True)["accepted"])
+        version = d.client.corrector()["version"]
+        r = self.fill_with_updates(d)
+        self.assertError(r, 503, "insufficient_storage", "No space left on device")
+        self.assertTrue(r.header("Retry-After"))
+        total = d.client.corrector()["pairs"]["total"]
+        # Full: the refused update kept nothing, reads go on.
+        self.assertError(self.update(d), 503, "insufficient_storage")
+        self.assertEqual(d.client.corrector()["pairs"]["total"], total)
+        self.serving(d)
+        # A refit whose checkpoint cannot be written publishes nothing.
+        r = call(d, "POST", "/v1/refit?wait=true")
+        self.assertIn(r.status, (200, 503), r)
+        if r.status == 200:
+            self.assertFalse(r.json()["accepted"], r)
+        self.assertEqual(d.client.corrector()["version"], version)
+        self.serving(d)
+        # Space returns: updates and refits work again, no restart.
+        os.unlink(filler)
+        self.assertEqual(self.update(d).status, 202)
+        self.assertEqual(self.update(d).status, 202)
+        out = d.client.refit(wait=True)
+        self.assertTrue(out["accepted"], out)
+        self.assertGreater(d.client.corrector()["version"], version)
+        d.stop()
+        d2 = self.daemon()
+        self.check_all_acked(d2)
+        self.serving(d2)
+
+    def test_start_on_a_full_disk(self):
+        d = self.daemon()
+        for _ in range(4):
+            self.assertEqual(self.update(d).status, 202)
+        self.assertTrue(d.client.refit(wait=True)["accepted"])
+        version = d.client.corrector()["version"]
+        d.stop()
+        filler = os.path.join(self.mnt, "filler")
+        fill(filler)
+        d2 = self.daemon()  # recovery needs no free space
+        self.serving(d2)
+        self.assertEqual(d2.client.corrector()["version"], version)
+        self.check_all_acked(d2)
+        self.assertError(self.update(d2), 503, "insufficient_storage")
+        os.unlink(filler)
+        self.assertEqual(self.update(d2).status, 202)
+        d2.stop()
+        d3 = self.daemon()
+        self.check_all_acked(d3)
+
+
+if __name__ == "__main__":
+    run()
