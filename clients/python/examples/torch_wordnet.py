@@ -152,15 +152,23 @@ class Bags:
         return torch.from_numpy(np.concatenate(parts)), torch.from_numpy(offsets)
 
 
+def token_table(vectors):
+    """A trainable table of token vectors, initialised with a copy of
+    vectors: from_pretrained keeps the tensor it is given as the parameter,
+    and torch.from_numpy would share the array's memory, so training would
+    change the pretrained vectors the next run starts from."""
+    return torch.nn.EmbeddingBag.from_pretrained(torch.tensor(vectors), freeze=False,
+                                                 mode="mean", sparse=True)
+
+
 class Tower(torch.nn.Module):
-    def __init__(self, vectors):
+    def __init__(self, bag):
         super().__init__()
-        self.bag = torch.nn.EmbeddingBag.from_pretrained(torch.from_numpy(vectors),
-                                                         freeze=False, mode="mean",
-                                                         sparse=True)
-        self.proj = torch.nn.Linear(vectors.shape[1], vectors.shape[1], bias=False)
+        self.bag = bag
+        dim = bag.weight.shape[1]
+        self.proj = torch.nn.Linear(dim, dim, bias=False)
         with torch.no_grad():
-            self.proj.weight.copy_(torch.eye(vectors.shape[1]))
+            self.proj.weight.copy_(torch.eye(dim))
 
     def forward(self, flat, offsets):
         return F.normalize(self.proj(self.bag(flat, offsets)), dim=1)
@@ -170,13 +178,6 @@ class Task:
     def __init__(self, args, workdir):
         definitions, pairs = load_wordnet()
         rng = np.random.default_rng(0)
-        if args.quick:  # a small corpus: the targets of 3,000 queries, plus as many others
-            order = rng.permutation(len(pairs))[:3000]
-            keep = sorted({pairs[i][1] for i in order} |
-                          set(rng.choice(len(definitions), 3000, replace=False).tolist()))
-            remap = {t: i for i, t in enumerate(keep)}
-            definitions = [definitions[t] for t in keep]
-            pairs = [(pairs[i][0], remap[pairs[i][1]]) for i in order]
         order = rng.permutation(len(pairs))
         n_test = min(2000, len(pairs) // 10)
         self.test = [pairs[i] for i in order[:n_test]]
@@ -225,10 +226,16 @@ def gumbel_topk(scores, n, temperature, exclude, gen):
 def run(task, args, method, seed, freshd_bin, workdir):
     """Trains with one method; returns its figures."""
     torch.manual_seed(seed)
-    qt, tt = Tower(task.vectors), Tower(task.vectors)
+    if args.towers == "shared":  # one token table, a projection each
+        bag = token_table(task.vectors)
+        qt, tt = Tower(bag), Tower(bag)
+        tables = [bag.weight]
+    else:
+        qt, tt = Tower(token_table(task.vectors)), Tower(token_table(task.vectors))
+        tables = [qt.bag.weight, tt.bag.weight]
     # Sparse Adam for the token vectors (a step touches few of them), Adam
     # for the projections.
-    opts = [torch.optim.SparseAdam([qt.bag.weight, tt.bag.weight], lr=args.lr),
+    opts = [torch.optim.SparseAdam(tables, lr=args.lr),
             torch.optim.Adam([qt.proj.weight, tt.proj.weight], lr=args.lr)]
     qbags = Bags([q for q, _ in task.train], task.vocab)
     order = np.random.default_rng(seed).permutation(len(task.train))
@@ -343,7 +350,7 @@ def table(rows):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small corpus, few steps (CI)")
+    ap.add_argument("--quick", action="store_true", help="few steps, three methods (CI)")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch", type=int, default=128)
@@ -352,6 +359,8 @@ def main(argv=None):
     ap.add_argument("--tau", type=float, default=0.05, help="of the loss")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--towers", choices=("shared", "separate"), default="shared",
+                    help="one token table for both towers (each its own projection), or one each")
     ap.add_argument("--refit-every", type=int, default=25)
     ap.add_argument("--corrector", default="mlp")
     ap.add_argument("--periods", default="50,100,150,300")
@@ -363,8 +372,11 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="write results.json and table.md here")
     args = ap.parse_args(argv)
     if args.quick:
-        args.steps, args.seeds, args.periods, args.eval_every = 60, "1", "20", 0
-        args.refit_every = 20
+        # The whole corpus (a small one trains into collapse within a few
+        # dozen steps, which tests nothing), few steps.
+        args.steps, args.seeds, args.periods, args.eval_every = 40, "1", "20", 0
+        args.refit_every = 10
+        args.methods = args.methods or "stale,freshd,periodic-20"
     if not os.path.isdir(WORDNET) or not os.path.exists(os.path.join(WORDNET, "data.noun")):
         log("WordNet is missing: apt-get install wordnet-base")
         return 3
@@ -375,10 +387,13 @@ def main(argv=None):
         ["oracle"])
     workdir = tempfile.mkdtemp(prefix="freshd-torch-")
     task = Task(args, workdir)
+    pristine = task.vectors.copy()
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for m in methods:
             results.append(run(task, args, m, seed, os.path.abspath(args.freshd), workdir))
+            # Every run starts from the same pretrained vectors.
+            assert np.array_equal(task.vectors, pristine), "a run changed the pretrained vectors"
     rows = summarize(results, methods)
     print(table(rows))
     if args.out:
