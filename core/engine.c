@@ -121,14 +121,13 @@ static void apply_record(void *ctx, uint64_t seq, const void *payload,
 				  seq);
 		return;
 	}
+	pthread_mutex_lock(&e->mu);
 	if (seq < e->switch_seq) {
 		/* Written for the index a recorded switch replaced. */
-		pthread_mutex_lock(&e->mu);
 		e->applied_seq = seq;
 		pthread_mutex_unlock(&e->mu);
 		return;
 	}
-	pthread_mutex_lock(&e->mu);
 	if (type == FRESH_RECORD_CLEAR) {
 		fresh_pairs_clear(e->pairs);
 		fresh_qbuf_clear(e->qbuf);
@@ -828,6 +827,20 @@ enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
 				  " (add ?force=true to install it anyway)",
 				  want, have);
 	}
+	pthread_mutex_lock(&e->mu);
+	if (want < e->switch_version) {
+		uint64_t sv = e->switch_version;
+		pthread_mutex_unlock(&e->mu);
+		pthread_mutex_unlock(&e->publish_mu);
+		fresh_corrector_free(c);
+		return fresh_fail(err, FRESH_CONFLICT,
+				  "checkpoint version %" PRIu64
+				  " was trained before the index reload that "
+				  "started version %" PRIu64
+				  "; it describes the old index",
+				  want, sv);
+	}
+	pthread_mutex_unlock(&e->mu);
 	st = fresh_model_build(e->index, c, e->refit_pool, NULL, NULL, &m, err);
 	if (st != FRESH_OK) {
 		fresh_corrector_free(c);

@@ -62,7 +62,8 @@ struct fresh_engine {
 	/*
 	 * The last index switch recorded in DIR/index.ref (0, 0: none): log
 	 * records before switch_seq and checkpoints before switch_version
-	 * belong to the index it replaced. Set at open, read-only after.
+	 * belong to the index it replaced. Read from the file at open (before
+	 * any thread), set by a reload's switch under mu.
 	 */
 	uint64_t switch_seq, switch_version;
 

@@ -171,13 +171,31 @@ static enum fresh_status switch_index(struct fresh_engine *e,
 		fresh_corrector_free(c);
 		return st;
 	}
-	/* Records from here on belong to the new index. */
-	seq = fresh_wal_last_seq(e->wal) + 1;
+	/*
+	 * Records from here on belong to the new index; one written before
+	 * and still syncing belongs to the old (the CLEAR after it drops it
+	 * live, recovery by its sequence).
+	 */
+	seq = fresh_wal_next_seq(e->wal);
 	st = write_ref(e, a->path, a->ids, seq, *version, err);
 	if (st != FRESH_OK) {
-		fresh_model_release(m);
-		return st;
+		uint64_t rs, rv;
+		/* Renamed into place but not synced: it is what a restart
+		 * reads, so the switch is made all the same. */
+		fresh_reload_recorded_switch(e->data_dir, &rs, &rv);
+		if (rs != seq || rv != *version) {
+			fresh_model_release(m);
+			return st;
+		}
+		fresh_engine_logf(e, FRESH_LOG_WARN,
+				  "index reload: %s is in place but its "
+				  "directory sync failed (%s); switching",
+				  REF_NAME, err->msg);
 	}
+	pthread_mutex_lock(&e->mu);
+	e->switch_seq = seq;
+	e->switch_version = *version;
+	pthread_mutex_unlock(&e->mu);
 	/* Committed: from here on nothing may fail. */
 	if (fresh_engine_clear_pairs(e, &cerr) != FRESH_OK) {
 		fresh_engine_logf(e, FRESH_LOG_WARN,

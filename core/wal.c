@@ -536,6 +536,7 @@ static void lead_sync(struct fresh_wal *w)
 		mark_broken(w);
 		return;
 	}
+	w->last_errno = 0;
 	complete(w, target, len);
 }
 
@@ -785,10 +786,12 @@ enum fresh_status fresh_wal_append(struct fresh_wal *w, const void *payload,
 								 : w->good_len;
 		st = roll(w, valid, err);
 		if (st != FRESH_OK) {
+			char why[sizeof err->msg];
 			pthread_mutex_unlock(&w->mu);
-			return fresh_fail(err, io_status(w->last_errno),
-					  "update log not writable: %s",
-					  err ? err->msg : "roll failed");
+			snprintf(why, sizeof why, "%s",
+				 err ? err->msg : "roll failed");
+			return fresh_fail(err, st, "update log not writable: %.400s",
+					  why);
 		}
 	} else if (w->good_len >= w->cfg.segment_bytes) {
 		/* Close the full segment durably, then start the next. */
@@ -843,7 +846,7 @@ enum fresh_status fresh_wal_append(struct fresh_wal *w, const void *payload,
 		else
 			pthread_cond_wait(&w->cv, &w->mu);
 	}
-	e = w->last_errno;
+	e = me.status == DONE ? 0 : w->last_errno;
 	pthread_mutex_unlock(&w->mu);
 	if (me.status != DONE)
 		return fresh_fail(err, io_status(e),
@@ -885,6 +888,16 @@ enum fresh_status fresh_wal_compact(struct fresh_wal *w, uint64_t upto,
 	}
 	pthread_mutex_unlock(&w->mu);
 	return st;
+}
+
+uint64_t fresh_wal_next_seq(struct fresh_wal *w)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&w->mu);
+	v = w->next_seq;
+	pthread_mutex_unlock(&w->mu);
+	return v;
 }
 
 uint64_t fresh_wal_last_seq(struct fresh_wal *w)

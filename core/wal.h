@@ -95,6 +95,8 @@ enum fresh_status fresh_wal_append(struct fresh_wal *w, const void *payload,
 enum fresh_status fresh_wal_compact(struct fresh_wal *w, uint64_t upto,
 				    struct fresh_error *err);
 
+/* The sequence number the next append will get. */
+uint64_t fresh_wal_next_seq(struct fresh_wal *w);
 /* The newest sequence number applied (0 when none). */
 uint64_t fresh_wal_last_seq(struct fresh_wal *w);
 /* Bytes in all live segments. */

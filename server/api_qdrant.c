@@ -431,10 +431,15 @@ static bool run_searches(struct srv_server *srv, struct qd_search *s,
 						vid[nv++] = hit->id;
 					}
 				}
-				if (fresh_engine_vectors(srv->engine, scoring,
-							 vid, nv, vecs, found,
-							 &version) != FRESH_OK ||
-				    version != job.req.version) {
+				enum fresh_status vst = fresh_engine_vectors(
+					srv->engine, scoring, vid, nv, vecs, found,
+					&version);
+				if (vst != FRESH_OK) {
+					srv_error_corrected(e, vst);
+					ok = false;
+					goto next;
+				}
+				if (version != job.req.version) {
 					stale_version = true;
 					goto next;
 				}
@@ -560,6 +565,9 @@ static void retrieve(struct srv_request *req, struct srv_reply *r)
 	if (!uuid_free(ids_j, "ids", &e) ||
 	    !srv_get_id_list(ids_j, "ids", srv->cfg.max_queries, &ids, &n, &e))
 		goto fail;
+	/* Without vectors the stale rows are read (to learn which ids exist). */
+	if (!with_vector)
+		dim = width(srv, FRESH_SCORING_STALE);
 	vecs = malloc((n ? n : 1) * dim * sizeof *vecs);
 	found = malloc((n ? n : 1) * sizeof *found);
 	if (!vecs || !found) {
@@ -922,7 +930,20 @@ void srv_api_qdrant(struct srv_request *req, struct srv_reply *r)
 		retrieve(req, r);
 	else if (strcmp(rest, "/points") == 0 && strcmp(m, "PUT") == 0)
 		upsert(req, r);
-	else {
+	else if (strcmp(rest, "") == 0 || strcmp(rest, "/points") == 0 ||
+		 strcmp(rest, "/points/query") == 0 ||
+		 strcmp(rest, "/points/query/batch") == 0 ||
+		 strcmp(rest, "/points/search") == 0 ||
+		 strcmp(rest, "/points/search/batch") == 0) {
+		const char *allow = strcmp(rest, "") == 0	  ? "GET"
+				    : strcmp(rest, "/points") == 0 ? "POST, PUT"
+								   : "POST";
+		srv_fail(&e, 405, "method_not_allowed",
+			 "freshd does not implement %s %.300s (allowed: %s)", m,
+			 url, allow);
+		snprintf(r->allow, sizeof r->allow, "%s", allow);
+		srv_reply_error(r, &e);
+	} else {
 		srv_fail(&e, 404, "not_found",
 			 "freshd does not implement %s %.300s (its Qdrant-"
 			 "compatible subset: GET /collections[/{name}[/exists]], "

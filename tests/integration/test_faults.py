@@ -172,15 +172,19 @@ class Faults(unittest.TestCase):
             lines = [l for l in err.splitlines() if l.strip() and "fault injection" not in l]
             self.assertTrue(lines, "%s: exit %d without a message" % (label, code))
 
-    def check_recovered(self, data_dir, acked, reload_done, label):
-        """A clean restart serves, with every acknowledged update."""
+    def check_recovered(self, data_dir, acked, reload_state, label):
+        """A clean restart serves, with every acknowledged update; it
+        serves the reloaded index if the reload said done, the old one if
+        it said failed (either when the daemon could not say)."""
         proc = Proc(data_dir, self.index, {})
         try:
             self.assertIsNotNone(proc.url, "%s: the clean restart failed:\n%s"
                                  % (label, proc.stderr()[-3000:]))
             x2 = self.serves_x2(proc)
-            if reload_done:
+            if reload_state == "done":
                 self.assertTrue(x2, "%s: the acknowledged reload was lost" % label)
+            if reload_state == "failed":
+                self.assertFalse(x2, "%s: a reload that failed is served" % label)
             gen = 1 if x2 else 0
             for i, (g, at) in sorted(acked.items()):
                 if at < gen:
@@ -230,15 +234,15 @@ class Faults(unittest.TestCase):
             env = {"FRESHD_FAULT": "%d%s" % (n, ":ENOSPC" if errno_name == "ENOSPC" else "")}
             if phase == 1:
                 proc, code, acked, events = self.phase1(d, env)
-                reload_done = events.get("reload") == "done"
+                reload_state = events.get("reload")
             else:
                 shutil.copytree(template, d)
                 acked = dict(template_acked)
                 proc, code, events = self.phase2(d, env, acked)
-                reload_done = True
+                reload_state = "done"
             with self.subTest(run=label):
                 self.check_exit(proc, code, label)
-                self.check_recovered(d, acked, reload_done, label)
+                self.check_recovered(d, acked, reload_state, label)
             what = "served on" if events.get("alive_at_end") else (
                 "refused to start" if not events.get("started") else "stopped")
             outcomes[what] += 1

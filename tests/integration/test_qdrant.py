@@ -94,7 +94,9 @@ class Qdrant(ApiCase):
                     "Collection `freshd` doesn't exist")
         self.qerror(d, "GET", "/collections/passages/points/scroll", None, 404,
                     "/collections/passages/points/scroll")
-        self.qerror(d, "DELETE", "/collections/passages", None, 404, "DELETE")
+        r = call(d, "DELETE", "/collections/passages")
+        self.assertEqual((r.status, r.header("Allow")), (405, "GET"), r)
+        self.qerror(d, "GET", "/collections/passages/points/query", None, 405, "POST")
         self.qerror(d, "POST", "/", {}, 405, "GET")
 
     def test_query_and_search_equal_v1(self):
@@ -206,6 +208,23 @@ class Qdrant(ApiCase):
             t = d2.client.target(i)
             self.assertEqual(np.asarray(t["fresh"], np.float32).tobytes(), g.tobytes())
 
+    def test_new_fresh_width(self):
+        """--fresh-dim narrower than the index: points are read in their
+        own width, corrected queries need a corrector first."""
+        d = self.daemon("--fresh-dim", "8")
+        ids = list(range(40))
+        got = self.q(d, "POST", "/collections/freshd/points", {"ids": ids, "with_payload": True})
+        self.assertEqual([p["id"] for p in got], ids)
+        self.qerror(d, "POST", "/collections/freshd/points", {"ids": ids, "with_vector": True},
+                    503, "corrector")
+        self.qerror(d, "POST", "/collections/freshd/points/query",
+                    {"query": [0.5] * 8, "limit": 3}, 503)
+        got = self.q(d, "POST", "/collections/freshd/points/query",
+                     {"query": rand(1, D, 9)[0].tolist(), "using": "stale", "limit": 3})
+        self.assertEqual(len(got["points"]), 3)
+        self.assertEqual(self.q(d, "GET", "/collections/freshd")["config"]["params"]["vectors"],
+                         {"size": 8, "distance": "Dot"})
+
     def test_bad_queries_name_the_field(self):
         d = self.daemon()
         q = rand(1, D, 6)[0].tolist()
@@ -250,6 +269,9 @@ class Qdrant(ApiCase):
         self.qerror(d, "PUT", "/collections/freshd/points", body, 403, "read-only",
                     headers={"api-key": "s3cret-read"})
         self.q(d, "PUT", "/collections/freshd/points", body, headers={"api-key": "s3cret-write"})
+        # A wrong Bearer is not rescued by a right api-key header.
+        self.qerror(d, "GET", "/collections", None, 401,
+                    headers={"api-key": "s3cret-write", "Authorization": "Bearer wrong"})
         # The same api-key header opens /v1 too.
         self.assertEqual(call(d, "GET", "/v1/info", headers={"api-key": "s3cret-read"}).status, 200)
 

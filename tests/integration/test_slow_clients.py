@@ -164,7 +164,18 @@ class SlowClients(ApiCase):
                 socks.append(connect_from(addr, self.port(d)))
             except OSError:
                 closed += 1
-        time.sleep(0.5)
+        # Wait until the daemon has taken what it will take: its thread
+        # count at the limit, or steady for a second.
+        last, since, deadline = -1, time.time(), time.time() + 10 * SLOW
+        while time.time() < deadline:
+            now = threads_of(d.proc.pid) - base
+            if now >= MAX_CONN - 1:
+                break
+            if now != last:
+                last, since = now, time.time()
+            elif time.time() - since > 1.0:
+                break
+            time.sleep(0.05)
         most = threads_of(d.proc.pid) - base
         t0 = time.time()
         # Once the idle ones time out, a new client is served.
