@@ -170,9 +170,10 @@ enum fresh_status fresh_demo_truth(struct fresh_demo *demo,
 {
 	const float *all = fresh_demo_fresh_all(demo);
 	struct fresh_index *idx = demo->index;
-	struct fresh_matrix m = {all, fresh_index_size(idx),
-				 fresh_index_dim(idx), fresh_index_ids(idx),
-				 NULL};
+	struct fresh_matrix m = {.x = all,
+				 .n = fresh_index_size(idx),
+				 .dim = fresh_index_dim(idx),
+				 .ids = fresh_index_ids(idx)};
 	struct fresh_queries qs = {q, b, NULL};
 
 	if (!all)

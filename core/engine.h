@@ -36,6 +36,7 @@ struct fresh_engine_config {
 	const char *data_dir;
 	enum fresh_corrector_kind kind;
 	enum fresh_activation act;
+	enum fresh_store store;   /* what reloads load: f32 or bf16 rows */
 	size_t hidden;            /* mlp width (256) */
 	size_t fresh_dim;         /* 0: the index's dimension */
 	struct fresh_refit_config refit;
@@ -102,7 +103,9 @@ struct fresh_engine_info {
 	size_t targets, dim, fresh_dim;
 	uint64_t version, fingerprint;
 	char source[4096];        /* the index's file (truncated if longer) */
-	size_t index_bytes;       /* the stale matrix */
+	enum fresh_store store;
+	size_t index_bytes;       /* the index in memory (rows, ids, bf16) */
+	size_t mapped_bytes;      /* bf16: the float32 rows, in the file */
 	size_t extra_bytes;       /* corrected matrix, norms, fold */
 };
 void fresh_engine_info(struct fresh_engine *e, struct fresh_engine_info *out);
@@ -154,8 +157,13 @@ enum fresh_status fresh_engine_query_map(struct fresh_engine *e,
  */
 enum fresh_status fresh_engine_index_load(const char *path,
 					  const char *ids_path,
+					  enum fresh_store store,
 					  struct fresh_index **out, size_t *n,
 					  size_t *d, struct fresh_error *err);
+/* Gives an index built in memory (the demo's) the store's bf16 copy. */
+enum fresh_status fresh_engine_index_store(struct fresh_index *idx,
+					   enum fresh_store store,
+					   struct fresh_error *err);
 void fresh_engine_index_release(struct fresh_index *idx);
 
 struct fresh_update_ack {

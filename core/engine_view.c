@@ -28,7 +28,10 @@ void fresh_engine_info(struct fresh_engine *e, struct fresh_engine_info *out)
 	out->version = fresh_model_version(m);
 	out->fingerprint = fresh_index_fingerprint(idx);
 	snprintf(out->source, sizeof out->source, "%s", fresh_index_source(idx));
-	out->index_bytes = out->targets * out->dim * sizeof(float);
+	out->store = fresh_index_store(idx);
+	out->index_bytes = fresh_index_resident_bytes(idx);
+	if (out->store == FRESH_STORE_BF16)
+		out->mapped_bytes = out->targets * out->dim * sizeof(float);
 	out->extra_bytes = fresh_model_extra_bytes(m);
 	fresh_model_release(m);
 }
@@ -155,12 +158,23 @@ enum fresh_status fresh_engine_query_map(struct fresh_engine *e,
 	return st;
 }
 
+enum fresh_status fresh_engine_index_store(struct fresh_index *idx,
+					   enum fresh_store store,
+					   struct fresh_error *err)
+{
+	if (store != FRESH_STORE_BF16)
+		return FRESH_OK;
+	return fresh_index_add_bf16(idx, err);
+}
+
 enum fresh_status fresh_engine_index_load(const char *path,
 					  const char *ids_path,
+					  enum fresh_store store,
 					  struct fresh_index **out, size_t *n,
 					  size_t *d, struct fresh_error *err)
 {
-	enum fresh_status st = fresh_index_load(path, ids_path, out, err);
+	enum fresh_status st =
+		fresh_index_load_store(path, ids_path, store, out, err);
 
 	if (st == FRESH_OK) {
 		*n = fresh_index_size(*out);

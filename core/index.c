@@ -9,6 +9,15 @@
  * The vectors are copied rather than mapped so that an operator who
  * overwrites the file under a running daemon cannot change or SIGBUS it.
  *
+ * --store bf16 is the exception, for indexes larger than memory: the scan
+ * reads a bfloat16 copy with per-row norm bounds (half the bytes), and the
+ * float32 rows, needed only to rescore the few candidates of each query
+ * exactly, stay in the file, mapped read-only and left to the page cache.
+ * The file must then not be changed in place while served (replace it by
+ * renaming a new one over it); the load streams it once, dropping each
+ * chunk's pages from the process as it goes, so the resident set is the
+ * bf16 copy, not the file.
+ *
  * Ids: when they are 0..N-1 (no ids file) lookup is arithmetic; otherwise
  * an open-addressing table of row+1 (0 = empty) at load factor <= 1/2.
  * The reference count is the only mutable field; it is atomic.
@@ -21,9 +30,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bf16.h"
 #include "fileio.h"
 #include "hash.h"
 #include "mem.h"
@@ -43,9 +54,36 @@ struct fresh_index {
 	size_t mask;
 	uint64_t fingerprint;
 	char source[4096];
+	/* --store bf16: the scanned copy, row norm bounds, their maximum;
+	 * vectors then points into map (map_len bytes) when loaded from a
+	 * file, else to an allocation as with f32. */
+	enum fresh_store store;
+	uint16_t *xh;
+	float *norms;
+	float max_norm;
+	void *map;
+	size_t map_len;
 };
 
-static struct fresh_index *index_alloc(size_t n, size_t d, const char *source)
+static size_t first_nonfinite(const float *v, size_t count);
+
+static void index_free(struct fresh_index *idx)
+{
+	if (idx->map)
+		munmap(idx->map, idx->map_len);
+	else
+		fresh_free(idx->vectors);
+	fresh_free(idx->xh);
+	fresh_free(idx->norms);
+	free(idx->ids);
+	free(idx->slots);
+	free(idx);
+}
+
+/* With bf16 the float32 rows are mapped later, not allocated here. */
+static struct fresh_index *index_alloc_store(size_t n, size_t d,
+					     const char *source,
+					     enum fresh_store store)
 {
 	struct fresh_index *idx = calloc(1, sizeof *idx);
 
@@ -54,24 +92,168 @@ static struct fresh_index *index_alloc(size_t n, size_t d, const char *source)
 	atomic_init(&idx->refs, 1);
 	idx->n = n;
 	idx->d = d;
+	idx->store = store;
 	snprintf(idx->source, sizeof idx->source, "%s", source ? source : "");
-	idx->vectors = fresh_alloc(n, d * sizeof(float));
 	idx->ids = malloc(n * sizeof *idx->ids);
-	if (!idx->vectors || !idx->ids) {
-		fresh_free(idx->vectors);
-		free(idx->ids);
-		free(idx);
-		return NULL;
+	if (store == FRESH_STORE_BF16) {
+		idx->xh = fresh_alloc(n, d * sizeof *idx->xh);
+		idx->norms = fresh_alloc(n, sizeof *idx->norms);
+		if (!idx->xh || !idx->norms || !idx->ids) {
+			index_free(idx);
+			return NULL;
+		}
+	} else {
+		idx->vectors = fresh_alloc(n, d * sizeof(float));
+		if (!idx->vectors || !idx->ids) {
+			index_free(idx);
+			return NULL;
+		}
 	}
 	return idx;
 }
 
-static void index_free(struct fresh_index *idx)
+static struct fresh_index *index_alloc(size_t n, size_t d, const char *source)
 {
-	fresh_free(idx->vectors);
-	free(idx->ids);
-	free(idx->slots);
-	free(idx);
+	return index_alloc_store(n, d, source, FRESH_STORE_F32);
+}
+
+/* Rounds rows [r, r + rows) to bf16 and bounds their norms. */
+static enum fresh_status shrink_rows(struct fresh_index *idx, size_t r,
+				     size_t rows, const char *label,
+				     struct fresh_error *err)
+{
+	const float *src = idx->vectors + r * idx->d;
+	size_t bad = fresh_bf16_convert(src, idx->xh + r * idx->d,
+					rows * idx->d);
+
+	if (bad != (size_t)-1)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "%s: row %zu, column %zu: %g is beyond "
+				  "bfloat16's range (--store bf16 needs "
+				  "|x| < 3.39e38; use --store f32)",
+				  label, r + bad / idx->d, bad % idx->d,
+				  (double)src[bad]);
+	for (size_t i = 0; i < rows; i++) {
+		float nb = fresh_norm_bound(src + i * idx->d, idx->d);
+		idx->norms[r + i] = nb;
+		if (nb > idx->max_norm)
+			idx->max_norm = nb;
+	}
+	return FRESH_OK;
+}
+
+/*
+ * Maps the float32 rows at off of fd (fsize bytes in all) and builds the
+ * bf16 copy from them, checking and hashing as read_rows does.
+ */
+static enum fresh_status map_rows(int fd, const char *path, size_t fsize,
+				  size_t off, struct fresh_index *idx,
+				  struct fresh_hasher *hs,
+				  struct fresh_error *err)
+{
+	size_t row_bytes = idx->d * sizeof(float);
+	size_t rows_per = CHUNK_BYTES / row_bytes ? CHUNK_BYTES / row_bytes : 1;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	void *map;
+
+	if (off % sizeof(float) != 0)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "%s: data at offset %zu is not 4-byte "
+				  "aligned (--store bf16 maps it)",
+				  path, off);
+	map = mmap(NULL, fsize, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return fresh_fail(err, FRESH_IO, "%s: cannot map: %s", path,
+				  strerror(errno));
+	idx->map = map;
+	idx->map_len = fsize;
+	idx->vectors = (float *)(void *)((char *)map + off);
+	(void)madvise(map, fsize, MADV_SEQUENTIAL);
+	for (size_t r = 0; r < idx->n; r += rows_per) {
+		size_t rows = idx->n - r < rows_per ? idx->n - r : rows_per;
+		const float *src = idx->vectors + r * idx->d;
+		size_t bad = first_nonfinite(src, rows * idx->d);
+		enum fresh_status st;
+		uintptr_t lo, hi;
+
+		if (bad != (size_t)-1)
+			return fresh_fail(err, FRESH_FORMAT,
+					  "%s: row %zu, column %zu: value is "
+					  "not finite",
+					  path, r + bad / idx->d,
+					  bad % idx->d);
+		fresh_hasher_update(hs, src, rows * row_bytes);
+		st = shrink_rows(idx, r, rows, path, err);
+		if (st != FRESH_OK)
+			return st;
+		/* The pages stay in the page cache, not in our resident set. */
+		lo = (uintptr_t)src & ~(uintptr_t)(page - 1);
+		hi = ((uintptr_t)(src + rows * idx->d)) & ~(uintptr_t)(page - 1);
+		if (hi > lo)
+			(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+	}
+	(void)madvise(map, fsize, MADV_RANDOM);
+	return FRESH_OK;
+}
+
+enum fresh_status fresh_index_add_bf16(struct fresh_index *idx,
+				       struct fresh_error *err)
+{
+	const char *label = idx->source[0] ? idx->source : "index";
+	enum fresh_status st;
+
+	if (idx->store == FRESH_STORE_BF16)
+		return FRESH_OK;
+	idx->xh = fresh_alloc(idx->n, idx->d * sizeof *idx->xh);
+	idx->norms = fresh_alloc(idx->n, sizeof *idx->norms);
+	if (!idx->xh || !idx->norms) {
+		st = fresh_fail(err, FRESH_NOMEM,
+				"%s: no memory for the bf16 copy of %zu x %zu",
+				label, idx->n, idx->d);
+		goto fail;
+	}
+	idx->max_norm = 0.0f;
+	st = shrink_rows(idx, 0, idx->n, label, err);
+	if (st != FRESH_OK)
+		goto fail;
+	idx->store = FRESH_STORE_BF16;
+	return FRESH_OK;
+fail:
+	fresh_free(idx->xh);
+	fresh_free(idx->norms);
+	idx->xh = NULL;
+	idx->norms = NULL;
+	return st;
+}
+
+enum fresh_store fresh_index_store(const struct fresh_index *idx)
+{
+	return idx->store;
+}
+const uint16_t *fresh_index_bf16(const struct fresh_index *idx)
+{
+	return idx->xh;
+}
+const float *fresh_index_norms(const struct fresh_index *idx)
+{
+	return idx->norms;
+}
+float fresh_index_max_norm(const struct fresh_index *idx)
+{
+	return idx->max_norm;
+}
+size_t fresh_index_resident_bytes(const struct fresh_index *idx)
+{
+	size_t b = idx->n * sizeof *idx->ids;
+
+	if (idx->slots)
+		b += (idx->mask + 1) * sizeof *idx->slots;
+	if (idx->store == FRESH_STORE_BF16)
+		b += idx->n * idx->d * sizeof *idx->xh +
+		     idx->n * sizeof *idx->norms;
+	if (!idx->map)
+		b += idx->n * idx->d * sizeof(float);
+	return b;
 }
 
 void fresh_index_retain(struct fresh_index *idx)
@@ -243,6 +425,7 @@ static enum fresh_status read_rows(int fd, const char *path, off_t off,
 }
 
 static enum fresh_status load_npy(int fd, const char *path, size_t fsize,
+				  enum fresh_store store,
 				  struct fresh_index **out,
 				  struct fresh_hasher *hs,
 				  struct fresh_error *err)
@@ -300,12 +483,14 @@ static enum fresh_status load_npy(int fd, const char *path, size_t fsize,
 				  "%s: %zu unexpected bytes after the data of "
 				  "shape (%zu, %zu)",
 				  path, data - bytes, n, d);
-	*out = index_alloc(n, d, path);
+	*out = index_alloc_store(n, d, path, store);
 	if (!*out)
 		return fresh_fail(err, FRESH_NOMEM,
-				  "%s: no memory for %zu x %zu floats", path, n,
-				  d);
+				  "%s: no memory for %zu x %zu %s", path, n,
+				  d, fresh_store_name(store));
 	hash_shape(hs, n, d);
+	if (store == FRESH_STORE_BF16)
+		return map_rows(fd, path, fsize, h.data_offset, *out, hs, err);
 	return read_rows(fd, path, (off_t)h.data_offset, *out, hs, err);
 }
 
@@ -403,6 +588,7 @@ struct snapshot_header {
 };
 
 static enum fresh_status load_snapshot(int fd, const char *path, size_t fsize,
+				       enum fresh_store store,
 				       struct fresh_index **out,
 				       struct fresh_hasher *hs, uint64_t *want,
 				       struct fresh_error *err)
@@ -432,14 +618,17 @@ static enum fresh_status load_snapshot(int fd, const char *path, size_t fsize,
 				  "%s: size %zu, expected %zu for %zu x %zu",
 				  path, fsize, sizeof h + ids_bytes + vec_bytes,
 				  n, d);
-	*out = index_alloc(n, d, path);
+	*out = index_alloc_store(n, d, path, store);
 	if (!*out)
 		return fresh_fail(err, FRESH_NOMEM,
-				  "%s: no memory for %zu x %zu floats", path, n,
-				  d);
+				  "%s: no memory for %zu x %zu %s", path, n,
+				  d, fresh_store_name(store));
 	if (fresh_pread_full(fd, (*out)->ids, ids_bytes, sizeof h) != FRESH_OK)
 		return fresh_fail(err, FRESH_IO, "%s: read failed", path);
 	hash_shape(hs, n, d);
+	if (store == FRESH_STORE_BF16)
+		return map_rows(fd, path, fsize, sizeof h + ids_bytes, *out,
+				hs, err);
 	return read_rows(fd, path, (off_t)(sizeof h + ids_bytes), *out, hs,
 			 err);
 }
@@ -524,9 +713,35 @@ out:
 	return st;
 }
 
+const char *fresh_store_name(enum fresh_store store)
+{
+	return store == FRESH_STORE_BF16 ? "bf16" : "f32";
+}
+
+bool fresh_store_parse(const char *s, enum fresh_store *out)
+{
+	if (strcmp(s, "f32") == 0)
+		*out = FRESH_STORE_F32;
+	else if (strcmp(s, "bf16") == 0)
+		*out = FRESH_STORE_BF16;
+	else
+		return false;
+	return true;
+}
+
 enum fresh_status fresh_index_load(const char *path, const char *ids_path,
 				   struct fresh_index **out,
 				   struct fresh_error *err)
+{
+	return fresh_index_load_store(path, ids_path, FRESH_STORE_F32, out,
+				      err);
+}
+
+enum fresh_status fresh_index_load_store(const char *path,
+					 const char *ids_path,
+					 enum fresh_store store,
+					 struct fresh_index **out,
+					 struct fresh_error *err)
 {
 	struct fresh_index *idx = NULL;
 	struct fresh_hasher hs;
@@ -550,10 +765,18 @@ enum fresh_status fresh_index_load(const char *path, const char *ids_path,
 	if (fsize >= sizeof magic)
 		(void)fresh_pread_full(fd, magic, sizeof magic, 0);
 	if (memcmp(magic, "\x93NUMPY", 6) == 0) {
-		st = load_npy(fd, path, fsize, &idx, &hs, err);
+		st = load_npy(fd, path, fsize, store, &idx, &hs, err);
 	} else if (memcmp(magic, SNAPSHOT_MAGIC, 8) == 0) {
 		snapshot = true;
-		st = load_snapshot(fd, path, fsize, &idx, &hs, &want, err);
+		st = load_snapshot(fd, path, fsize, store, &idx, &hs, &want,
+				   err);
+	} else if (plen >= 6 && strcmp(path + plen - 6, ".fvecs") == 0 &&
+		   store == FRESH_STORE_BF16) {
+		st = fresh_fail(err, FRESH_FORMAT,
+				"%s: --store bf16 maps the float32 rows from "
+				"the file and .fvecs interleaves them with "
+				"row headers: convert it to .npy",
+				path);
 	} else if (plen >= 6 && strcmp(path + plen - 6, ".fvecs") == 0) {
 		st = load_fvecs(fd, path, fsize, &idx, &hs, err);
 	} else {

@@ -21,6 +21,18 @@
 struct fresh_index;
 
 /*
+ * What the scan holds in memory (API.md --store): float32 rows, or a
+ * bfloat16 copy scanned with an error bound and rescored exactly from the
+ * float32 rows, which then stay in the index file, mapped (topk.h).
+ */
+enum fresh_store {
+	FRESH_STORE_F32 = 0,
+	FRESH_STORE_BF16 = 1,
+};
+const char *fresh_store_name(enum fresh_store store);
+bool fresh_store_parse(const char *s, enum fresh_store *out);
+
+/*
  * Loads an index from path: a .npy (float32, little-endian, C order, 2-D),
  * a .fvecs file, or a snapshot written by fresh_index_save (recognised by
  * content, not name). ids_path, when not NULL, is a .npy of int64 or uint64
@@ -32,6 +44,24 @@ struct fresh_index;
 enum fresh_status fresh_index_load(const char *path, const char *ids_path,
 				   struct fresh_index **out,
 				   struct fresh_error *err);
+
+/*
+ * As fresh_index_load, with the given store. With bf16 the file must be a
+ * .npy or a snapshot (rows contiguous on disk) and must not change while
+ * the index is alive; every value must fit bfloat16's range.
+ */
+enum fresh_status fresh_index_load_store(const char *path,
+					 const char *ids_path,
+					 enum fresh_store store,
+					 struct fresh_index **out,
+					 struct fresh_error *err);
+
+/*
+ * Adds the bf16 copy to an index built in memory (its float32 rows stay
+ * in memory). Only before the index is shared.
+ */
+enum fresh_status fresh_index_add_bf16(struct fresh_index *idx,
+				       struct fresh_error *err);
 
 /*
  * Builds an index from memory: copies n x d vectors and, when ids is not
@@ -62,5 +92,14 @@ bool fresh_index_find(const struct fresh_index *idx, uint64_t id,
 uint64_t fresh_index_fingerprint(const struct fresh_index *idx);
 /* Where it came from: a path or a label. */
 const char *fresh_index_source(const struct fresh_index *idx);
+
+enum fresh_store fresh_index_store(const struct fresh_index *idx);
+/* bf16 store: the rows rounded (n x d), NULL with f32. */
+const uint16_t *fresh_index_bf16(const struct fresh_index *idx);
+/* bf16 store: an upper bound of each row's norm (n), NULL with f32. */
+const float *fresh_index_norms(const struct fresh_index *idx);
+float fresh_index_max_norm(const struct fresh_index *idx);
+/* Bytes the index keeps in memory (not counting mapped file pages). */
+size_t fresh_index_resident_bytes(const struct fresh_index *idx);
 
 #endif

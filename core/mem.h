@@ -18,6 +18,12 @@ void *fresh_alloc(size_t n, size_t size);
 void *fresh_calloc(size_t n, size_t size);
 void fresh_free(void *p);
 
+/*
+ * Memory the system can still give (MemAvailable), in bytes; 0 when it
+ * cannot tell.
+ */
+size_t fresh_mem_available(void);
+
 /* a * b without overflow, else false. */
 static inline bool fresh_mul_ok(size_t a, size_t b, size_t *out)
 {

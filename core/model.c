@@ -133,6 +133,20 @@ enum fresh_status fresh_model_build(struct fresh_index *idx,
 			m->can_correct = a[i] != 0.0f;
 	}
 	if (sh->kind == FRESH_CORRECTOR_MLP && !identity && m->can_correct) {
+		size_t need = n * sh->d_out * sizeof(float);
+		size_t avail = fresh_mem_available();
+
+		/* A refusal now, not an out-of-memory kill mid-way. */
+		if (avail && need > avail) {
+			free(m);
+			return fresh_fail(err, FRESH_NOMEM,
+					  "the corrected matrix h(S) needs "
+					  "%.2f GiB (%zu x %zu floats) and "
+					  "%.2f GiB are available: an affine "
+					  "corrector needs none",
+					  need / 1073741824.0, n, sh->d_out,
+					  avail / 1073741824.0);
+		}
 		m->corrected = fresh_alloc(n, sh->d_out * sizeof(float));
 		if (!m->corrected) {
 			free(m);
@@ -310,12 +324,20 @@ void fresh_model_plan(const struct fresh_model *m, enum fresh_scoring scoring,
 	x->x = fresh_index_vectors(m->index);
 	x->dim = fresh_index_dim(m->index);
 	x->row_scale = NULL;
+	/* --store bf16: the stale rows are scanned in bf16 and rescored. */
+	x->xh = fresh_index_bf16(m->index);
+	x->row_norm = fresh_index_norms(m->index);
+	x->max_norm = fresh_index_max_norm(m->index);
 	plan->fold = false;
 	if (scoring == FRESH_SCORING_STALE)
 		return;
 	if (m->corrected) {
+		/* h(S) is float32 in memory whatever the store. */
 		x->x = m->corrected;
 		x->dim = fresh_corrector_shape(m->corr)->d_out;
+		x->xh = NULL;
+		x->row_norm = NULL;
+		x->max_norm = 0.0f;
 	}
 	x->row_scale = m->row_scale;
 	plan->fold = m->fold;

@@ -233,7 +233,8 @@ static void *reload_main(void *arg)
 	err.msg[0] = '\0';
 	fresh_engine_logf(e, FRESH_LOG_INFO, "index reload: loading %s",
 			  a->path);
-	st = fresh_index_load(a->path, a->ids[0] ? a->ids : NULL, &idx, &err);
+	st = fresh_index_load_store(a->path, a->ids[0] ? a->ids : NULL,
+				    e->cfg.store, &idx, &err);
 	if (st == FRESH_OK) {
 		cur = fresh_engine_index(e);
 		if (fresh_index_dim(idx) != fresh_index_dim(cur))

@@ -17,8 +17,10 @@
  */
 #include "scan.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 
+#include "bf16.h"
 #include "dot.h"
 #include "index.h"
 #include "mem.h"
@@ -33,6 +35,10 @@ struct scan_job {
 	fresh_tile_fn fn;
 	void *ctx;
 	float **scratch; /* per worker */
+	/* bf16 scans: the queries rounded (nq x dim, from q0), and per worker
+	 * a tile of rows widened to float32 for the path without BF16. */
+	const uint16_t *qh;
+	float **widen;
 };
 
 static void scan_task(void *arg, size_t task, size_t worker)
@@ -58,6 +64,14 @@ static void scan_task(void *arg, size_t task, size_t worker)
 							     : QUERY_BLOCK;
 			size_t q0 = j->q0 + qb;
 
+			if (j->qh) {
+				fresh_bf16_tile(qs->q + q0 * dim,
+						j->qh + (q0 - j->q0) * dim, dim,
+						nq, m->xh + r0 * dim, dim, nr,
+						dim, tile, nr, j->widen[worker]);
+				j->fn(j->ctx, worker, q0, nq, r0, nr, tile);
+				continue;
+			}
 			fresh_dot_tile(qs->q + q0 * dim, dim, nq, xb, dim, nr,
 				       dim, tile, nr);
 			if (qs->offset) {
@@ -101,39 +115,81 @@ void fresh_scan_plan(size_t threads, size_t n, size_t *rows_per_task,
 	*ntasks = (n + *rows_per_task - 1) / *rows_per_task;
 }
 
-enum fresh_status fresh_scan(struct fresh_pool *pool,
-			     const struct fresh_matrix *m,
-			     const struct fresh_queries *qs, size_t q0,
-			     size_t nq, fresh_tile_fn fn, void *ctx)
+static enum fresh_status scan(struct fresh_pool *pool,
+			      const struct fresh_matrix *m,
+			      const struct fresh_queries *qs, size_t q0,
+			      size_t nq, fresh_tile_fn fn, void *ctx,
+			      bool bf16)
 {
 	size_t threads = fresh_pool_threads(pool);
 	size_t tile_q = nq < QUERY_BLOCK ? nq : QUERY_BLOCK;
 	size_t per, ntasks;
-	struct scan_job j = {m, qs, q0, nq, 0, fn, ctx, NULL};
+	struct scan_job j = {m, qs, q0, nq, 0, fn, ctx, NULL, NULL, NULL};
+	uint16_t *qh = NULL;
 	enum fresh_status st = FRESH_OK;
 
 	if (nq == 0 || m->n == 0)
 		return FRESH_OK;
-	if (m->dim == 0 || m->dim > FRESH_MAX_DIM || q0 + nq > qs->b)
+	if (m->dim == 0 || m->dim > FRESH_MAX_DIM || q0 + nq > qs->b ||
+	    (bf16 && !m->xh))
 		return FRESH_INVALID;
 	fresh_scan_plan(threads, m->n, &per, &ntasks);
 	j.rows_per_task = per;
 
 	j.scratch = calloc(threads, sizeof *j.scratch);
-	if (!j.scratch)
-		return FRESH_NOMEM;
+	j.widen = calloc(threads, sizeof *j.widen);
+	if (!j.scratch || !j.widen) {
+		st = FRESH_NOMEM;
+		goto out;
+	}
+	if (bf16) {
+		qh = fresh_alloc(nq * m->dim, sizeof *qh);
+		if (!qh) {
+			st = FRESH_NOMEM;
+			goto out;
+		}
+		/* Out of bf16's range: infinite products, and the consumer
+		 * keeps every such row for exact scoring. */
+		for (size_t i = 0; i < nq * m->dim; i++)
+			(void)fresh_bf16_from_f32(qs->q[q0 * m->dim + i],
+						  &qh[i]);
+		j.qh = qh;
+	}
 	for (size_t w = 0; w < threads; w++) {
 		j.scratch[w] = fresh_alloc(tile_q * FRESH_SCAN_TILE_ROWS,
 					   sizeof(float));
-		if (!j.scratch[w]) {
+		if (bf16)
+			j.widen[w] = fresh_alloc(FRESH_SCAN_TILE_ROWS * m->dim,
+						 sizeof(float));
+		if (!j.scratch[w] || (bf16 && !j.widen[w])) {
 			st = FRESH_NOMEM;
 			goto out;
 		}
 	}
 	fresh_pool_run(pool, ntasks, scan_task, &j);
 out:
-	for (size_t w = 0; w < threads; w++)
+	for (size_t w = 0; j.scratch && w < threads; w++)
 		fresh_free(j.scratch[w]);
+	for (size_t w = 0; j.widen && w < threads; w++)
+		fresh_free(j.widen[w]);
 	free(j.scratch);
+	free(j.widen);
+	fresh_free(qh);
 	return st;
+}
+
+enum fresh_status fresh_scan(struct fresh_pool *pool,
+			     const struct fresh_matrix *m,
+			     const struct fresh_queries *qs, size_t q0,
+			     size_t nq, fresh_tile_fn fn, void *ctx)
+{
+	return scan(pool, m, qs, q0, nq, fn, ctx, false);
+}
+
+enum fresh_status fresh_scan_bf16(struct fresh_pool *pool,
+				  const struct fresh_matrix *m,
+				  const struct fresh_queries *qs, size_t q0,
+				  size_t nq, fresh_tile_fn fn, void *ctx)
+{
+	return scan(pool, m, qs, q0, nq, fn, ctx, true);
 }

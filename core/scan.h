@@ -33,6 +33,14 @@ struct fresh_matrix {
 	size_t n, dim;
 	const uint64_t *ids;    /* n: the id of each row */
 	const float *row_scale; /* n or NULL */
+	/*
+	 * With --store bf16: the same rows rounded to bfloat16 (n x dim) and
+	 * an upper bound of each row's float32 norm (n); NULL otherwise.
+	 * x stays the float32 rows, for exact scoring.
+	 */
+	const uint16_t *xh;
+	const float *row_norm;
+	float max_norm; /* of row_norm */
 };
 
 struct fresh_queries {
@@ -77,5 +85,15 @@ enum fresh_status fresh_scan(struct fresh_pool *pool,
 			     const struct fresh_matrix *m,
 			     const struct fresh_queries *qs, size_t q0,
 			     size_t nq, fresh_tile_fn fn, void *ctx);
+
+/*
+ * As fresh_scan, over the bf16 rows m->xh (which must be set): the tiles
+ * hold approximate inner products <Q[q], X[r]> within bf16.h's bound, with
+ * neither offset nor row scale applied (the consumer bounds them).
+ */
+enum fresh_status fresh_scan_bf16(struct fresh_pool *pool,
+				  const struct fresh_matrix *m,
+				  const struct fresh_queries *qs, size_t q0,
+				  size_t nq, fresh_tile_fn fn, void *ctx);
 
 #endif

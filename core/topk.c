@@ -144,6 +144,17 @@ enum fresh_status fresh_topk(struct fresh_pool *pool,
 			     const struct fresh_exclusion *excl,
 			     struct fresh_hit *hits, size_t *counts)
 {
+	if (m->xh)
+		return fresh_topk_bounded(pool, m, qs, k, excl, hits, counts);
+	return fresh_topk_f32(pool, m, qs, k, excl, hits, counts);
+}
+
+enum fresh_status fresh_topk_f32(struct fresh_pool *pool,
+				 const struct fresh_matrix *m,
+				 const struct fresh_queries *qs, size_t k,
+				 const struct fresh_exclusion *excl,
+				 struct fresh_hit *hits, size_t *counts)
+{
 	size_t threads = fresh_pool_threads(pool);
 	size_t block, per_query;
 	struct topk_job j;

@@ -48,6 +48,24 @@ enum fresh_status fresh_topk(struct fresh_pool *pool,
 			     struct fresh_hit *hits, size_t *counts);
 
 /*
+ * The same answer from m's bf16 rows (m->xh and m->row_norm set): a bf16
+ * pass bounds every score, and only the rows that can reach the k-th are
+ * scored in float32 (topk_bounded.c). Bitwise equal to fresh_topk on the
+ * float32 rows; fresh_topk calls it when m->xh is set.
+ */
+enum fresh_status fresh_topk_bounded(struct fresh_pool *pool,
+				     const struct fresh_matrix *m,
+				     const struct fresh_queries *qs, size_t k,
+				     const struct fresh_exclusion *excl,
+				     struct fresh_hit *hits, size_t *counts);
+/* fresh_topk on the float32 rows only, whatever m->xh says. */
+enum fresh_status fresh_topk_f32(struct fresh_pool *pool,
+				 const struct fresh_matrix *m,
+				 const struct fresh_queries *qs, size_t k,
+				 const struct fresh_exclusion *excl,
+				 struct fresh_hit *hits, size_t *counts);
+
+/*
  * Bounded heap of the best k hits seen, worst at the root; exposed for the
  * sampler, which keeps its own keys. fresh_heap_offer returns whether the
  * hit was kept; fresh_heap_sort leaves h[0..n) in rank order.

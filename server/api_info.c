@@ -149,6 +149,65 @@ void srv_api_readyz(struct srv_request *req, struct srv_reply *r)
 	srv_reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
 }
 
+static long long rss_bytes(void);
+
+/* A field of /proc/meminfo in bytes (0 when absent). */
+static long long meminfo_bytes(const char *field)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	size_t len = strlen(field);
+	long long kb = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, field, len) && line[len] == ':') {
+			kb = atoll(line + len + 1);
+			break;
+		}
+	fclose(f);
+	return kb * 1024;
+}
+
+/*
+ * What the index and model take, and the largest index this machine could
+ * serve by store and corrector kind. Bytes a row (d stale, f fresh):
+ * ids and their table 16; f32 rows 4d; bf16 rows 2d and a norm bound 4
+ * (the float32 rows stay in the file, in the page cache); an affine
+ * corrector adds a norm 4 (folded into the query, no corrected copy); an
+ * mlp the corrected matrix 4f, twice while a refit swaps it in. The
+ * budget is the machine's memory less 1 GiB for everything else.
+ */
+static json_t *memory_json(struct srv_server *srv,
+			   const struct fresh_engine_info *info)
+{
+	long long total = meminfo_bytes("MemTotal");
+	double budget = (double)total - (double)(1LL << 30);
+	double d = (double)info->dim, f = (double)info->fresh_dim;
+	double row[2] = {16 + 4 * d, 16 + 2 * d + 4};
+	const char *kinds[3] = {"none", "affine", "mlp"};
+	double add[3] = {0, 4, 8 * f};
+	json_t *largest = json_object();
+
+	(void)srv;
+	for (int s = 0; s < 2; s++) {
+		json_t *by = json_object();
+		for (int k = 0; k < 3; k++) {
+			double n = budget > 0 ? budget / (row[s] + add[k]) : 0;
+			json_object_set_new(by, kinds[k],
+					    json_integer((json_int_t)n));
+		}
+		json_object_set_new(largest, s ? "bf16" : "f32", by);
+	}
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:o}", "index_bytes",
+			 (json_int_t)info->index_bytes, "mapped_bytes",
+			 (json_int_t)info->mapped_bytes, "model_bytes",
+			 (json_int_t)info->extra_bytes, "resident_bytes",
+			 (json_int_t)rss_bytes(), "machine_bytes",
+			 (json_int_t)total, "largest_targets", largest);
+}
+
 static json_t *reload_json(struct srv_server *srv)
 {
 	struct fresh_reload_status rs;
@@ -188,6 +247,11 @@ void srv_api_info(struct srv_request *req, struct srv_reply *r)
 							    : srv->index_loaded_at),
 		      "fingerprint", fp, "reload", reload_json(srv), "version", FRESHD_VERSION,
 		      "uptime_s", unix_now() - srv->started_at);
+	if (j) {
+		json_object_set_new(j, "store",
+				    json_string(fresh_store_name(info.store)));
+		json_object_set_new(j, "memory", memory_json(srv, &info));
+	}
 	srv_reply_json(r, 200, j);
 }
 

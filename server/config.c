@@ -32,12 +32,13 @@ struct flag {
 static const char *const kinds[] = {"none", "affine", "mlp", NULL};
 static const char *const acts[] = {"relu", "gelu", NULL};
 static const char *const norms[] = {"auto", "on", "off", NULL};
+static const char *const stores[] = {"f32", "bf16", NULL};
 static const char *const formats[] = {"logfmt", "json", NULL};
 static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
 
 /* Holders for choices, mapped onto the config after parsing. */
 struct extra {
-	int kind, act, normalize, format, level;
+	int kind, act, normalize, format, level, store;
 	bool help, version;
 	unsigned sync_ms;
 	int sync;
@@ -61,6 +62,11 @@ static size_t build(struct flag *f, size_t cap, struct srv_config *c,
 		 "stale embeddings: .npy (float32 N x d), .fvecs or a freshd "
 		 "snapshot",
 		 0, 0, NULL},
+		{"store", CHOICE, &x->store, "STORE",
+		 "f32, or bf16: the scan holds half the bytes and rescores its "
+		 "candidates exactly from the float32 rows left in the index "
+		 "file (same answers)",
+		 0, 0, stores},
 		{"ids", STR, &c->ids_path, "FILE",
 		 ".npy of int64/uint64 ids, one a row (default 0..N-1)", 0, 0,
 		 NULL},
@@ -340,7 +346,7 @@ enum srv_parse_result srv_config_parse(int argc, char **argv,
 				       struct srv_config *cfg, char *err,
 				       size_t cap)
 {
-	struct flag flags[48];
+	struct flag flags[64];
 	struct extra x;
 	size_t n;
 
@@ -407,6 +413,7 @@ enum srv_parse_result srv_config_parse(int argc, char **argv,
 		return SRV_CONFIG_EXIT;
 	}
 	cfg->engine.kind = (enum fresh_corrector_kind)x.kind;
+	cfg->engine.store = (enum fresh_store)x.store;
 	cfg->engine.act = (enum fresh_activation)x.act;
 	cfg->engine.refit.normalize = (enum fresh_normalize_mode)x.normalize;
 	cfg->engine.sync = (enum fresh_sync)x.sync;

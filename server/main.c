@@ -139,11 +139,17 @@ static int load_index(struct srv_server *srv, struct fresh_index **idx)
 				      srv->cfg.seed, &srv->demo) != FRESH_OK)
 			return die("out of memory building the demo corpus");
 		*idx = fresh_demo_index(srv->demo);
+		if (fresh_engine_index_store(*idx, srv->cfg.engine.store,
+					     &err) != FRESH_OK) {
+			snprintf(msg, sizeof msg, "%s", err.msg);
+			return die(msg);
+		}
 		srv_log(SRV_INFO, "demo corpus: %zu targets x %zu (seed %llu)",
 			srv->cfg.demo_size, srv->cfg.demo_dim,
 			(unsigned long long)srv->cfg.seed);
 	} else if (fresh_engine_index_load(srv->cfg.index_path,
-					   srv->cfg.ids_path, idx, &n, &d,
+					   srv->cfg.ids_path,
+					   srv->cfg.engine.store, idx, &n, &d,
 					   &err) != FRESH_OK) {
 		snprintf(msg, sizeof msg, "%s", err.msg);
 		return die(msg);

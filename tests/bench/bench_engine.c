@@ -203,7 +203,8 @@ int main(int argc, char **argv)
 
 	{
 		uint64_t *ids = malloc(n * sizeof *ids);
-		struct fresh_matrix mat = {x, n, d, ids, NULL};
+		struct fresh_matrix mat = {.x = x, .n = n,
+		                           .dim = d, .ids = ids};
 		for (size_t r = 0; r < n; r++)
 			ids[r] = r;
 		for (size_t bi = 0; bi < nb; bi++) {

@@ -57,7 +57,8 @@ static double chi_square(struct fresh_pool *pool, const float *q, float t,
 			 const struct fresh_exclusion *ex, const bool *excluded,
 			 size_t draws)
 {
-	struct fresh_matrix m = {x, N, D, ids, NULL};
+	struct fresh_matrix m = {.x = x, .n = N,
+	                         .dim = D, .ids = ids};
 	size_t b = 500, got[N] = {0};
 	float *qs = malloc(b * D * sizeof *qs), *temps = malloc(b * sizeof *temps);
 	uint64_t *seeds = malloc(b * sizeof *seeds);
@@ -146,7 +147,8 @@ END_TEST
 START_TEST(draws_distinct_reproducible_thread_independent)
 {
 	struct fresh_pool *p1, *p3;
-	struct fresh_matrix m = {x, N, D, ids, NULL};
+	struct fresh_matrix m = {.x = x, .n = N,
+	                         .dim = D, .ids = ids};
 	float q[2 * D] = {1, 0, 0, 0, 0, 1, 1, 0}, temps[2] = {1.0f, 2.0f};
 	uint64_t seeds[2] = {7, 8};
 	struct fresh_queries qs = {q, 2, NULL};
@@ -189,7 +191,8 @@ END_TEST
 START_TEST(refuses_bad_arguments)
 {
 	struct fresh_pool *pool;
-	struct fresh_matrix m = {x, N, D, ids, NULL};
+	struct fresh_matrix m = {.x = x, .n = N,
+	                         .dim = D, .ids = ids};
 	float q[D] = {0}, t = 0.0f;
 	uint64_t seed = 1;
 	struct fresh_queries qs = {q, 1, NULL};
@@ -213,7 +216,8 @@ END_TEST
 START_TEST(greedy_mode_is_exact_top_n_with_logprobs)
 {
 	struct fresh_pool *pool;
-	struct fresh_matrix m = {x, N, D, ids, NULL};
+	struct fresh_matrix m = {.x = x, .n = N,
+	                         .dim = D, .ids = ids};
 	float q[D] = {0.3f, -0.2f, 0.8f, 0.1f}, t = 0.7f, lp[5];
 	uint64_t seed = 3;
 	struct fresh_queries qs = {q, 1, NULL};
@@ -274,7 +278,8 @@ START_TEST(large_draw_equals_row_by_row_gumbel_top_n)
 	size_t rows[3] = {5, 77, 4000}, counts[4];
 	struct fresh_exclusion ex[4] = {{NULL, 0}, {rows, 3}, {NULL, 0},
 					{rows, 3}};
-	struct fresh_matrix m = {bx, BIG_N, BIG_D, bids, NULL};
+	struct fresh_matrix m = {.x = bx, .n = BIG_N,
+	                         .dim = BIG_D, .ids = bids};
 	struct fresh_queries qs = {q, 4, NULL};
 	struct fresh_hit h[4 * BIG_K];
 	struct fresh_pool *pool;
@@ -346,7 +351,8 @@ START_TEST(same_call_gives_the_same_bits)
 	float temps[B], q[B * DIM], lp[B * K], lp0[B * K];
 	uint64_t seeds[B];
 	size_t counts[B];
-	struct fresh_matrix m = {bx, ROWS, DIM, bids, NULL};
+	struct fresh_matrix m = {.x = bx, .n = ROWS,
+	                         .dim = DIM, .ids = bids};
 	struct fresh_queries qs = {q, B, NULL};
 	struct fresh_hit h[B * K], h0[B * K];
 	struct fresh_pool *pool;

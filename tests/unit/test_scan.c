@@ -91,7 +91,8 @@ static void check_shape(struct fresh_pool *pool, const struct shape *sh,
 	s.threads = fresh_pool_threads(pool);
 	s.count = calloc(nq * n, sizeof *s.count);
 	s.score = calloc(nq * n, sizeof *s.score);
-	m = (struct fresh_matrix){x, n, d, ids, sh->row_scale ? rs : NULL};
+	m = (struct fresh_matrix){.x = x, .n = n, .dim = d, .ids = ids,
+				  .row_scale = sh->row_scale ? rs : NULL};
 	qs = (struct fresh_queries){q, b, sh->offset ? off : NULL};
 
 	ck_assert_int_eq(fresh_scan(pool, &m, &qs, sh->q0, nq, tile, &s),
@@ -205,7 +206,7 @@ START_TEST(real_values_within_tolerance)
 	s.score = calloc(B * N, sizeof *s.score);
 	ck_assert_int_eq(fresh_pool_create(2, 0, &pool), FRESH_OK);
 	s.threads = 2;
-	m = (struct fresh_matrix){x, N, D, NULL, rs};
+	m = (struct fresh_matrix){.x = x, .n = N, .dim = D, .row_scale = rs};
 	qs = (struct fresh_queries){q, B, off};
 	ck_assert_int_eq(fresh_scan(pool, &m, &qs, 0, B, tile, &s), FRESH_OK);
 	ck_assert_int_eq(atomic_load(&s.errors), 0);
@@ -238,7 +239,7 @@ START_TEST(empty_and_invalid)
 	float x[4] = {1, 2, 3, 4}, q[2] = {1, 1};
 	struct fresh_pool *pool;
 	struct sink s;
-	struct fresh_matrix m = {x, 2, 2, NULL, NULL};
+	struct fresh_matrix m = {.x = x, .n = 2, .dim = 2, .ids = NULL, .row_scale = NULL};
 	struct fresh_queries qs = {q, 1, NULL};
 
 	memset(&s, 0, sizeof s);

@@ -53,7 +53,8 @@ static void check_batch(struct fixture *f, size_t b, size_t k,
 	size_t *counts = malloc(b * sizeof *counts);
 	struct fresh_exclusion *excl = NULL;
 	size_t *rows = NULL;
-	struct fresh_matrix m = {f->x, f->n, f->d, f->ids, NULL};
+	struct fresh_matrix m = {.x = f->x, .n = f->n,
+	                         .dim = f->d, .ids = f->ids};
 	struct fresh_queries qs = {q, b, NULL};
 
 	tu_fill_int(&r, q, b * f->d, 2);
@@ -167,8 +168,10 @@ START_TEST(single_thread_equals_many)
 	make(&f4, 5000, 32, 4, 6);
 	tu_fill_normal(&r, q, b * 32);
 	{
-		struct fresh_matrix m1 = {f1.x, f1.n, f1.d, f1.ids, NULL};
-		struct fresh_matrix m4 = {f4.x, f4.n, f4.d, f4.ids, NULL};
+		struct fresh_matrix m1 = {.x = f1.x, .n = f1.n,
+		                          .dim = f1.d, .ids = f1.ids};
+		struct fresh_matrix m4 = {.x = f4.x, .n = f4.n,
+		                          .dim = f4.d, .ids = f4.ids};
 		struct fresh_queries qs = {q, b, NULL};
 		ck_assert_int_eq(fresh_topk(f1.pool, &m1, &qs, k, NULL, h1, c1),
 				 FRESH_OK);
@@ -198,7 +201,8 @@ START_TEST(offset_and_row_scale_transform_scores)
 		scale[i] = 0.25f * (float)(1 + i % 4);
 	tu_fill_int(&r, q, b * 6, 2);
 	{
-		struct fresh_matrix m = {f.x, f.n, f.d, f.ids, scale};
+		struct fresh_matrix m = {.x = f.x, .n = f.n,
+		                         .dim = f.d, .ids = f.ids, .row_scale = scale};
 		struct fresh_queries qs = {q, b, off};
 		ck_assert_int_eq(fresh_topk(f.pool, &m, &qs, k, NULL, hits,
 					    counts),
@@ -252,7 +256,8 @@ START_TEST(refuses_bad_k)
 
 	make(&f, 10, 4, 1, 10);
 	{
-		struct fresh_matrix m = {f.x, f.n, f.d, f.ids, NULL};
+		struct fresh_matrix m = {.x = f.x, .n = f.n,
+		                         .dim = f.d, .ids = f.ids};
 		struct fresh_queries qs = {q, 1, NULL};
 		ck_assert_int_eq(fresh_topk(f.pool, &m, &qs, 0, NULL, hits,
 					    counts),
