@@ -58,6 +58,8 @@ enum fresh_status fresh_topk_bounded(struct fresh_pool *pool,
 				     const struct fresh_queries *qs, size_t k,
 				     const struct fresh_exclusion *excl,
 				     struct fresh_hit *hits, size_t *counts);
+/* Rows fresh_topk_bounded has rescored in float32 since the start. */
+unsigned long long fresh_topk_bounded_rescored(void);
 /* fresh_topk on the float32 rows only, whatever m->xh says. */
 enum fresh_status fresh_topk_f32(struct fresh_pool *pool,
 				 const struct fresh_matrix *m,

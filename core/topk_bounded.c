@@ -32,6 +32,14 @@
 
 #define STATE_BUDGET_BYTES ((size_t)64 << 20)
 
+/* Rows rescored in float32, since the start (for /metrics and benches). */
+static atomic_ullong rescored_total;
+
+unsigned long long fresh_topk_bounded_rescored(void)
+{
+	return atomic_load_explicit(&rescored_total, memory_order_relaxed);
+}
+
 struct cand {
 	uint32_t row;
 	float hi;
@@ -115,6 +123,23 @@ static bool cand_push(struct qstate *s, uint32_t row, float hi, float t)
 	return true;
 }
 
+/*
+ * The upper bounds of a tile's rows for one query, in a loop the compiler
+ * vectorizes: hi = ((a + err) + o) * rs, the float32 scan's operations on
+ * the bound (adding 0 and multiplying by 1 when there is no offset or
+ * scale are exact). A NaN (an overflowed approximation) becomes +inf: the
+ * row is then rescored.
+ */
+static void upper_bounds(const float *a, const float *norm, const float *rs,
+			 float slope, float fl, float o, size_t nr, float *hi)
+{
+	for (size_t c = 0; c < nr; c++) {
+		float h = (a[c] + (slope * norm[c] + fl) + o) *
+			  (rs ? rs[c] : 1.0f);
+		hi[c] = h == h ? h : INFINITY;
+	}
+}
+
 static void bounded_tile(void *ctx, size_t worker, size_t q0, size_t nq,
 			 size_t r0, size_t nr, const float *scores)
 {
@@ -123,6 +148,7 @@ static void bounded_tile(void *ctx, size_t worker, size_t q0, size_t nq,
 	const float *norm = m->row_norm + r0;
 	const float *rs = m->row_scale ? m->row_scale + r0 : NULL;
 	size_t k = j->k;
+	float hi[FRESH_SCAN_TILE_ROWS];
 
 	for (size_t i = 0; i < nq; i++) {
 		size_t slot = q0 + i - j->q_begin;
@@ -132,32 +158,24 @@ static void bounded_tile(void *ctx, size_t worker, size_t q0, size_t nq,
 							 : NULL;
 		const float *a = scores + i * nr;
 		float slope = j->slope[slot], fl = j->flo[slot];
-		bool off = j->qs->offset != NULL;
-		float o = off ? j->qs->offset[q0 + i] : 0.0f;
+		float o = j->qs->offset ? j->qs->offset[q0 + i] : 0.0f;
 		float t = s->nlo == k ? s->lo[0] : -INFINITY;
 
+		upper_bounds(a, norm, rs, slope, fl, o, nr, hi);
 		for (size_t c = 0; c < nr; c++) {
-			float err = slope * norm[c] + fl;
-			float lo = a[c] - err, hi = a[c] + err;
+			float lo;
 
-			if (off) {
-				lo += o;
-				hi += o;
-			}
-			if (rs) {
-				lo *= rs[c];
-				hi *= rs[c];
-			}
-			if (!isfinite(a[c]) || isnan(lo) || isnan(hi)) {
-				lo = -INFINITY;
-				hi = INFINITY;
-			}
-			if (!(hi >= t))
+			if (!(hi[c] >= t))
 				continue;
 			if (e && fresh_excluded(e, r0 + c))
 				continue;
+			lo = (a[c] - (slope * norm[c] + fl) + o) *
+			     (rs ? rs[c] : 1.0f);
+			if (!isfinite(a[c]) || hi[c] == INFINITY || lo != lo)
+				lo = -INFINITY;
 			t = lo_offer(s->lo, &s->nlo, k, lo);
-			if (hi >= t && !cand_push(s, (uint32_t)(r0 + c), hi, t)) {
+			if (hi[c] >= t &&
+			    !cand_push(s, (uint32_t)(r0 + c), hi[c], t)) {
 				atomic_store(&j->nomem, true);
 				return;
 			}
@@ -170,7 +188,7 @@ static void rescore_task(void *arg, size_t task, size_t worker)
 {
 	struct bounded_job *j = arg;
 	const struct fresh_matrix *m = j->m;
-	size_t q = j->q_begin + task, k = j->k, n = 0, nlo = 0;
+	size_t q = j->q_begin + task, k = j->k, n = 0, nlo = 0, scored = 0;
 	const float *qv = j->qs->q + q * m->dim;
 	struct fresh_hit *out = j->hits + q * k;
 	float t = -INFINITY;
@@ -207,8 +225,11 @@ static void rescore_task(void *arg, size_t task, size_t worker)
 			hit.id = m->ids[row];
 			hit.score = v;
 			fresh_heap_offer(out, &n, k, hit);
+			scored++;
 		}
 	}
+	atomic_fetch_add_explicit(&rescored_total, scored,
+				  memory_order_relaxed);
 	fresh_heap_sort(out, n);
 	j->counts[q] = n;
 }
@@ -274,6 +295,14 @@ enum fresh_status fresh_topk_bounded(struct fresh_pool *pool,
 			const float *qv = qs->q + (q0 + i) * m->dim;
 			j.slope[i] = fresh_bf16_slope(qv, m->dim);
 			j.flo[i] = fresh_bf16_floor(qv, m->dim, m->max_norm);
+			/*
+			 * Where a partial sum could overflow (norms near
+			 * float's range), bound nothing: every row is a
+			 * candidate, scored exactly.
+			 */
+			if (!((double)j.slope[i] * 128.0 *
+				      (double)m->max_norm < 0x1p120))
+				j.slope[i] = INFINITY;
 		}
 		for (size_t w = 0; w < threads; w++)
 			for (size_t i = 0; i < nq; i++)

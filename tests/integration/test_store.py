@@ -40,7 +40,7 @@ def near(X, b, seed):
 def hits(reply):
     """(id, score bits) for every hit: equality means bitwise."""
     out = []
-    for row in reply["results"] if "results" in reply else reply["negatives"]:
+    for row in reply["results"]:
         out.append([(h["id"], struct.pack("<f", h["score"]),
                      struct.pack("<f", h["logprob"]) if "logprob" in h else None)
                     for h in row])

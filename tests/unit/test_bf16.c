@@ -133,6 +133,42 @@ START_TEST(bound_holds_on_both_paths)
 }
 END_TEST
 
+/*
+ * The worst case of rounding: every element of q and x just below a bf16
+ * midpoint, so that all round down by almost u; the error then reaches
+ * nearly the bound (which must still hold), on the path that rounds q.
+ */
+START_TEST(bound_is_nearly_tight_and_holds)
+{
+	enum { D = 768 };
+	float q[D], x[D], out, scratch[D];
+	uint16_t qh[D], xh[D];
+
+	for (size_t i = 0; i < D; i++)
+		q[i] = x[i] = 1.0f + 0x1p-8f - 0x1p-20f;
+	ck_assert_uint_eq(fresh_bf16_convert(q, qh, D), (size_t)-1);
+	ck_assert_uint_eq(fresh_bf16_convert(x, xh, D), (size_t)-1);
+	for (int native = 1; native >= 0; native--) {
+		float s = fresh_dot(q, x, D), e;
+
+		fresh_bf16_use_native(native);
+		if (native && !fresh_bf16_native())
+			continue;
+		fresh_bf16_tile(q, qh, D, 1, xh, D, 1, D, &out, 1, scratch);
+		e = fresh_bf16_slope(q, D) * fresh_norm_bound(x, D) +
+		    fresh_bf16_floor(q, D, fresh_norm_bound(x, D));
+		ck_assert(s - out <= e);
+		/* q and x both rounded: 2u of 2u + u^2 + 2 gamma. */
+		if (native)
+			ck_assert_msg(s - out >= 0.9f * e, "error %g, bound %g",
+				      (double)(s - out), (double)e);
+		else
+			ck_assert(s - out >= 0.45f * e);
+	}
+	fresh_bf16_use_native(true);
+}
+END_TEST
+
 struct data {
 	size_t n, d;
 	float *x;
@@ -432,6 +468,7 @@ static Suite *bf16_suite(void)
 	tcase_add_test(num, rounds_to_nearest_even);
 	tcase_add_test(num, norm_bound_is_an_upper_bound);
 	tcase_add_test(num, bound_holds_on_both_paths);
+	tcase_add_test(num, bound_is_nearly_tight_and_holds);
 	tcase_add_test(top, planted_near_ties_defeat_bf16_alone);
 	tcase_add_test(top, bounded_topk_equals_f32_bitwise);
 	tcase_add_test(top, bounded_topk_edges);
