@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,10 +118,14 @@ static struct fresh_index *index_alloc(size_t n, size_t d, const char *source)
 	return index_alloc_store(n, d, source, FRESH_STORE_F32);
 }
 
-/* Rounds rows [r, r + rows) to bf16 and bounds their norms. */
+/*
+ * Rounds rows [r, r + rows) to bf16 and bounds their norms, raising *max
+ * to the largest. Touches only those rows: two threads may run it on
+ * disjoint ranges.
+ */
 static enum fresh_status shrink_rows(struct fresh_index *idx, size_t r,
 				     size_t rows, const char *label,
-				     struct fresh_error *err)
+				     float *max, struct fresh_error *err)
 {
 	const float *src = idx->vectors + r * idx->d;
 	size_t bad = fresh_bf16_convert(src, idx->xh + r * idx->d,
@@ -136,11 +141,46 @@ static enum fresh_status shrink_rows(struct fresh_index *idx, size_t r,
 	for (size_t i = 0; i < rows; i++) {
 		float nb = fresh_norm_bound(src + i * idx->d, idx->d);
 		idx->norms[r + i] = nb;
-		if (nb > idx->max_norm)
-			idx->max_norm = nb;
+		if (nb > *max)
+			*max = nb;
 	}
 	return FRESH_OK;
 }
+
+/*
+ * The second thread of a bf16 load: between two barrier waits it shrinks
+ * the rows it was handed while the loader checks and hashes the chunk.
+ */
+struct shrink_helper {
+	pthread_barrier_t go, done;
+	struct fresh_index *idx;
+	const char *label;
+	size_t r, rows;
+	bool quit;
+	float max;
+	enum fresh_status st;
+	struct fresh_error err;
+};
+
+static void *shrink_main(void *arg)
+{
+	struct shrink_helper *h = arg;
+
+	for (;;) {
+		pthread_barrier_wait(&h->go);
+		if (h->quit)
+			return NULL;
+		if (h->st == FRESH_OK && h->rows)
+			h->st = shrink_rows(h->idx, h->r, h->rows, h->label,
+					    &h->max, &h->err);
+		pthread_barrier_wait(&h->done);
+	}
+}
+
+static enum fresh_status shrink_mapped(struct fresh_index *idx,
+				       const char *path,
+				       struct fresh_hasher *hs,
+				       struct fresh_error *err);
 
 /*
  * Maps the float32 rows at off of fd (fsize bytes in all) and builds the
@@ -151,9 +191,6 @@ static enum fresh_status map_rows(int fd, const char *path, size_t fsize,
 				  struct fresh_hasher *hs,
 				  struct fresh_error *err)
 {
-	size_t row_bytes = idx->d * sizeof(float);
-	size_t rows_per = CHUNK_BYTES / row_bytes ? CHUNK_BYTES / row_bytes : 1;
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	void *map;
 
 	if (off % sizeof(float) != 0)
@@ -169,31 +206,89 @@ static enum fresh_status map_rows(int fd, const char *path, size_t fsize,
 	idx->map_len = fsize;
 	idx->vectors = (float *)(void *)((char *)map + off);
 	(void)madvise(map, fsize, MADV_SEQUENTIAL);
-	for (size_t r = 0; r < idx->n; r += rows_per) {
+	return shrink_mapped(idx, path, hs, err);
+}
+
+/*
+ * Checks, hashes and shrinks the mapped rows chunk by chunk, on two
+ * threads: this one checks and hashes a chunk (the hash is sequential)
+ * and rounds its first half, a helper rounds the second half. Each
+ * chunk's pages then leave the resident set (they stay in the page cache).
+ */
+static enum fresh_status shrink_mapped(struct fresh_index *idx,
+				       const char *path,
+				       struct fresh_hasher *hs,
+				       struct fresh_error *err)
+{
+	size_t row_bytes = idx->d * sizeof(float);
+	size_t rows_per = CHUNK_BYTES / row_bytes ? CHUNK_BYTES / row_bytes : 1;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct shrink_helper h;
+	enum fresh_status st = FRESH_OK;
+	pthread_t th;
+	bool helper;
+	float max = 0.0f;
+
+	memset(&h, 0, sizeof h);
+	h.idx = idx;
+	h.label = path;
+	helper = pthread_barrier_init(&h.go, NULL, 2) == 0;
+	if (helper && pthread_barrier_init(&h.done, NULL, 2) != 0) {
+		pthread_barrier_destroy(&h.go);
+		helper = false;
+	}
+	if (helper && pthread_create(&th, NULL, shrink_main, &h) != 0) {
+		pthread_barrier_destroy(&h.go);
+		pthread_barrier_destroy(&h.done);
+		helper = false;
+	}
+	for (size_t r = 0; r < idx->n && st == FRESH_OK; r += rows_per) {
 		size_t rows = idx->n - r < rows_per ? idx->n - r : rows_per;
+		size_t mine = helper ? rows / 2 : rows;
 		const float *src = idx->vectors + r * idx->d;
-		size_t bad = first_nonfinite(src, rows * idx->d);
-		enum fresh_status st;
+		size_t bad;
 		uintptr_t lo, hi;
 
+		if (helper) {
+			h.r = r + mine;
+			h.rows = rows - mine;
+			pthread_barrier_wait(&h.go);
+		}
+		bad = first_nonfinite(src, rows * idx->d);
 		if (bad != (size_t)-1)
-			return fresh_fail(err, FRESH_FORMAT,
-					  "%s: row %zu, column %zu: value is "
-					  "not finite",
-					  path, r + bad / idx->d,
-					  bad % idx->d);
-		fresh_hasher_update(hs, src, rows * row_bytes);
-		st = shrink_rows(idx, r, rows, path, err);
-		if (st != FRESH_OK)
-			return st;
+			st = fresh_fail(err, FRESH_FORMAT,
+					"%s: row %zu, column %zu: value is "
+					"not finite",
+					path, r + bad / idx->d, bad % idx->d);
+		else
+			fresh_hasher_update(hs, src, rows * row_bytes);
+		if (st == FRESH_OK)
+			st = shrink_rows(idx, r, mine, path, &max, err);
+		if (helper) {
+			pthread_barrier_wait(&h.done);
+			if (st == FRESH_OK && h.st != FRESH_OK) {
+				st = h.st;
+				*err = h.err;
+			}
+		}
 		/* The pages stay in the page cache, not in our resident set. */
 		lo = (uintptr_t)src & ~(uintptr_t)(page - 1);
 		hi = ((uintptr_t)(src + rows * idx->d)) & ~(uintptr_t)(page - 1);
 		if (hi > lo)
 			(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 	}
-	(void)madvise(map, fsize, MADV_RANDOM);
-	return FRESH_OK;
+	if (helper) {
+		h.quit = true;
+		pthread_barrier_wait(&h.go);
+		pthread_join(th, NULL);
+		pthread_barrier_destroy(&h.go);
+		pthread_barrier_destroy(&h.done);
+		if (h.max > max)
+			max = h.max;
+	}
+	idx->max_norm = max;
+	(void)madvise(idx->map, idx->map_len, MADV_RANDOM);
+	return st;
 }
 
 enum fresh_status fresh_index_add_bf16(struct fresh_index *idx,
@@ -213,7 +308,7 @@ enum fresh_status fresh_index_add_bf16(struct fresh_index *idx,
 		goto fail;
 	}
 	idx->max_norm = 0.0f;
-	st = shrink_rows(idx, 0, idx->n, label, err);
+	st = shrink_rows(idx, 0, idx->n, label, &idx->max_norm, err);
 	if (st != FRESH_OK)
 		goto fail;
 	idx->store = FRESH_STORE_BF16;

@@ -2,7 +2,7 @@
 peer or bound, ratio, target, pass/fail. Run by hand on a quiet machine
 (medians of several runs are taken inside each benchmark):
 
-    /usr/bin/python3 tests/bench/run_all.py            # full sizes (~15 min)
+    /usr/bin/python3 tests/bench/run_all.py            # full sizes (~30 min)
     /usr/bin/python3 tests/bench/run_all.py --toy      # seconds: a smoke test
 
 The correction-quality benchmark is separate: tests/bench/drift.py.
@@ -17,7 +17,7 @@ import traceback
 import benchlib  # noqa: F401 - puts clients/python on the path for the suites
 
 SUITES = ["bench_engine", "bench_http", "bench_sample", "bench_refit", "bench_ingest",
-          "bench_start"]
+          "bench_start", "bench_store"]
 
 
 def main():

@@ -449,6 +449,14 @@ START_TEST(index_loads_in_bf16)
 						&b, &err),
 			 FRESH_FORMAT);
 	ck_assert_ptr_nonnull(strstr(err.msg, "row 3, column 7"));
+	/* Also in the rows the loader's second thread rounds. */
+	x[3 * d + 7] = 0.5f;
+	x[(n - 2) * d + 1] = -FLT_MAX;
+	tu_write_npy_f32(npy, x, n, d);
+	ck_assert_int_eq(fresh_index_load_store(npy, NULL, FRESH_STORE_BF16,
+						&b, &err),
+			 FRESH_FORMAT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "row 498, column 1"));
 	ck_assert_int_eq(fresh_index_load_store(npy, NULL, FRESH_STORE_F32, &a,
 						&err),
 			 FRESH_OK);
