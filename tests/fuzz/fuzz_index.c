@@ -87,6 +87,29 @@ static void try_load(const char *path, const char *ids_path, bool snapshot)
 	fresh_index_retain(idx);
 	fresh_index_release(idx);
 	round_trip(idx);
+	/*
+	 * The same file with --store bf16: it loads (unless .fvecs or a value
+	 * beyond bf16's range) with the same fingerprint and float32 rows.
+	 */
+	{
+		struct fresh_index *h = NULL;
+
+		if (fresh_index_load_store(path, ids_path, FRESH_STORE_BF16,
+					   &h, &err) == FRESH_OK) {
+			FZ_CHECK(fresh_index_fingerprint(h) ==
+				 fresh_index_fingerprint(idx));
+			FZ_CHECK(memcmp(fresh_index_vectors(h),
+					fresh_index_vectors(idx),
+					fresh_index_size(idx) *
+						fresh_index_dim(idx) *
+						sizeof(float)) == 0);
+			FZ_CHECK(fresh_index_bf16(h) != NULL);
+			fresh_index_release(h);
+		} else {
+			FZ_CHECK(h == NULL);
+			FZ_CHECK(err.msg[0] != '\0');
+		}
+	}
 	fresh_index_release(idx);
 }
 
