@@ -106,6 +106,9 @@ size_t fresh_batch_score(const struct fresh_model *m, struct fresh_pool *pool,
 	size_t *counts = NULL, *rows = NULL;
 	float *q = NULL, *lp = NULL, *temps = NULL;
 	uint64_t *seeds = NULL;
+	double *keys = NULL, *log_z = NULL;
+	struct fresh_sample_detail detail = {NULL, NULL};
+	bool want_detail = false;
 	enum fresh_status st = FRESH_OK;
 
 	if (n == 0)
@@ -139,6 +142,18 @@ size_t fresh_batch_score(const struct fresh_model *m, struct fresh_pool *pool,
 	q = fresh_alloc(total, dim * sizeof(float));
 	hits = malloc(total * kmax * sizeof *hits);
 	counts = malloc(total * sizeof *counts);
+	for (size_t j = 0; j < n; j++)
+		want_detail |= ok[j] && (reqs[j]->keys || reqs[j]->log_z);
+	if (wants_logprob(op) && want_detail) {
+		keys = malloc(total * kmax * sizeof *keys);
+		log_z = malloc(total * sizeof *log_z);
+		if (!keys || !log_z) {
+			st = FRESH_NOMEM;
+			goto out;
+		}
+		detail.keys = keys;
+		detail.log_z = log_z;
+	}
 	if (wants_logprob(op)) {
 		lp = malloc(total * kmax * sizeof *lp);
 		temps = malloc(total * sizeof *temps);
@@ -183,7 +198,8 @@ size_t fresh_batch_score(const struct fresh_model *m, struct fresh_pool *pool,
 	else
 		st = fresh_model_sample(m, pool, scoring, q, total, kmax,
 					op == FRESH_OP_SAMPLE, excl, temps,
-					seeds, hits, lp, counts);
+					seeds, hits, lp, counts,
+					keys ? &detail : NULL);
 	if (st != FRESH_OK)
 		goto out;
 	qi = 0;
@@ -199,6 +215,11 @@ size_t fresh_batch_score(const struct fresh_model *m, struct fresh_pool *pool,
 			if (lp && rq->logprob)
 				memcpy(rq->logprob + i * rq->k,
 				       lp + qi * kmax, c * sizeof *lp);
+			if (keys && rq->keys)
+				memcpy(rq->keys + i * rq->k,
+				       keys + qi * kmax, c * sizeof *keys);
+			if (log_z && rq->log_z)
+				rq->log_z[i] = log_z[qi];
 		}
 	}
 out:
@@ -212,6 +233,8 @@ out:
 	free(hits);
 	free(counts);
 	free(lp);
+	free(keys);
+	free(log_z);
 	free(temps);
 	free(seeds);
 	free(excl);

@@ -44,6 +44,8 @@ struct fresh_request {
 	struct fresh_hit *hits;          /* b x k; hits[i * k ..] for query i */
 	size_t *counts;                  /* b */
 	float *logprob;                  /* b x k, ops with logprobs */
+	double *keys;                    /* b x k or NULL (sample.h detail) */
+	double *log_z;                   /* b or NULL (sample.h detail) */
 	uint64_t version;                /* of the model that scored it */
 	enum fresh_status status;
 	/* With FRESH_NOT_FOUND: positives.lists[query][index] is unknown. */

@@ -387,6 +387,52 @@ enum fresh_status fresh_corrector_forward(const struct fresh_corrector *c,
 			   s->hidden, p + l->w2, s->hidden, 1.0f, y, s->d_out);
 }
 
+enum fresh_status fresh_corrector_apply(const struct fresh_corrector *c,
+					const float *x, size_t n, float *y,
+					struct fresh_corrector_ws *ws)
+{
+	const struct fresh_corrector_shape *s = &c->shape;
+	const struct fresh_corrector_layout *l = &c->layout;
+	const float *p = c->params;
+	bool residual = fresh_corrector_residual(c);
+	float *t;
+
+	if (s->kind == FRESH_CORRECTOR_NONE) {
+		memcpy(y, x, n * s->d_in * sizeof(float));
+		return FRESH_OK;
+	}
+	if (s->kind == FRESH_CORRECTOR_MLP &&
+	    (!ws || ws->rows < n || ws->hidden != s->hidden))
+		return FRESH_INVALID;
+	/* y = (b + x) + <x, A_i>, each term in dot.h's order. */
+	fresh_dot_tile(x, s->d_in, n, p + l->a, s->d_in, s->d_out, s->d_in, y,
+		       s->d_out);
+	for (size_t r = 0; r < n; r++) {
+		float *yr = y + r * s->d_out;
+		const float *b = p + l->b, *xr = x + r * s->d_in;
+		for (size_t i = 0; i < s->d_out; i++)
+			yr[i] = (residual ? b[i] + xr[i] : b[i]) + yr[i];
+	}
+	if (s->kind != FRESH_CORRECTOR_MLP || n == 0)
+		return FRESH_OK;
+	/* z1 = b1 + <x, W1_h>; y += <act(z1), W2_i>. */
+	fresh_dot_tile(x, s->d_in, n, p + l->w1, s->d_in, s->hidden, s->d_in,
+		       ws->z1, s->hidden);
+	for (size_t r = 0; r < n; r++)
+		for (size_t h = 0; h < s->hidden; h++)
+			ws->z1[r * s->hidden + h] += p[l->b1 + h];
+	activate(s->act, ws->z1, ws->h1, n * s->hidden);
+	t = fresh_alloc(n, s->d_out * sizeof(float));
+	if (!t)
+		return FRESH_NOMEM;
+	fresh_dot_tile(ws->h1, s->hidden, n, p + l->w2, s->hidden, s->d_out,
+		       s->hidden, t, s->d_out);
+	for (size_t i = 0; i < n * s->d_out; i++)
+		y[i] += t[i];
+	fresh_free(t);
+	return FRESH_OK;
+}
+
 enum fresh_status fresh_corrector_backward(const struct fresh_corrector *c,
 					   const float *x, size_t n,
 					   const float *dy, float *grad,

@@ -147,6 +147,15 @@ enum fresh_status fresh_corrector_forward(const struct fresh_corrector *c,
  * the parameters selected by mask into grad (layout.total floats; entries
  * not selected are set to zero). Uses ws->dh as scratch.
  */
+/*
+ * h(x) as served: like fresh_corrector_forward, but every product in
+ * dot.h's fixed order, so a row's bits depend on that row and the
+ * parameters only (not on n, its neighbours or where the index was cut
+ * into shards). What models materialize and /v1/corrected returns.
+ */
+enum fresh_status fresh_corrector_apply(const struct fresh_corrector *c,
+					const float *x, size_t n, float *y,
+					struct fresh_corrector_ws *ws);
 enum fresh_status fresh_corrector_backward(const struct fresh_corrector *c,
 					   const float *x, size_t n,
 					   const float *dy, float *grad,

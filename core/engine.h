@@ -308,4 +308,56 @@ enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
 					      bool force, uint64_t *version,
 					      struct fresh_error *err);
 
+/*
+ * Sharding (API.md --shards; shard.c). A shard's ids (a copy; free()) and
+ * its index's fingerprint, from one acquired model.
+ */
+enum fresh_status fresh_engine_ids(struct fresh_engine *e, uint64_t **ids,
+				   size_t *n, uint64_t *fingerprint);
+/*
+ * The buffered pairs with their stale rows, for a coordinator's refit
+ * (malloc'ed; free()). The format, little-endian: "FRSHPRS1", u64 n,
+ * d_in, d_out, the model's version; then n records of u64 id, i64 step,
+ * u64 flags (1: has a step), d_in float32 stale, d_out float32 fresh.
+ */
+enum fresh_status fresh_engine_export_pairs(struct fresh_engine *e,
+					    void **buf, size_t *len);
+size_t fresh_engine_pairs_record(size_t d_in, size_t d_out);
+
+/* Pairs gathered from shards (the coordinator's). */
+struct fresh_shard_pairs {
+	size_t n, cap, d_in, d_out;
+	uint64_t *ids;
+	int64_t *steps;
+	bool *has_step;
+	float *stale; /* n x d_in */
+	float *fresh; /* n x d_out */
+};
+/* Appends an export to into; FRESH_FORMAT for a damaged one. */
+enum fresh_status fresh_engine_pairs_import(const void *buf, size_t len,
+					    struct fresh_shard_pairs *into,
+					    struct fresh_error *err);
+enum fresh_status fresh_engine_pairs_reserve(struct fresh_shard_pairs *p,
+					     size_t n, size_t d_in,
+					     size_t d_out);
+void fresh_engine_pairs_free(struct fresh_shard_pairs *p);
+
+/*
+ * A coordinator's refit: trains on pairs (ids unique) a corrector of the
+ * checkpoint current's shape, by the recipe of trainer.h, judged against
+ * current on the held-out pairs. On FRESH_OK, rep says whether it was
+ * accepted; if so *ckpt (malloc'ed; free()) is the new checkpoint, at
+ * current's version + 1. Fewer than cfg->min_pairs pairs: not accepted,
+ * with the reason.
+ */
+enum fresh_status fresh_engine_fit(const void *current, size_t current_len,
+				   const struct fresh_shard_pairs *pairs,
+				   const struct fresh_refit_config *cfg,
+				   const atomic_bool *cancel, void **ckpt,
+				   size_t *ckpt_len,
+				   struct fresh_refit_report *rep,
+				   struct fresh_error *err);
+/* A checkpoint's version (0 for a damaged one). */
+uint64_t fresh_engine_checkpoint_version(const void *buf, size_t len);
+
 #endif

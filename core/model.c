@@ -71,8 +71,8 @@ static void build_task(void *arg, size_t task, size_t worker)
 	} else {
 		y = m->corrected ? m->corrected + r0 * j->d_out
 				 : j->tmp[worker];
-		if (fresh_corrector_forward(m->corr, x, nr, y,
-					    &j->ws[worker]) != FRESH_OK) {
+		if (fresh_corrector_apply(m->corr, x, nr, y,
+					  &j->ws[worker]) != FRESH_OK) {
 			atomic_store(&j->failed, 1);
 			return;
 		}
@@ -369,6 +369,7 @@ struct selection {
 	struct fresh_hit *hits;
 	float *logprob;         /* sampling only */
 	size_t *counts;
+	const struct fresh_sample_detail *detail; /* sampling, may be NULL */
 };
 
 static enum fresh_status run_selection(const struct fresh_model *m,
@@ -397,10 +398,10 @@ static enum fresh_status run_selection(const struct fresh_model *m,
 		qs.offset = off;
 	}
 	if (st == FRESH_OK && sel->temps)
-		st = fresh_sample(pool, &plan.matrix, &qs, sel->k, sel->gumbel,
-				  sel->excl,
-				  sel->temps, sel->seeds, sel->hits,
-				  sel->logprob, sel->counts);
+		st = fresh_sample_detailed(pool, &plan.matrix, &qs, sel->k,
+					   sel->gumbel, sel->excl, sel->temps,
+					   sel->seeds, sel->hits, sel->logprob,
+					   sel->counts, sel->detail);
 	else if (st == FRESH_OK)
 		st = fresh_topk(pool, &plan.matrix, &qs, sel->k, sel->excl,
 				sel->hits, sel->counts);
@@ -416,7 +417,8 @@ enum fresh_status fresh_model_search(const struct fresh_model *m,
 				     const struct fresh_exclusion *excl,
 				     struct fresh_hit *hits, size_t *counts)
 {
-	struct selection sel = {k, false, excl, NULL, NULL, hits, NULL, counts};
+	struct selection sel = {k,    false, excl,   NULL,
+				NULL, hits,  NULL,   counts, NULL};
 
 	return run_selection(m, pool, scoring, q, b, &sel);
 }
@@ -429,10 +431,11 @@ enum fresh_status fresh_model_sample(const struct fresh_model *m,
 				     const struct fresh_exclusion *excl,
 				     const float *temps, const uint64_t *seeds,
 				     struct fresh_hit *hits, float *logprob,
-				     size_t *counts)
+				     size_t *counts,
+				     const struct fresh_sample_detail *detail)
 {
-	struct selection sel = {n,     gumbel, excl,  temps,
-				seeds, hits,   logprob, counts};
+	struct selection sel = {n,     gumbel, excl,  temps,  seeds,
+				hits,  logprob, counts, detail};
 
 	return run_selection(m, pool, scoring, q, b, &sel);
 }
@@ -464,7 +467,7 @@ enum fresh_status fresh_model_corrected_rows(const struct fresh_model *m,
 		       sh->d_in * sizeof(float));
 	st = fresh_corrector_ws_init(&ws, n, sh->hidden);
 	if (st == FRESH_OK) {
-		st = fresh_corrector_forward(m->corr, x, n, out, &ws);
+		st = fresh_corrector_apply(m->corr, x, n, out, &ws);
 		fresh_corrector_ws_free(&ws);
 	}
 	if (st == FRESH_OK && fresh_corrector_normalize(m->corr))

@@ -16,6 +16,7 @@
 #include "corrector.h"
 #include "index.h"
 #include "pool.h"
+#include "sample.h"
 #include "status.h"
 #include "topk.h"
 
@@ -86,7 +87,8 @@ enum fresh_status fresh_model_search(const struct fresh_model *m,
 
 /*
  * Hard negatives sampled from softmax(score / temps[q]) under the given
- * scoring (see sample.h for the method and the outputs).
+ * scoring (see sample.h for the method and the outputs; detail may be
+ * NULL).
  */
 enum fresh_status fresh_model_sample(const struct fresh_model *m,
 				     struct fresh_pool *pool,
@@ -96,7 +98,8 @@ enum fresh_status fresh_model_sample(const struct fresh_model *m,
 				     const struct fresh_exclusion *excl,
 				     const float *temps, const uint64_t *seeds,
 				     struct fresh_hit *hits, float *logprob,
-				     size_t *counts);
+				     size_t *counts,
+				     const struct fresh_sample_detail *detail);
 
 /*
  * The corrected vectors of rows[0..n) as scored (normalized when the

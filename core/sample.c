@@ -422,6 +422,17 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 			       struct fresh_hit *hits, float *logprob,
 			       size_t *counts)
 {
+	return fresh_sample_detailed(pool, m, qs, n, gumbel, excl, temps,
+				     seeds, hits, logprob, counts, NULL);
+}
+
+enum fresh_status fresh_sample_detailed(
+	struct fresh_pool *pool, const struct fresh_matrix *m,
+	const struct fresh_queries *qs, size_t n, bool gumbel,
+	const struct fresh_exclusion *excl, const float *temps,
+	const uint64_t *seeds, struct fresh_hit *hits, float *logprob,
+	size_t *counts, const struct fresh_sample_detail *detail)
+{
 	size_t threads = fresh_pool_threads(pool), block, ngroups;
 	struct entry *all = NULL;
 	struct job j;
@@ -517,7 +528,11 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 				hits[q * n + c].score = all[c].score;
 				logprob[q * n + c] = (float)(
 					(double)all[c].score * inv_t - log_z);
+				if (detail && detail->keys)
+					detail->keys[q * n + c] = all[c].key;
 			}
+			if (detail && detail->log_z)
+				detail->log_z[q] = count ? log_z : -INFINITY;
 			counts[q] = count;
 		}
 	}

@@ -45,4 +45,26 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 			       struct fresh_hit *hits, float *logprob,
 			       size_t *counts);
 
+/*
+ * What a coordinator needs to merge samples drawn on shards of an index
+ * (API.md --shards): the key of each hit (score / T plus its Gumbel noise,
+ * or score / T without gumbel; hits are in descending key order, ties by
+ * ascending id) and log Z of each query over the rows not excluded
+ * (-inf when every row is excluded). Keys depend only on (seed, id,
+ * score), so the n largest keys over all shards are the sample one
+ * process over the whole index draws, and log Z combines by log-sum-exp.
+ */
+struct fresh_sample_detail {
+	double *keys;  /* b x n, or NULL */
+	double *log_z; /* b, or NULL */
+};
+
+/* fresh_sample, also writing detail's arrays (detail may be NULL). */
+enum fresh_status fresh_sample_detailed(
+	struct fresh_pool *pool, const struct fresh_matrix *m,
+	const struct fresh_queries *qs, size_t n, bool gumbel,
+	const struct fresh_exclusion *excl, const float *temps,
+	const uint64_t *seeds, struct fresh_hit *hits, float *logprob,
+	size_t *counts, const struct fresh_sample_detail *detail);
+
 #endif

@@ -251,6 +251,7 @@ void srv_api_info(struct srv_request *req, struct srv_reply *r)
 		json_object_set_new(j, "store",
 				    json_string(fresh_store_name(info.store)));
 		json_object_set_new(j, "memory", memory_json(srv, &info));
+		json_object_set_new(j, "shard", json_boolean(srv->cfg.shard));
 	}
 	srv_reply_json(r, 200, j);
 }
@@ -376,6 +377,45 @@ static long long rss_bytes(void)
 	return resident * sysconf(_SC_PAGESIZE);
 }
 
+void srv_route_metrics(struct srv_server *srv, struct srv_buf *b)
+{
+	srv_buf_printf(b, "# HELP freshd_http_requests_total HTTP requests "
+			   "answered, by endpoint and status code.\n"
+			   "# TYPE freshd_http_requests_total counter\n");
+	for (int i = 0; i < SRV_ROUTE_COUNT; i++)
+		for (int c = 0; c < SRV_CODES && srv_counted_codes[c]; c++) {
+			unsigned long long v = atomic_load_explicit(
+				&srv->routes[i].by_code[c], memory_order_relaxed);
+			if (v)
+				srv_buf_printf(b,
+					       "freshd_http_requests_total{"
+					       "endpoint=\"%s\",code=\"%d\"} "
+					       "%llu\n",
+					       srv_route_names[i], srv_counted_codes[c], v);
+		}
+	srv_buf_printf(b, "# HELP freshd_http_request_duration_seconds Time "
+			   "from request headers to reply, by endpoint.\n"
+			   "# TYPE freshd_http_request_duration_seconds "
+			   "histogram\n");
+	for (int i = 0; i < SRV_ROUTE_COUNT; i++) {
+		char labels[64];
+		snprintf(labels, sizeof labels, "endpoint=\"%s\"", srv_route_names[i]);
+		srv_hist_render(b, "freshd_http_request_duration_seconds",
+				labels, &srv->routes[i].latency);
+	}
+	srv_buf_printf(b, "# HELP freshd_http_requests_in_progress Requests "
+			   "being handled (a refit?wait=true waits here), by "
+			   "endpoint.\n"
+			   "# TYPE freshd_http_requests_in_progress gauge\n");
+	for (int i = 0; i < SRV_ROUTE_COUNT; i++)
+		srv_buf_printf(b,
+			       "freshd_http_requests_in_progress{endpoint=\"%s\"}"
+			       " %llu\n",
+			       srv_route_names[i],
+			       (unsigned long long)atomic_load(
+				       &srv->routes[i].in_handler));
+}
+
 void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 {
 	struct srv_server *srv = req->srv;
@@ -389,41 +429,7 @@ void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 	extra = info.extra_bytes;
 	index_bytes = info.index_bytes;
 	fresh_engine_status(srv->engine, &st);
-	srv_buf_printf(&b, "# HELP freshd_http_requests_total HTTP requests "
-			   "answered, by endpoint and status code.\n"
-			   "# TYPE freshd_http_requests_total counter\n");
-	for (int i = 0; i < SRV_ROUTE_COUNT; i++)
-		for (int c = 0; c < SRV_CODES && srv_counted_codes[c]; c++) {
-			unsigned long long v = atomic_load_explicit(
-				&srv->routes[i].by_code[c], memory_order_relaxed);
-			if (v)
-				srv_buf_printf(&b,
-					       "freshd_http_requests_total{"
-					       "endpoint=\"%s\",code=\"%d\"} "
-					       "%llu\n",
-					       srv_route_names[i], srv_counted_codes[c], v);
-		}
-	srv_buf_printf(&b, "# HELP freshd_http_request_duration_seconds Time "
-			   "from request headers to reply, by endpoint.\n"
-			   "# TYPE freshd_http_request_duration_seconds "
-			   "histogram\n");
-	for (int i = 0; i < SRV_ROUTE_COUNT; i++) {
-		char labels[64];
-		snprintf(labels, sizeof labels, "endpoint=\"%s\"", srv_route_names[i]);
-		srv_hist_render(&b, "freshd_http_request_duration_seconds",
-				labels, &srv->routes[i].latency);
-	}
-	srv_buf_printf(&b, "# HELP freshd_http_requests_in_progress Requests "
-			   "being handled (a refit?wait=true waits here), by "
-			   "endpoint.\n"
-			   "# TYPE freshd_http_requests_in_progress gauge\n");
-	for (int i = 0; i < SRV_ROUTE_COUNT; i++)
-		srv_buf_printf(&b,
-			       "freshd_http_requests_in_progress{endpoint=\"%s\"}"
-			       " %llu\n",
-			       srv_route_names[i],
-			       (unsigned long long)atomic_load(
-				       &srv->routes[i].in_handler));
+	srv_route_metrics(srv, &b);
 	srv_buf_printf(&b, "# HELP freshd_search_batch_size Queries scored "
 			   "together in one pass.\n"
 			   "# TYPE freshd_search_batch_size histogram\n");

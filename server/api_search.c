@@ -4,6 +4,7 @@
  * model that scored every one of them.
  */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +115,12 @@ bool srv_run_query_job(struct srv_server *srv, struct srv_job *job,
 	rq->counts = malloc(rq->b * sizeof *rq->counts);
 	if (logprob)
 		rq->logprob = malloc(rq->b * rq->k * sizeof *rq->logprob);
-	if (!rq->hits || !rq->counts || (logprob && !rq->logprob)) {
+	if (logprob && job->detail) {
+		rq->keys = malloc(rq->b * rq->k * sizeof *rq->keys);
+		rq->log_z = malloc(rq->b * sizeof *rq->log_z);
+	}
+	if (!rq->hits || !rq->counts || (logprob && !rq->logprob) ||
+	    (job->detail && logprob && (!rq->keys || !rq->log_z))) {
 		srv_error_from_status(e, FRESH_NOMEM, NULL);
 		return false;
 	}
@@ -142,9 +148,20 @@ bool srv_run_query_job(struct srv_server *srv, struct srv_job *job,
 	return false;
 }
 
+/* A double that must survive the trip exactly (replies print 9 digits). */
+static json_t *exact_double(double x)
+{
+	char buf[40];
+
+	if (!(x > -INFINITY))
+		return json_null();
+	snprintf(buf, sizeof buf, "%.17g", x);
+	return json_string(buf);
+}
+
 static json_t *results_json(const struct fresh_request *rq)
 {
-	json_t *results = json_array();
+	json_t *results = json_array(), *log_z = NULL;
 
 	for (size_t i = 0; results && i < rq->b; i++) {
 		json_t *list = json_array();
@@ -157,9 +174,21 @@ static json_t *results_json(const struct fresh_request *rq)
 				json_object_set_new(
 					o, "logprob",
 					srv_json_float(rq->logprob[i * rq->k + h]));
+			if (rq->keys)
+				json_object_set_new(
+					o, "key",
+					exact_double(rq->keys[i * rq->k + h]));
 			json_array_append_new(list, o);
 		}
 		json_array_append_new(results, list);
+	}
+	if (rq->log_z) {
+		log_z = json_array();
+		for (size_t i = 0; log_z && i < rq->b; i++)
+			json_array_append_new(log_z, exact_double(rq->log_z[i]));
+		return json_pack("{s:o,s:I,s:o}", "results", results,
+				 "corrector_version", (json_int_t)rq->version,
+				 "log_z", log_z);
 	}
 	return json_pack("{s:o,s:I}", "results", results, "corrector_version",
 			 (json_int_t)rq->version);
@@ -170,6 +199,8 @@ void srv_job_free(struct srv_job *job)
 	free(job->req.hits);
 	free(job->req.counts);
 	free(job->req.logprob);
+	free(job->req.keys);
+	free(job->req.log_z);
 }
 
 void srv_api_search(struct srv_request *req, struct srv_reply *r)
@@ -210,7 +241,8 @@ void srv_api_negatives(struct srv_request *req, struct srv_reply *r)
 	static const char *const keys[] = {
 		"vector",  "vectors",     "vector_b64", "vectors_b64",
 		"positives", "exclude",   "n",          "method",
-		"temperature", "seed",    "scoring",    NULL};
+		"temperature", "seed",    "scoring",    "detail",
+		NULL};
 	static const char *const methods[] = {"topk", "sample", NULL};
 	struct srv_server *srv = req->srv;
 	struct query_req qr;
@@ -219,6 +251,7 @@ void srv_api_negatives(struct srv_request *req, struct srv_reply *r)
 	int64_t n, seed;
 	double temp;
 	int method;
+	json_t *detail;
 
 	memset(&job, 0, sizeof job);
 	if (!parse_queries(req, keys, &qr, &e) ||
@@ -230,6 +263,12 @@ void srv_api_negatives(struct srv_request *req, struct srv_reply *r)
 	    !read_lists(&qr, "positives", &qr.positives, &e) ||
 	    !read_lists(&qr, "exclude", &qr.exclude, &e))
 		goto fail;
+	detail = json_object_get(qr.body, "detail");
+	if (detail && !json_is_boolean(detail)) {
+		srv_bad(&e, "detail: expected true or false");
+		goto fail;
+	}
+	job.detail = detail && json_is_true(detail);
 	if (seed < 0 && getrandom(&seed, sizeof seed, 0) != sizeof seed)
 		seed = (int64_t)req->id;
 	job.req.op = method == 1 ? FRESH_OP_SAMPLE : FRESH_OP_TOPK_LOGPROB;

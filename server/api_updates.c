@@ -11,7 +11,7 @@
 #include "server.h"
 
 /* One item of "targets" or "queries": an id or positive and a vector. */
-static bool read_item(json_t *item, const char *list, size_t i,
+bool srv_update_item(json_t *item, const char *list, size_t i,
 		      const char *id_key, size_t dim, uint64_t *id, float *vec,
 		      struct srv_error *e)
 {
@@ -94,11 +94,11 @@ void srv_api_updates(struct srv_request *req, struct srv_reply *r)
 		goto fail;
 	}
 	for (size_t i = 0; i < nt; i++)
-		if (!read_item(json_array_get(targets, i), "targets", i, "id",
+		if (!srv_update_item(json_array_get(targets, i), "targets", i, "id",
 			       dim, ids + i, vec + i * dim, &e))
 			goto fail;
 	for (size_t i = 0; i < nq; i++)
-		if (!read_item(json_array_get(queries, i), "queries", i,
+		if (!srv_update_item(json_array_get(queries, i), "queries", i,
 			       "positive", dim, pos + i, qv + i * dim, &e))
 			goto fail;
 	memset(&u, 0, sizeof u);
@@ -166,6 +166,13 @@ void srv_api_refit(struct srv_request *req, struct srv_reply *r)
 	enum fresh_status st;
 
 	if (!empty_body(req, &e)) {
+		srv_reply_error(r, &e);
+		return;
+	}
+	if (req->srv->cfg.shard) {
+		srv_fail(&e, 409, "conflict",
+			 "this daemon is a shard (--shard): its coordinator "
+			 "refits and installs the corrector here");
 		srv_reply_error(r, &e);
 		return;
 	}

@@ -52,6 +52,14 @@ static size_t build(struct flag *f, size_t cap, struct srv_config *c,
 	const struct flag all[] = {
 		{"demo", BOOL, &c->demo, NULL,
 		 "serve a built-in seeded corpus (no files needed)", 0, 0, NULL},
+		{"shard", BOOL, &c->shard, NULL,
+		 "serve one part of a sharded index under a coordinator: no "
+		 "refits of its own (it installs the coordinator's)",
+		 0, 0, NULL},
+		{"shards", STR, &c->shards, "URL,...",
+		 "run as the coordinator over these shard daemons (http://"
+		 "HOST:PORT each): the same API over their union",
+		 0, 0, NULL},
 		{"demo-size", SIZE, &c->demo_size, "N", "demo targets", 1000,
 		 1e8, NULL},
 		{"demo-dim", SIZE, &c->demo_dim, "D", "demo dimension", 2, 4096,
@@ -420,7 +428,13 @@ enum srv_parse_result srv_config_parse(int argc, char **argv,
 	cfg->engine.sync_interval_ms = x.sync_ms;
 	cfg->log_json = x.format == 1;
 	cfg->log_level = x.level;
-	if (cfg->demo == (cfg->index_path != NULL)) {
+	if (cfg->shards) {
+		if (cfg->demo || cfg->index_path || cfg->shard) {
+			fail(err, cap, "--shards runs a coordinator: it takes "
+				       "no --index, --demo or --shard");
+			return SRV_CONFIG_ERROR;
+		}
+	} else if (cfg->demo == (cfg->index_path != NULL)) {
 		fail(err, cap, cfg->demo ? "give --demo or --index, not both"
 					 : "give --index FILE or --demo "
 					   "(see --help)");
@@ -438,6 +452,11 @@ enum srv_parse_result srv_config_parse(int argc, char **argv,
 	    strchr(cfg->collection, '/')) {
 		fail(err, cap, "--collection: 1 to 255 characters, no '/'");
 		return SRV_CONFIG_ERROR;
+	}
+	if (cfg->shard) {
+		/* The coordinator refits; a shard only installs. */
+		cfg->engine.refit_every_pairs = 0;
+		cfg->engine.refit_every_seconds = 0;
 	}
 	if (cfg->max_batch > cfg->max_queue)
 		cfg->max_queue = cfg->max_batch;

@@ -27,6 +27,7 @@
 /* A request queued for scoring (the scoring itself is core/batch.c). */
 struct srv_job {
 	struct fresh_request req; /* in and out fields: batch.h */
+	bool detail; /* also keys and log Z (a coordinator's merge) */
 	/* Internal. */
 	sem_t done;
 	struct srv_job *next;

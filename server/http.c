@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "coord.h"
 #include "server.h"
 
 struct srv_http {
@@ -75,6 +76,10 @@ static const struct route_def routes[] = {
 	 SRV_AUTH_READ, true},
 	{"/v1/pairs", false, "DELETE", SRV_ROUTE_PAIRS, srv_api_pairs_delete,
 	 SRV_AUTH_WRITE, false},
+	{"/v1/pairs", false, "GET", SRV_ROUTE_PAIRS, srv_api_pairs_get,
+	 SRV_AUTH_READ, false},
+	{"/v1/ids", false, "GET", SRV_ROUTE_IDS, srv_api_ids, SRV_AUTH_READ,
+	 false},
 	{"/v1/index/reload", false, "POST", SRV_ROUTE_RELOAD, srv_api_reload,
 	 SRV_AUTH_WRITE, true},
 	{"/v1/demo/fresh", false, "POST", SRV_ROUTE_DEMO_FRESH,
@@ -97,13 +102,55 @@ static const struct route_def routes[] = {
 
 #define NROUTES (sizeof routes / sizeof *routes)
 
+/* --shards: the same API over the shards (coord.h). */
+static const struct route_def coord_routes[] = {
+	{"/healthz", false, "GET", SRV_ROUTE_HEALTHZ, srv_coord_healthz,
+	 SRV_AUTH_NONE, false},
+	{"/readyz", false, "GET", SRV_ROUTE_READYZ, srv_coord_readyz,
+	 SRV_AUTH_NONE, false},
+	{"/metrics", false, "GET", SRV_ROUTE_METRICS, srv_coord_metrics,
+	 SRV_AUTH_NONE, false},
+	{"/v1/info", false, "GET", SRV_ROUTE_INFO, srv_coord_info,
+	 SRV_AUTH_READ, false},
+	{"/v1/search", false, "POST", SRV_ROUTE_SEARCH, srv_coord_search,
+	 SRV_AUTH_READ, true},
+	{"/v1/negatives", false, "POST", SRV_ROUTE_NEGATIVES,
+	 srv_coord_negatives, SRV_AUTH_READ, true},
+	{"/v1/updates", false, "POST", SRV_ROUTE_UPDATES, srv_coord_updates,
+	 SRV_AUTH_WRITE, true},
+	{"/v1/refit", false, "POST", SRV_ROUTE_REFIT, srv_coord_refit,
+	 SRV_AUTH_WRITE, true},
+	{"/v1/corrector", false, "GET", SRV_ROUTE_CORRECTOR,
+	 srv_coord_corrector, SRV_AUTH_READ, false},
+	{"/v1/corrector/reset", false, "POST", SRV_ROUTE_RESET,
+	 srv_coord_reset, SRV_AUTH_WRITE, true},
+	{"/v1/corrector/checkpoint", false, "GET", SRV_ROUTE_CHECKPOINT,
+	 srv_coord_checkpoint_get, SRV_AUTH_READ, false},
+	{"/v1/corrector/checkpoint", false, "PUT", SRV_ROUTE_CHECKPOINT,
+	 srv_coord_checkpoint_put, SRV_AUTH_WRITE, false},
+	{"/v1/targets/", true, "GET", SRV_ROUTE_TARGET, srv_coord_target,
+	 SRV_AUTH_READ, false},
+	{"/v1/corrected", false, "POST", SRV_ROUTE_CORRECTED,
+	 srv_coord_corrected, SRV_AUTH_READ, true},
+	{"/v1/pairs", false, "DELETE", SRV_ROUTE_PAIRS, srv_coord_pairs_delete,
+	 SRV_AUTH_WRITE, false},
+	{"/v1/index/reload", false, "POST", SRV_ROUTE_RELOAD, srv_coord_reload,
+	 SRV_AUTH_WRITE, true},
+	{"/v1/corrector/query-map", false, "GET", SRV_ROUTE_QUERY_MAP,
+	 srv_coord_query_map, SRV_AUTH_READ, false},
+	{"/openapi.json", false, "GET", SRV_ROUTE_OPENAPI, srv_api_openapi,
+	 SRV_AUTH_NONE, false},
+};
+
+#define NCOORD_ROUTES (sizeof coord_routes / sizeof *coord_routes)
+
 const char *const srv_route_names[SRV_ROUTE_COUNT] = {
 	"healthz",   "readyz",  "metrics",    "info",
 	"search",    "negatives", "updates",  "refit",
 	"corrector", "corrector_reset", "corrector_checkpoint",
 	"targets",   "corrected", "pairs",    "index_reload",
 	"demo_fresh", "demo_truth", "corrector_query_map", "qdrant_root",
-	"qdrant",    "openapi",   "unknown"};
+	"qdrant",    "openapi",   "ids",       "unknown"};
 
 /* Codes counted per route, in srv_route_stats.by_code order. */
 const int srv_counted_codes[SRV_CODES] = {200, 202, 400, 401, 403, 404,
@@ -250,16 +297,22 @@ static enum srv_auth authenticate(struct srv_server *srv,
 }
 
 /* Finds the route; *allow gets the methods of the path when 405. */
-static const struct route_def *find_route(const char *url, const char *method,
+static const struct route_def *find_route(const struct srv_server *srv,
+					  const char *url, const char *method,
 					  char *allow, size_t cap,
 					  bool *path_known)
 {
-	const struct route_def *hit = NULL;
+	const struct route_def *hit = NULL, *table = routes;
+	size_t count = NROUTES;
 
+	if (srv->coord) {
+		table = coord_routes;
+		count = NCOORD_ROUTES;
+	}
 	allow[0] = '\0';
 	*path_known = false;
-	for (size_t i = 0; i < NROUTES; i++) {
-		const struct route_def *d = &routes[i];
+	for (size_t i = 0; i < count; i++) {
+		const struct route_def *d = &table[i];
 		bool match = d->is_prefix
 				     ? strncmp(url, d->path, strlen(d->path)) == 0 &&
 					       url[strlen(d->path)] != '\0'
@@ -339,7 +392,7 @@ static enum MHD_Result on_headers(struct srv_server *srv, struct ctx *c,
 					  "required");
 	}
 	c->req.auth = auth;
-	c->def = find_route(url, method, allow, sizeof allow, &known);
+	c->def = find_route(srv, url, method, allow, sizeof allow, &known);
 	if (!c->def) {
 		c->req.route = SRV_ROUTE_UNKNOWN;
 		if (known)

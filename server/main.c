@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "coord.h"
 #include "log.h"
 #include "progress.h"
 #include "server.h"
@@ -161,6 +162,29 @@ static int load_index(struct srv_server *srv, struct fresh_index **idx)
 	return 0;
 }
 
+/* freshd --shards: serves until a signal, then stops in order. */
+static int run_coordinator(struct srv_server *srv)
+{
+	struct srv_http *http = NULL;
+	char err[1024];
+	int sig;
+
+	if (srv_coord_start(srv, err, sizeof err) != FRESH_OK)
+		return die(err);
+	if (srv_http_start(srv, &http, err, sizeof err) != FRESH_OK) {
+		srv_coord_stop(srv->coord);
+		return die(err);
+	}
+	mask_signals(SIG_UNBLOCK);
+	sig = wait_for_signal();
+	srv_log(SRV_INFO, "signal %d: shutting down", sig);
+	srv_http_quiesce(http);
+	srv_http_stop(http);
+	srv_coord_stop(srv->coord);
+	srv_log(SRV_INFO, "stopped");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct srv_server srv;
@@ -199,6 +223,8 @@ int main(int argc, char **argv)
 		srv_log(SRV_WARN, "test mode: the update log keeps unsynced "
 				  "writes in memory (simulated power loss)");
 	}
+	if (srv.cfg.shards)
+		return run_coordinator(&srv);
 	if (load_index(&srv, &idx) != 0)
 		return 1;
 	if (signalled()) { /* asked to stop while loading: nothing to undo */

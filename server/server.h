@@ -31,6 +31,9 @@ struct srv_config {
 	size_t demo_size, demo_dim;
 	uint64_t seed;
 	const char *index_path, *ids_path;
+	/* Sharding: this daemon is a shard, or coordinates these. */
+	bool shard;
+	const char *shards;
 	/* Network and limits. */
 	const char *listen;
 	const char *collection; /* the Qdrant-compatible surface's one */
@@ -73,6 +76,7 @@ enum srv_route {
 	SRV_ROUTE_QDRANT_ROOT,
 	SRV_ROUTE_QDRANT,
 	SRV_ROUTE_OPENAPI,
+	SRV_ROUTE_IDS,
 	SRV_ROUTE_UNKNOWN,
 	SRV_ROUTE_COUNT
 };
@@ -94,6 +98,7 @@ struct srv_server {
 	struct fresh_engine *engine;
 	struct fresh_demo *demo;      /* --demo only */
 	struct srv_dispatch *dispatch;
+	struct srv_coord *coord;      /* --shards only (no engine then) */
 	char write_key[256], read_key[256]; /* empty: none */
 	double started_at;            /* unix time */
 	char index_source[4096];
@@ -134,6 +139,8 @@ void srv_api_search(struct srv_request *req, struct srv_reply *r);
 void srv_api_negatives(struct srv_request *req, struct srv_reply *r);
 void srv_api_updates(struct srv_request *req, struct srv_reply *r);
 void srv_api_pairs_delete(struct srv_request *req, struct srv_reply *r);
+void srv_api_pairs_get(struct srv_request *req, struct srv_reply *r);
+void srv_api_ids(struct srv_request *req, struct srv_reply *r);
 void srv_api_refit(struct srv_request *req, struct srv_reply *r);
 void srv_api_corrector(struct srv_request *req, struct srv_reply *r);
 void srv_api_reset(struct srv_request *req, struct srv_reply *r);
@@ -158,6 +165,12 @@ void srv_job_free(struct srv_job *job);
 /* The corrector's state as GET /v1/corrector shows it (also in /v1/info). */
 json_t *srv_corrector_json(struct srv_server *srv);
 /* A refit outcome as POST /v1/refit?wait=true answers it. */
+/* One item of an update's "targets" or "queries" (api_updates.c). */
+bool srv_update_item(json_t *item, const char *list, size_t i,
+		     const char *id_key, size_t dim, uint64_t *id, float *vec,
+		     struct srv_error *e);
+/* The per-route request counts, latencies and in-progress gauges. */
+void srv_route_metrics(struct srv_server *srv, struct srv_buf *b);
 json_t *srv_refit_json(const struct fresh_refit_outcome *o);
 
 /* Starts HTTP on cfg.listen; prints the listening line. */

@@ -17,7 +17,7 @@ import traceback
 import benchlib  # noqa: F401 - puts clients/python on the path for the suites
 
 SUITES = ["bench_engine", "bench_http", "bench_sample", "bench_refit", "bench_ingest",
-          "bench_start", "bench_store"]
+          "bench_start", "bench_store", "bench_shards"]
 
 
 def main():

@@ -217,7 +217,7 @@ class Errors(ApiCase):
             ("GET", "/v1/refit", {"POST"}),
             ("GET", "/v1/corrector/reset", {"POST"}),
             ("POST", "/v1/corrector/checkpoint", {"GET", "PUT"}),
-            ("GET", "/v1/pairs", {"DELETE"}),
+            ("PUT", "/v1/pairs", {"DELETE", "GET"}),
             ("DELETE", "/v1/targets/5", {"GET"}),
             ("GET", "/v1/corrected", {"POST"}),
             ("POST", "/healthz", {"GET"}),
@@ -352,7 +352,7 @@ class FailedRequestsChangeNothing(ApiCase):
         # Other failing writes.
         self.assertEqual(call(d, "PUT", "/v1/corrector/checkpoint", b"junk",
                               headers={"Content-Type": "application/octet-stream"}).status, 400)
-        self.assertEqual(call(d, "GET", "/v1/pairs").status, 405)
+        self.assertEqual(call(d, "PUT", "/v1/pairs").status, 405)
         self.assertEqual(c.corrector(), before)
         self.assertEqual([c.target(i) for i in (0, 150, 151)], t_before)
         self.assertEqual(c.search(Q, k=20), s_before)

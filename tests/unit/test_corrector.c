@@ -121,6 +121,73 @@ START_TEST(forward_matches_naive)
 }
 END_TEST
 
+/*
+ * fresh_corrector_apply, what is served: close to the naive loop, and a
+ * row's bits the same whether it is applied alone, in a batch or at
+ * another position (shards cut the index anywhere).
+ */
+static void check_apply(struct fresh_corrector_shape s)
+{
+	size_t n = 37;
+	struct fresh_corrector *c = random_corrector(s, 5, 0.3f);
+	struct fresh_corrector_layout l = fresh_corrector_layout_of(&s);
+	struct fresh_corrector_ws ws;
+	struct tu_rng r = {6};
+	float *x = malloc(n * s.d_in * sizeof *x);
+	float *all = malloc(n * s.d_out * sizeof *all);
+	float *part = malloc(n * s.d_out * sizeof *part);
+	double *p = malloc((l.total + 1) * sizeof *p), *want;
+
+	want = malloc(s.d_out * sizeof *want);
+	tu_fill_normal(&r, x, n * s.d_in);
+	for (size_t i = 0; i < l.total; i++)
+		p[i] = fresh_corrector_params(c)[i];
+	ck_assert_int_eq(fresh_corrector_ws_init(&ws, n, s.hidden), FRESH_OK);
+	ck_assert_int_eq(fresh_corrector_apply(c, x, n, all, &ws), FRESH_OK);
+	for (size_t i = 0; i < n; i++) {
+		naive_forward(&s, p, x + i * s.d_in, want);
+		for (size_t o = 0; o < s.d_out; o++)
+			ck_assert_msg(fabs(all[i * s.d_out + o] - want[o]) <
+					      1e-4 * (1 + fabs(want[o])),
+				      "row %zu out %zu: %g vs %g", i, o,
+				      all[i * s.d_out + o], want[o]);
+	}
+	for (size_t i = 0; i < n; i++)
+		ck_assert_int_eq(fresh_corrector_apply(c, x + i * s.d_in, 1,
+						       part + i * s.d_out, &ws),
+				 FRESH_OK);
+	ck_assert_msg(memcmp(all, part, n * s.d_out * sizeof *all) == 0,
+		      "a row alone differs from the row in a batch");
+	ck_assert_int_eq(fresh_corrector_apply(c, x + 5 * s.d_in, 19,
+					       part, &ws),
+			 FRESH_OK);
+	ck_assert_msg(memcmp(all + 5 * s.d_out, part,
+			     19 * s.d_out * sizeof *all) == 0,
+		      "rows at another position differ");
+	fresh_corrector_ws_free(&ws);
+	fresh_corrector_free(c);
+	free(x);
+	free(all);
+	free(part);
+	free(p);
+	free(want);
+}
+
+START_TEST(apply_matches_naive_and_is_row_invariant)
+{
+	struct fresh_corrector_shape shapes[] = {
+		{FRESH_CORRECTOR_MLP, FRESH_ACT_RELU, 40, 40, 23},
+		{FRESH_CORRECTOR_MLP, FRESH_ACT_GELU, 33, 33, 17},
+		{FRESH_CORRECTOR_MLP, FRESH_ACT_GELU, 20, 7, 5},
+		{FRESH_CORRECTOR_AFFINE, FRESH_ACT_RELU, 48, 48, 0},
+		{FRESH_CORRECTOR_AFFINE, FRESH_ACT_RELU, 8, 11, 0},
+		{FRESH_CORRECTOR_NONE, FRESH_ACT_RELU, 5, 5, 0},
+	};
+	for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+		check_apply(shapes[i]);
+}
+END_TEST
+
 /* Analytic gradient vs central differences of the double-precision loss. */
 static void check_backward(struct fresh_corrector_shape s, unsigned mask)
 {
@@ -398,6 +465,7 @@ static Suite *corrector_suite(void)
 	TCase *ckpt = tcase_create("checkpoint");
 
 	tcase_add_test(num, forward_matches_naive);
+	tcase_add_test(num, apply_matches_naive_and_is_row_invariant);
 	tcase_add_test(num, mlp_relu_gradients_match_finite_differences);
 	tcase_add_test(num, mlp_gelu_gradients_match_finite_differences);
 	tcase_add_test(num, affine_gradients_match_finite_differences);

@@ -123,7 +123,7 @@ static void run_batch(struct fx *f, const struct plan *p,
 	if (sample)
 		st = fresh_model_sample(f->model, pool, p->scoring, q, b, K,
 					true, NULL, temps, seeds, hits,
-					logprob, counts);
+					logprob, counts, NULL);
 	else
 		st = fresh_model_search(f->model, pool, p->scoring, q, b, K,
 					NULL, hits, counts);

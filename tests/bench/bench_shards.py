@@ -1,0 +1,139 @@
+"""A coordinator over three shards against one daemon over the whole index,
+on this machine: are the answers the same bits (1,000 queries: search,
+top-k and sampled negatives), and what do throughput and p99 latency cost
+(one client, and 16 concurrent ones, through wrk)?
+
+    /usr/bin/python3 tests/bench/bench_shards.py [--toy] [--n N] [--d D]
+
+All four processes share this machine's cores, so the figures measure the
+coordinator's overhead (a fan-out over loopback HTTP and a merge), not
+the scale-out: shards exist to hold indexes one machine cannot, on
+machines of their own.
+"""
+
+import argparse
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import benchlib
+from bench_http import search_body, wrk
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SPLIT = os.path.join(HERE, "..", "..", "clients", "python", "examples", "split_index.py")
+COMMON = ("--corrector", "affine", "--refit-every-pairs", "0", "--refit-every-seconds", "0")
+
+
+def bits(reply, logprob):
+    out = []
+    for row in reply["results"]:
+        out.append([(h["id"], struct.pack("<f", h["score"])) for h in row])
+    lp = [[h["logprob"] for h in row] for row in reply["results"]] if logprob else None
+    return out, lp
+
+
+def compare(whole, coord, d, count, rng):
+    """(identical answers, answers, logprobs bitwise equal, logprobs, the
+    largest difference of a logprob). Logprobs can differ in the last
+    bits: log Z sums exp(score / T - m) with m each process's own maximum,
+    so the rounding of its terms depends on where the index was cut."""
+    same = total = lp_same = lp_total = 0
+    worst = 0.0
+    for start in range(0, count, 100):
+        b = min(100, count - start)
+        Q = rng.standard_normal((b, d), dtype=np.float32)
+        for call in (lambda c: c.search(Q, k=10),
+                     lambda c: c.search(Q, k=10, scoring="stale"),
+                     lambda c: c.negatives(Q, n=16, method="topk"),
+                     lambda c: c.negatives(Q, n=16, method="sample", seed=start + 1,
+                                           temperature=0.5)):
+            a, c = call(whole.client), call(coord.client)
+            ha, la = bits(a, "logprob" in a["results"][0][0])
+            hc, lc = bits(c, la is not None)
+            for ra, rc in zip(ha, hc):
+                same += ra == rc
+                total += 1
+            if la is not None:
+                for ra, rc in zip(la, lc):
+                    for x, y in zip(ra, rc):
+                        lp_total += 1
+                        lp_same += struct.pack("<f", x) == struct.pack("<f", y)
+                        worst = max(worst, abs(x - y))
+    return same, total, lp_same, lp_total, worst
+
+
+def run(toy=False, n=None, d=None, seconds=None):
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: bash .ci/setup installs it")
+    n = n or (30000 if toy else 1000000)
+    d = d or (64 if toy else 768)
+    count = 200 if toy else 1000
+    seconds = seconds or (2 if toy else 10)
+    path = benchlib.dataset(n, d)
+    tmp = tempfile.mkdtemp(prefix="freshd-bench-shards-")
+    rows = []
+    procs = []
+    try:
+        subprocess.run([sys.executable, SPLIT, "--parts", "3", path, tmp], check=True,
+                       capture_output=True)
+        whole = benchlib.Freshd("--index", path, *COMMON)
+        procs.append(whole)
+        shards = []
+        for s in range(3):
+            p = os.path.join(tmp, "part-%d" % s)
+            shards.append(benchlib.Freshd("--shard", "--index", p + ".npy", "--ids",
+                                          p + "_ids.npy", "--threads", "1", *COMMON))
+            procs.append(shards[-1])
+        coord = benchlib.Freshd("--shards", ",".join(x.url for x in shards))
+        procs.append(coord)
+        for _ in range(600):
+            try:
+                coord.client.readyz()
+                break
+            except Exception:
+                time.sleep(0.1)
+        rng = np.random.default_rng(3)
+        same, total, lp_same, lp_total, worst = compare(whole, coord, d, count, rng)
+        rows.append(("shards: answers equal one daemon's (%d queries x 4 calls)" % count,
+                     "%d/%d identical" % (same, total), "", "", "all", same == total))
+        rows.append(("shards: logprobs bitwise equal", "%d/%d" % (lp_same, lp_total),
+                     "largest difference %.1e" % worst, "", "<= 1e-6", worst <= 1e-6))
+        body = search_body(d)
+        figures = {}
+        for name, f in (("one daemon", whole), ("coordinator", coord)):
+            wrk(f.url, 2, 1, 1, body)  # warm up
+            figures[name] = (wrk(f.url, 1, 1, seconds, body), wrk(f.url, 16, 2, seconds, body))
+        for i, label in ((0, "1 client"), (1, "16 clients")):
+            c, w = figures["coordinator"][i], figures["one daemon"][i]
+            ok = c["non2xx"] == 0 and w["non2xx"] == 0
+            rows.append(("shards N=%d d=%d, %s: throughput" % (n, d, label),
+                         "%.0f q/s" % c["rps"], "%.0f q/s one daemon" % w["rps"],
+                         "%.2fx" % (c["rps"] / w["rps"]), "", ok))
+            rows.append(("shards, %s: p50 / p99" % label,
+                         "%.1f / %.1f ms" % (c["p50"] * 1e3, c["p99"] * 1e3),
+                         "%.1f / %.1f ms one daemon" % (w["p50"] * 1e3, w["p99"] * 1e3),
+                         "", "", ok))
+        rows.append(("shards: RSS of the coordinator", "%.1f MiB" % (coord.rss_bytes() / 2**20),
+                     "%.1f MiB one daemon" % (whole.rss_bytes() / 2**20), "", "", ""))
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--toy", action="store_true")
+    ap.add_argument("--n", type=int)
+    ap.add_argument("--d", type=int)
+    ap.add_argument("--seconds", type=int)
+    a = ap.parse_args()
+    for row in run(a.toy, a.n, a.d, a.seconds):
+        print(" | ".join(str(c) for c in row))
