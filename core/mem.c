@@ -44,11 +44,43 @@ void fresh_free(void *p)
 	free(p);
 }
 
+/* A number from a one-line file (0 when absent or "max"). */
+static unsigned long long read_number(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	unsigned long long v = 0;
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu", &v) != 1)
+		v = 0;
+	fclose(f);
+	return v;
+}
+
+/* A field of a cgroup's memory.stat (0 when absent). */
+static unsigned long long stat_field(const char *path, const char *name)
+{
+	FILE *f = fopen(path, "r");
+	char key[64];
+	unsigned long long v, found = 0;
+
+	if (!f)
+		return 0;
+	while (fscanf(f, "%63s %llu", key, &v) == 2)
+		if (strcmp(key, name) == 0) {
+			found = v;
+			break;
+		}
+	fclose(f);
+	return found;
+}
+
 size_t fresh_mem_available(void)
 {
 	FILE *f = fopen("/proc/meminfo", "r");
 	char line[128];
-	unsigned long long kb = 0;
+	unsigned long long kb = 0, avail, limit, used, inactive;
 
 	if (!f)
 		return 0;
@@ -56,5 +88,28 @@ size_t fresh_mem_available(void)
 		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
 			break;
 	fclose(f);
-	return (size_t)kb * 1024;
+	avail = kb * 1024;
+	/*
+	 * In a container /proc/meminfo is the machine's: the cgroup's limit
+	 * (v2, else v1) less its working set (usage less inactive file
+	 * pages, which the kernel reclaims first: the mapped index rows of
+	 * --store bf16 among them) bounds what this process may still take
+	 * before it is killed.
+	 */
+	limit = read_number("/sys/fs/cgroup/memory.max");
+	used = read_number("/sys/fs/cgroup/memory.current");
+	inactive = stat_field("/sys/fs/cgroup/memory.stat", "inactive_file");
+	if (!limit) {
+		limit = read_number("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+		used = read_number("/sys/fs/cgroup/memory/memory.usage_in_bytes");
+		inactive = stat_field("/sys/fs/cgroup/memory/memory.stat",
+				      "total_inactive_file");
+	}
+	used = used > inactive ? used - inactive : 0;
+	if (limit && limit < (1ULL << 60)) {
+		unsigned long long room = limit > used ? limit - used : 0;
+		if (room < avail)
+			avail = room;
+	}
+	return (size_t)avail;
 }

@@ -19,8 +19,8 @@ void *fresh_calloc(size_t n, size_t size);
 void fresh_free(void *p);
 
 /*
- * Memory the system can still give (MemAvailable), in bytes; 0 when it
- * cannot tell.
+ * Memory the system can still give (MemAvailable, or less when a cgroup
+ * limit leaves less room), in bytes; 0 when it cannot tell.
  */
 size_t fresh_mem_available(void);
 
