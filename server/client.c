@@ -351,8 +351,13 @@ static const char *find_header(const char *head, const char *end,
 	return NULL;
 }
 
-/* Decodes a chunked body in place; false while incomplete or broken. */
-static bool dechunk(char *p, size_t len, size_t *out_len, bool *broken)
+/*
+ * Walks a chunked body: true once it is complete (then, with compact, the
+ * data is moved to the front and *out_len set); false while incomplete,
+ * or with *broken set when it cannot be one.
+ */
+static bool chunks(char *p, size_t len, bool compact, size_t *out_len,
+		   bool *broken)
 {
 	size_t r = 0, w = 0;
 
@@ -365,8 +370,8 @@ static bool dechunk(char *p, size_t len, size_t *out_len, bool *broken)
 		if (!crlf)
 			return false;
 		n = strtoull(p + r, &end, 16);
-		if (end == p + r) {
-			*broken = true;
+		if (end == p + r || n > len) {
+			*broken = end == p + r || n > ((size_t)1 << 40);
 			return false;
 		}
 		r = (size_t)(crlf - p) + 2;
@@ -374,16 +379,26 @@ static bool dechunk(char *p, size_t len, size_t *out_len, bool *broken)
 			/* Trailers end with an empty line. */
 			if (!memmem(p + r - 2, len - r + 2, "\r\n\r\n", 4))
 				return false;
-			*out_len = w;
-			p[w] = '\0';
+			if (compact) {
+				*out_len = w;
+				p[w] = '\0';
+			}
 			return true;
 		}
 		if (len - r < n + 2)
 			return false;
-		memmove(p + w, p + r, n);
+		if (compact)
+			memmove(p + w, p + r, n);
 		w += n;
 		r += n + 2;
 	}
+}
+
+/* Decodes a chunked body in place once it is whole. */
+static bool dechunk(char *p, size_t len, size_t *out_len, bool *broken)
+{
+	return chunks(p, len, false, out_len, broken) &&
+	       chunks(p, len, true, out_len, broken);
 }
 
 static bool read_answer(struct srv_call *call, bool *nothing)
@@ -441,12 +456,12 @@ static bool read_answer(struct srv_call *call, bool *nothing)
 		if (eof)
 			goto fail;
 	}
-	call->body = malloc(call->len + 1);
+	/* The answer keeps the receive buffer: no second copy of a big body. */
+	memmove(b.p, b.p + hlen, call->len);
+	b.p[call->len] = '\0';
+	call->body = realloc(b.p, call->len + 1);
 	if (!call->body)
-		goto fail;
-	memcpy(call->body, b.p + hlen, call->len);
-	call->body[call->len] = '\0';
-	free(b.p);
+		call->body = b.p;
 	if (keep && !eof)
 		pool_give(call->client, call->fd);
 	else
@@ -480,7 +495,7 @@ bool srv_call_recv(struct srv_call *call)
 		if (call->fd >= 0)
 			close(call->fd);
 		call->fd = -1;
-		if (!call->error[0] || call->fd < 0)
+		if (!call->error[0])
 			snprintf(call->error, sizeof call->error,
 				 "%s: cannot send", srv_client_url(call->client));
 		return false;

@@ -157,6 +157,9 @@ int coord_fan_out(struct srv_coord *c, const bool *which, const char *method,
 		   const size_t *lens, const char *body, size_t len,
 		   double timeout, struct srv_call *calls)
 {
+	/* An update stops at the first shard it cannot reach: the fewer
+	 * shards log a part of a failed request, the better. */
+	bool stop_early = strcmp(path, "/v1/updates") == 0;
 	int bad = -1;
 
 	for (size_t s = 0; s < c->n; s++) {
@@ -166,6 +169,8 @@ int coord_fan_out(struct srv_coord *c, const bool *which, const char *method,
 	for (size_t s = 0; s < c->n; s++) {
 		if (which && !which[s])
 			continue;
+		if (bad >= 0 && stop_early)
+			break;
 		if (!srv_call_send(&calls[s], c->shards[s].client, method, path,
 				   ctype, bodies ? bodies[s] : body,
 				   bodies ? lens[s] : len, timeout) &&
@@ -209,18 +214,35 @@ bool coord_fan_check(struct srv_coord *c, const bool *which, int bad,
 	return true;
 }
 
-/* Appends a base64 float32 vector to a JSON array. */
-bool coord_append_b64(json_t *arr, const float *v, size_t dim)
+bool coord_publish_rdlock(struct srv_coord *c, struct srv_reply *r)
+{
+	struct timespec until;
+	struct srv_error e;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += PUBLISH_WAIT;
+	if (pthread_rwlock_timedrdlock(&c->publish, &until) == 0)
+		return true;
+	srv_fail(&e, 503, "overloaded",
+		 "a new corrector is being installed on the shards; retry "
+		 "shortly");
+	e.retry_after = 5;
+	srv_reply_error(r, &e);
+	return false;
+}
+
+json_t *coord_b64(const float *v, size_t dim)
 {
 	size_t n = dim * sizeof(float);
 	char *s = malloc(4 * ((n + 2) / 3) + 1);
+	json_t *j;
 
 	if (!s)
-		return false;
+		return NULL;
 	srv_base64_encode((const unsigned char *)v, n, s);
-	json_array_append_new(arr, json_string(s));
+	j = json_string(s);
 	free(s);
-	return true;
+	return j;
 }
 
 /* JSON text of j with ids above 2^63 as plain integers (reply.c's). */
@@ -246,12 +268,21 @@ enum fresh_status srv_coord_start(struct srv_server *srv, char *err,
 	if (!c)
 		return FRESH_NOMEM;
 	c->srv = srv;
+	pthread_rwlockattr_init(&wa);
+	pthread_rwlockattr_setkind_np(
+		&wa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&c->publish, &wa);
+	pthread_rwlockattr_destroy(&wa);
+	pthread_rwlock_init(&c->ids_lock, NULL);
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
 	for (const char *q = p; *q; q++)
 		c->n += *q == ',';
 	c->n++;
 	c->shards = calloc(c->n, sizeof *c->shards);
 	if (!c->shards) {
-		free(c);
+		c->n = 0;
+		srv_coord_stop(c);
 		return FRESH_NOMEM;
 	}
 	for (size_t s = 0; s < c->n; s++) {
@@ -278,14 +309,6 @@ enum fresh_status srv_coord_start(struct srv_server *srv, char *err,
 			 "not probed yet");
 		p += len + (p[len] == ',');
 	}
-	pthread_rwlockattr_init(&wa);
-	pthread_rwlockattr_setkind_np(
-		&wa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&c->publish, &wa);
-	pthread_rwlockattr_destroy(&wa);
-	pthread_rwlock_init(&c->ids_lock, NULL);
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
 	snprintf(c->not_ready, sizeof c->not_ready,
 		 "the shards have not been probed yet");
 	c->last_refit_end = coord_mono_now();
@@ -305,7 +328,7 @@ enum fresh_status srv_coord_start(struct srv_server *srv, char *err,
 	return FRESH_OK;
 }
 
-void srv_coord_stop(struct srv_coord *c)
+void srv_coord_quiesce(struct srv_coord *c)
 {
 	if (!c)
 		return;
@@ -314,6 +337,13 @@ void srv_coord_stop(struct srv_coord *c)
 	c->stopping = true;
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
+}
+
+void srv_coord_stop(struct srv_coord *c)
+{
+	if (!c)
+		return;
+	srv_coord_quiesce(c);
 	if (c->health_started)
 		pthread_join(c->health, NULL);
 	if (c->refitter_started)
@@ -322,12 +352,10 @@ void srv_coord_stop(struct srv_coord *c)
 		srv_client_free(c->shards[s].client);
 		free(c->shards[s].ids);
 	}
-	if (c->health_started || c->refitter_started) {
-		pthread_rwlock_destroy(&c->publish);
-		pthread_rwlock_destroy(&c->ids_lock);
-		pthread_mutex_destroy(&c->mu);
-		pthread_cond_destroy(&c->cv);
-	}
+	pthread_rwlock_destroy(&c->publish);
+	pthread_rwlock_destroy(&c->ids_lock);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
 	free(c->shards);
 	free(c);
 }

@@ -17,6 +17,11 @@
 /* Starts the coordinator over srv->cfg.shards (health and refit threads). */
 enum fresh_status srv_coord_start(struct srv_server *srv, char *err,
 				  size_t cap);
+/*
+ * Shutdown, first step: a running refit is abandoned and requests waiting
+ * for one are answered, so that the HTTP server can stop. Accepts NULL.
+ */
+void srv_coord_quiesce(struct srv_coord *c);
 /* Abandons a running refit, stops the threads, frees. Accepts NULL. */
 void srv_coord_stop(struct srv_coord *c);
 

@@ -72,13 +72,19 @@ json_t *coord_corrector_json(struct srv_coord *c, struct srv_reply *r)
 	struct srv_call *calls = calloc(c->n, sizeof *calls);
 	json_t *j = NULL;
 	uint64_t buffered = 0, total = 0;
+	bool answered = false;
 	int bad;
 
-	if (!calls)
+	if (!calls) {
+		struct srv_error e;
+		srv_error_from_status(&e, FRESH_NOMEM, NULL);
+		srv_reply_error(r, &e);
 		return NULL;
+	}
 	bad = coord_fan_out(c, NULL, "GET", "/v1/corrector", NULL, NULL, NULL, NULL,
 		      0, 30.0, calls);
-	if (coord_fan_check(c, NULL, bad, calls, r)) {
+	answered = coord_fan_check(c, NULL, bad, calls, r);
+	if (answered) {
 		for (size_t s = 0; s < c->n; s++) {
 			json_t *o = json_loadb(calls[s].body, calls[s].len, 0,
 					       NULL);
@@ -95,8 +101,12 @@ json_t *coord_corrector_json(struct srv_coord *c, struct srv_reply *r)
 	}
 	coord_fan_done(c, calls);
 	free(calls);
-	if (!j)
+	if (!j) {
+		if (answered) /* 2xx, but not the object it should be */
+			coord_reply_unavailable(r, &c->shards[0],
+						"GET /v1/corrector: not JSON");
 		return NULL;
+	}
 	json_object_set_new(j, "pairs",
 			    json_pack("{s:I,s:I}", "buffered",
 				      (json_int_t)buffered, "total",

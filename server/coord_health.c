@@ -247,16 +247,21 @@ static bool judge(struct srv_coord *c)
 static void repair_versions(struct srv_coord *c)
 {
 	struct srv_call get, put;
-	size_t newest = 0;
+	size_t newest = 0, due = 0;
+	double now = coord_mono_now();
 	uint64_t v;
 
-	pthread_rwlock_wrlock(&c->publish);
 	pthread_mutex_lock(&c->mu);
 	for (size_t s = 1; s < c->n; s++)
 		if (c->shards[s].version > c->shards[newest].version)
 			newest = s;
 	v = c->shards[newest].version;
+	for (size_t s = 0; s < c->n; s++)
+		due += c->shards[s].version < v && c->shards[s].repair_at <= now;
 	pthread_mutex_unlock(&c->mu);
+	if (due == 0)
+		return; /* every shard behind is backing off */
+	pthread_rwlock_wrlock(&c->publish);
 	if (srv_call(&get, c->shards[newest].client, "GET",
 		     "/v1/corrector/checkpoint", NULL, NULL, 0, 60.0) &&
 	    get.status == 200) {
@@ -265,7 +270,7 @@ static void repair_versions(struct srv_coord *c)
 			pthread_mutex_lock(&c->mu);
 			have = c->shards[s].version;
 			pthread_mutex_unlock(&c->mu);
-			if (have >= v)
+			if (have >= v || c->shards[s].repair_at > now)
 				continue;
 			srv_log(SRV_WARN,
 				"shard %s serves corrector version %" PRIu64
@@ -280,11 +285,20 @@ static void repair_versions(struct srv_coord *c)
 				pthread_mutex_lock(&c->mu);
 				c->shards[s].version = v;
 				pthread_mutex_unlock(&c->mu);
+				c->shards[s].repair_wait = 0;
 			} else {
+				struct shard *sh = &c->shards[s];
+				sh->repair_wait = sh->repair_wait > 0
+							  ? 2 * sh->repair_wait
+							  : 1.0;
+				if (sh->repair_wait > 60)
+					sh->repair_wait = 60;
+				sh->repair_at = coord_mono_now() + sh->repair_wait;
 				srv_log(SRV_ERROR,
 					"shard %s: could not install version "
-					"%" PRIu64 ": %s",
-					srv_client_url(c->shards[s].client), v,
+					"%" PRIu64 " (next try in %.0f s): %s",
+					srv_client_url(sh->client), v,
+					sh->repair_wait,
 					put.error[0] ? put.error
 						     : (put.body ? put.body : ""));
 			}

@@ -20,6 +20,7 @@
 #define CALL_TIMEOUT 120.0  /* searches, updates */
 #define LONG_TIMEOUT 3600.0 /* id tables, pairs, installing a corrector */
 #define VERSION_TRIES 3
+#define PUBLISH_WAIT 30     /* seconds a request waits for an install */
 
 struct shard {
 	struct srv_client *client;
@@ -31,6 +32,8 @@ struct shard {
 	/* The ids it serves, sorted; swapped under c->ids_lock. */
 	uint64_t *ids;
 	size_t n;
+	/* Re-installs that failed back off (the health thread's own). */
+	double repair_at, repair_wait;
 	/* From its last answers; (c->mu). */
 	uint64_t seq, buffered;
 };
@@ -91,11 +94,17 @@ void coord_fan_done(struct srv_coord *c, struct srv_call *calls);
 bool coord_fan_check(struct srv_coord *c, const bool *which, int bad,
 		     struct srv_call *calls, struct srv_reply *r);
 
-/* Appends a base64 float32 vector to a JSON array. */
-bool coord_append_b64(json_t *arr, const float *v, size_t dim);
+/* A float32 vector as a base64 JSON string (NULL: out of memory). */
+json_t *coord_b64(const float *v, size_t dim);
 /* JSON text of j (stolen) with ids above 2^63 as plain integers. */
 char *coord_dump(json_t *j, size_t *len);
 
+/*
+ * The publish lock's read side for a fan-out, waiting PUBLISH_WAIT
+ * seconds at most while a corrector is installed; false (503 replied)
+ * after that.
+ */
+bool coord_publish_rdlock(struct srv_coord *c, struct srv_reply *r);
 /* Waits (10 s at most) for a probe round that started after the call. */
 void coord_await_round(struct srv_coord *c);
 void *coord_health_main(void *arg);

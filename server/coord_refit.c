@@ -81,6 +81,7 @@ static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 						       calls[s].len, &pairs,
 						       &ferr);
 		}
+		srv_call_done(&calls[s]); /* one shard's export at a time */
 	}
 	coord_fan_done(c, calls);
 	if (st == FRESH_OK && !current_checkpoint(c, &cur, why, sizeof why))
@@ -103,31 +104,42 @@ static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 				 " was published while it trained",
 				 checkpoint_version(&again));
 		} else {
-			bad = coord_fan_out(c, NULL, "PUT", "/v1/corrector/checkpoint",
-				      "application/octet-stream", NULL, NULL,
-				      ckpt, len, LONG_TIMEOUT, calls);
-			for (size_t s = 0; s < c->n; s++)
-				if ((int)s == bad || calls[s].status != 200) {
-					snprintf(why, sizeof why,
-						 "installing on shard %s: %s",
-						 srv_client_url(
-							 c->shards[s].client),
-						 calls[s].error[0]
-							 ? calls[s].error
-							 : calls[s].body
-								   ? calls[s].body
-								   : "");
-					st = FRESH_IO;
-					break;
+			size_t installed = 0;
+			uint64_t v = checkpoint_version(&cur) + 1;
+
+			bad = coord_fan_out(c, NULL, "PUT",
+					    "/v1/corrector/checkpoint",
+					    "application/octet-stream", NULL,
+					    NULL, ckpt, len, LONG_TIMEOUT, calls);
+			for (size_t s = 0; s < c->n; s++) {
+				if ((int)s != bad && calls[s].sent &&
+				    calls[s].status == 200) {
+					installed++;
+					pthread_mutex_lock(&c->mu);
+					c->shards[s].version = v;
+					pthread_mutex_unlock(&c->mu);
+					continue;
 				}
-			coord_fan_done(c, calls);
-			if (st == FRESH_OK) {
-				out->version = checkpoint_version(&cur) + 1;
-				pthread_mutex_lock(&c->mu);
-				for (size_t s = 0; s < c->n; s++)
-					c->shards[s].version = out->version;
-				pthread_mutex_unlock(&c->mu);
+				srv_log(SRV_WARN,
+					"refit: shard %s did not install version "
+					"%" PRIu64 ": %s; the health check "
+					"installs it when the shard can take it",
+					srv_client_url(c->shards[s].client), v,
+					calls[s].error[0] ? calls[s].error
+					: calls[s].body	  ? calls[s].body
+							  : "no answer");
+				snprintf(why, sizeof why,
+					 "installing on shard %s failed",
+					 srv_client_url(c->shards[s].client));
 			}
+			coord_fan_done(c, calls);
+			/* Installed anywhere: it is the version now (the
+			 * others are brought to it); nowhere: nothing
+			 * changed. */
+			if (installed > 0)
+				out->version = v;
+			else
+				st = FRESH_IO;
 		}
 		pthread_rwlock_unlock(&c->publish);
 		out->publish_seconds = coord_mono_now() - tp;
@@ -219,6 +231,7 @@ void srv_coord_refit(struct srv_request *req, struct srv_reply *r)
 	json_t *body = NULL;
 	static const char *const none[] = {NULL};
 	uint64_t target;
+	bool done;
 
 	if (!srv_parse_body(req->body, req->body_len, true, &body, &e) ||
 	    !srv_check_keys(body, none, &e)) {
@@ -248,17 +261,15 @@ void srv_coord_refit(struct srv_request *req, struct srv_reply *r)
 	while (c->gen_done < target && !c->stopping)
 		pthread_cond_wait(&c->cv, &c->mu);
 	out = c->last;
+	done = c->gen_done >= target;
+	if (!out.report.accepted)
+		out.version = c->shards[0].version;
 	pthread_mutex_unlock(&c->mu);
-	if (c->stopping && !(out.valid && c->gen_done >= target)) {
+	if (!done) {
 		srv_error_from_status(&e, FRESH_CANCELLED,
 				      "shutting down; the refit was abandoned");
 		srv_reply_error(r, &e);
 		return;
-	}
-	if (!out.report.accepted) {
-		pthread_mutex_lock(&c->mu);
-		out.version = c->shards[0].version;
-		pthread_mutex_unlock(&c->mu);
 	}
 	srv_reply_json(r, 200, srv_refit_json(&out));
 }

@@ -233,7 +233,10 @@ static void score_all(struct srv_coord *c, char *const *bodies,
 
 		if (t > 0)
 			coord_await_round(c); /* the health thread repairs it */
-		pthread_rwlock_rdlock(&c->publish);
+		if (!coord_publish_rdlock(c, r)) {
+			skew = false;
+			break;
+		}
 		bad = coord_fan_out(c, NULL, "POST", path, "application/json", bodies,
 			      lens, body, len, CALL_TIMEOUT, calls);
 		pthread_rwlock_unlock(&c->publish);
@@ -432,8 +435,12 @@ void srv_coord_negatives(struct srv_request *req, struct srv_reply *r)
 						      i, j, pos.ids[i][j]);
 		for (size_t s = 0; ok && s < c->n; s++) {
 			json_t *vecs = json_array(), *j;
-			for (size_t i = 0; i < b; i++)
-				coord_append_b64(vecs, q + i * dim, dim);
+			for (size_t i = 0; vecs && i < b; i++)
+				if (json_array_append_new(
+					    vecs, coord_b64(q + i * dim, dim))) {
+					json_decref(vecs);
+					vecs = NULL;
+				}
 			j = json_pack("{s:o,s:I,s:s,s:o,s:I,s:s,s:b}",
 				      "vectors_b64", vecs, "n", (json_int_t)n,
 				      "method", methods[method], "temperature",

@@ -110,32 +110,36 @@ void srv_coord_updates(struct srv_request *req, struct srv_reply *r)
 	/* Each shard's part: its targets, the queries of its positives. */
 	for (size_t s = 0; ok && s < c->n; s++) {
 		json_t *ts = json_array(), *qs = json_array();
-		for (size_t i = 0; i < nt; i++) {
-			json_t *v = json_array(), *o;
+		for (size_t i = 0; ts && i < nt; i++) {
+			json_t *b64;
 			if (own[i] != (int)s)
 				continue;
-			coord_append_b64(v, vec + i * dim, dim);
-			o = json_pack("{s:o,s:o}", "id", srv_json_u64(ids[i]),
-				      "vector_b64", json_incref(
-					      json_array_get(v, 0)));
-			json_decref(v);
-			json_array_append_new(ts, o);
+			b64 = coord_b64(vec + i * dim, dim);
+			if (!b64 || json_array_append_new(
+					    ts, json_pack("{s:o,s:o}", "id",
+							  srv_json_u64(ids[i]),
+							  "vector_b64", b64)))
+				ok = false;
 		}
-		for (size_t q = 0; q < nq; q++) {
+		for (size_t q = 0; qs && q < nq; q++) {
 			size_t t = 0;
-			json_t *v = json_array(), *o;
+			json_t *b64;
 			while (ids[t] != pos[q])
 				t++;
-			if (own[t] != (int)s) {
-				json_decref(v);
+			if (own[t] != (int)s)
 				continue;
-			}
-			coord_append_b64(v, qv + q * dim, dim);
-			o = json_pack("{s:o,s:o}", "positive",
-				      srv_json_u64(pos[q]), "vector_b64",
-				      json_incref(json_array_get(v, 0)));
-			json_decref(v);
-			json_array_append_new(qs, o);
+			b64 = coord_b64(qv + q * dim, dim);
+			if (!b64 || json_array_append_new(
+					    qs, json_pack("{s:o,s:o}", "positive",
+							  srv_json_u64(pos[q]),
+							  "vector_b64", b64)))
+				ok = false;
+		}
+		if (!ok || !ts || !qs) {
+			json_decref(ts);
+			json_decref(qs);
+			ok = srv_fail(&e, 503, "overloaded", "out of memory");
+			break;
 		}
 		which[s] = json_array_size(ts) > 0;
 		if (!which[s]) {
@@ -278,7 +282,8 @@ void srv_coord_corrected(struct srv_request *req, struct srv_reply *r)
 		srv_reply_error(r, &e);
 		goto done;
 	}
-	pthread_rwlock_rdlock(&c->publish);
+	if (!coord_publish_rdlock(c, r))
+		goto done;
 	bad = coord_fan_out(c, which, "POST", "/v1/corrected", "application/json",
 		      bodies, lens, NULL, 0, CALL_TIMEOUT, calls);
 	pthread_rwlock_unlock(&c->publish);
@@ -314,6 +319,11 @@ void srv_coord_corrected(struct srv_request *req, struct srv_reply *r)
 			if (!ok)
 				coord_reply_unavailable(r, &c->shards[s],
 						  "answer of another shape");
+		}
+		if (first) { /* no id asked: the version served now */
+			pthread_mutex_lock(&c->mu);
+			version = c->shards[0].version;
+			pthread_mutex_unlock(&c->mu);
 		}
 		if (ok && skew) {
 			srv_fail(&e, 503, "shard_unavailable",

@@ -179,6 +179,7 @@ static int run_coordinator(struct srv_server *srv)
 	sig = wait_for_signal();
 	srv_log(SRV_INFO, "signal %d: shutting down", sig);
 	srv_http_quiesce(http);
+	srv_coord_quiesce(srv->coord);
 	srv_http_stop(http);
 	srv_coord_stop(srv->coord);
 	srv_log(SRV_INFO, "stopped");

@@ -20,6 +20,8 @@ rows, the hard case for a bound-and-rescore scan.
     /usr/bin/python3 tests/bench/bench_store.py                  # 2M x 768 (~15 min)
     /usr/bin/python3 tests/bench/bench_store.py --big 10000000   # and a 10M daemon
     /usr/bin/python3 tests/bench/bench_store.py --toy            # seconds: smoke test
+    /usr/bin/python3 tests/bench/bench_store.py --curve 1e6,2e6,5e6,1e7  # only: bf16 at each N
+    /usr/bin/python3 tests/bench/bench_store.py --mlp 0          # only: mlp at the largest N
 """
 
 import argparse
@@ -190,7 +192,99 @@ def big_daemon(path, bs, reps, n_targets):
     return rows
 
 
-def run(toy=False, runs=None, n=None, big=None):
+def prefix(n, d=768, seed=1):
+    """A clustered N x d index: the cached one of that size, or the first
+    N rows of a larger cached one (written now; the caller deletes it)."""
+    own = os.path.join(benchlib.CACHE, "clustered-%d-%d-%d.npy" % (n, d, seed))
+    if os.path.exists(own):
+        return own, False
+    sizes = sorted(int(f.split("-")[1]) for f in os.listdir(benchlib.CACHE)
+                   if f.startswith("clustered-") and f.endswith("-%d-%d.npy" % (d, seed)))
+    bigger = [m for m in sizes if m > n]
+    if not bigger:
+        return clustered(n, d, seed), False
+    src = np.load(os.path.join(benchlib.CACHE, "clustered-%d-%d-%d.npy" % (bigger[0], d, seed)),
+                  mmap_mode="r")
+    path = os.path.join(benchlib.CACHE, "prefix-%d-%d.npy" % (n, d))
+    out = np.lib.format.open_memmap(path, mode="w+", dtype="<f4", shape=(n, d))
+    for i in range(0, n, 262144):
+        out[i:i + 262144] = src[i:min(n, i + 262144)]
+    out.flush()
+    del out
+    return path, True
+
+
+def curve(sizes, reps):
+    """bf16 daemons at growing N: time to listen vs one read of the file,
+    resident set, stale search latency over HTTP at B = 1 and 32."""
+    rows = []
+    for n in sizes:
+        path, temp = prefix(n)
+        try:
+            read_s = read_seconds(path)
+            with benchlib.Freshd("--index", path, "--store", "bf16", "--corrector", "none",
+                                 "--refit-every-pairs", "0", "--refit-every-seconds", "0") as d:
+                rss = d.rss_bytes()
+                q = near_queries(path, 32, seed=9)
+                lat = {b: http_latency(d.client, q, b, reps, "stale") for b in (1, 32)}
+                rows.append(("bf16 curve N=%d: listen / read file, RSS, B=1 / B=32 over HTTP" % n,
+                             "%.1f s / %.1f s" % (d.ready_seconds, read_s),
+                             "%.2f GiB (%.2fx f32 rows)" % (rss / 2 ** 30, rss / (n * 768 * 4)),
+                             "%.0f / %.0f ms" % (1e3 * lat[1], 1e3 * lat[32]), "", ""))
+        finally:
+            if temp:
+                os.unlink(path)
+    return rows
+
+
+def mlp_daemon(n, bs, reps, n_targets, hidden):
+    """A bf16 daemon with an MLP corrector at N (the largest /v1/info
+    allows, when n is 0): listen, RSS, a refit that materializes h(S),
+    corrected search latency, RSS after."""
+    rows = []
+    how = ""
+    if not n:
+        how = " (largest by /v1/info)"
+        path, temp = prefix(2000000)
+        with benchlib.Freshd("--index", path, "--store", "bf16", "--corrector", "mlp",
+                             "--hidden", str(hidden)) as d:
+            n = d.client.info()["memory"]["largest_targets"]["bf16"]["mlp"]
+        n = n // 100000 * 100000
+    path, temp = prefix(n)
+    try:
+        read_s = read_seconds(path)
+        with benchlib.Freshd("--index", path, "--store", "bf16", "--corrector", "mlp",
+                             "--hidden", str(hidden), "--min-pairs", "64",
+                             "--refit-every-pairs", "0", "--refit-every-seconds", "0") as d:
+            rows.append(("bf16 mlp daemon N=%d%s: listen vs read file" % (n, how),
+                         "%.1f s" % d.ready_seconds, "%.1f s" % read_s, "", "", ""))
+            rows.append(("bf16 mlp daemon N=%d: resident set before a refit" % n,
+                         "%.2f GiB" % (d.rss_bytes() / 2 ** 30), "", "", "", ""))
+            r, secs = fit_affine(d.client, path, n_targets)
+            ok = bool(r.get("accepted"))
+            rows.append(("bf16 mlp daemon N=%d: refit on %d targets (fit + h(S))" % (n, n_targets),
+                         "%.1f s" % secs, "%s, %s" % ("accepted" if ok else "refused",
+                                                      r.get("method") or r.get("reason")),
+                         "", "", ok))
+            q = near_queries(path, max(bs), seed=9)
+            for b in bs:
+                rows.append(("bf16 mlp daemon N=%d B=%d corrected search over HTTP" % (n, b),
+                             "%.1f ms" % (1e3 * http_latency(d.client, q, b, reps, "corrected")),
+                             "", "", "", ""))
+            rows.append(("bf16 mlp daemon N=%d: resident set after" % n,
+                         "%.2f GiB" % (d.rss_bytes() / 2 ** 30), "", "", "", ""))
+    finally:
+        if temp:
+            os.unlink(path)
+    return rows
+
+
+def run(toy=False, runs=None, n=None, big=None, sizes=None, mlp=None, skip_main=False):
+    if skip_main:
+        rows = curve(sizes, 3) if sizes else []
+        if mlp is not None:
+            rows += mlp_daemon(mlp, [1, 32, 256], 3, 20000, 256)
+        return rows
     n = n or (20000 if toy else 2000000)
     d = 64 if toy else 768
     runs = runs or (1 if toy else 3)
@@ -241,9 +335,14 @@ if __name__ == "__main__":
     ap.add_argument("--runs", type=int)
     ap.add_argument("--n", type=int)
     ap.add_argument("--big", type=int, help="also a bf16 daemon on a BIG x 768 index")
+    ap.add_argument("--curve", help="only: bf16 daemons at these N (comma-separated)")
+    ap.add_argument("--mlp", type=int, help="only: a bf16 daemon with an mlp corrector at "
+                    "this N (0: the largest /v1/info allows)")
     ap.add_argument("--out", help="write the table as markdown here")
     a = ap.parse_args()
-    rows = run(a.toy, a.runs, a.n, a.big)
+    sizes = [int(float(x)) for x in a.curve.split(",")] if a.curve else None
+    rows = run(a.toy, a.runs, a.n, a.big, sizes, a.mlp,
+               skip_main=sizes is not None or a.mlp is not None)
     lines = ["| figure | freshd | peer or bound | ratio | target | pass |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
