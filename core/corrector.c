@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -82,6 +83,21 @@ bool fresh_activation_parse(const char *s, enum fresh_activation *a)
 	else
 		return false;
 	return true;
+}
+
+bool fresh_corrector_shape_equal(const struct fresh_corrector_shape *a,
+				 const struct fresh_corrector_shape *b)
+{
+	return a->kind == b->kind && a->act == b->act && a->d_in == b->d_in &&
+	       a->d_out == b->d_out && a->hidden == b->hidden;
+}
+
+void fresh_corrector_shape_describe(const struct fresh_corrector_shape *s,
+				    char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s %zu->%zu hidden %zu (%s)",
+		 fresh_corrector_kind_name(s->kind), s->d_in, s->d_out,
+		 s->hidden, fresh_activation_name(s->act));
 }
 
 enum fresh_status fresh_corrector_shape_check(

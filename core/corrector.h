@@ -82,6 +82,11 @@ const char *fresh_activation_name(enum fresh_activation act);
 bool fresh_corrector_kind_parse(const char *s, enum fresh_corrector_kind *k);
 bool fresh_activation_parse(const char *s, enum fresh_activation *a);
 
+bool fresh_corrector_shape_equal(const struct fresh_corrector_shape *a,
+				 const struct fresh_corrector_shape *b);
+/* "mlp 768->768 hidden 1024 (relu)", for messages. */
+void fresh_corrector_shape_describe(const struct fresh_corrector_shape *s,
+				    char *buf, size_t cap);
 /* Validates a shape (kind none needs d_in == d_out; sizes in range). */
 enum fresh_status fresh_corrector_shape_check(
 	const struct fresh_corrector_shape *shape, struct fresh_error *err);

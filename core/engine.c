@@ -1,14 +1,10 @@
 /*
- * engine.c - opening a data dir, updates, state for the API, publishes
- * from the API (reset, checkpoint install). The background refit lives in
- * refitter.c; the locks are described in engine_impl.h.
- *
- * Design: recovery rebuilds the pair buffer from the newest pair snapshot
- * plus the log after it, and the model from the newest checkpoint that
- * loads (a damaged one is skipped with a warning). An update is checked
- * against the index before it is logged, so the log holds only updates
- * that were acknowledged, and replay applies them exactly as the live
- * path did (fresh_wal applies records in order after they are durable).
+ * engine.c - the engine's life (open, close) and its state for the API.
+ * Its other parts, each a file: engine_recover.c (what open rebuilds from
+ * the data dir), engine_updates.c (updates, checked, logged, applied),
+ * engine_publish.c (publishing a model: refits, reset, checkpoint
+ * install), refitter.c (the background refit), reload.c (index reload).
+ * The locks are described in engine_impl.h.
  */
 #include "engine_impl.h"
 
@@ -105,234 +101,6 @@ enum fresh_status fresh_engine_new_corrector(struct fresh_engine *e,
 	return st;
 }
 
-/* The log's apply callback: replay and live updates take this path. */
-static void apply_record(void *ctx, uint64_t seq, const void *payload,
-			 size_t len)
-{
-	struct fresh_engine *e = ctx;
-	enum fresh_record_type type;
-	struct fresh_update u;
-	size_t dropped = 0;
-
-	if (fresh_record_decode(payload, len, &type, &u) != FRESH_OK) {
-		fresh_engine_logf(e, FRESH_LOG_ERROR,
-				  "update log record %" PRIu64
-				  " does not decode; skipped",
-				  seq);
-		return;
-	}
-	pthread_mutex_lock(&e->mu);
-	if (seq < e->switch_seq) {
-		/* Written for the index a recorded switch replaced. */
-		e->applied_seq = seq;
-		pthread_mutex_unlock(&e->mu);
-		return;
-	}
-	if (type == FRESH_RECORD_CLEAR) {
-		fresh_pairs_clear(e->pairs);
-		fresh_qbuf_clear(e->qbuf);
-	} else if (type == FRESH_RECORD_EXPIRE) {
-		fresh_pairs_expire(e->pairs, u.step);
-	} else if (u.dim == e->shape.d_out) {
-		if (fresh_qbuf_add(e->qbuf, &u, seq) != FRESH_OK)
-			dropped += u.n_queries;
-		for (size_t i = 0; i < u.n_targets; i++) {
-			size_t row;
-			bool kept;
-			if (!fresh_index_find(e->index, u.ids[i], &row)) {
-				dropped++;
-				continue;
-			}
-			if (fresh_pairs_put(e->pairs, u.ids[i],
-					    u.vectors + i * u.dim, u.has_step,
-					    u.step, seq, &kept) != FRESH_OK)
-				dropped++;
-		}
-		e->pairs_total += u.n_targets;
-		/* The refitter sleeps without a deadline while no pair is new:
-		 * wake it on the first one (its timer starts) and at M. */
-		if (e->pairs_since_refit == 0)
-			e->first_new_pair = fresh_engine_now();
-		if ((e->pairs_since_refit == 0 && e->cfg.refit_every_seconds > 0) ||
-		    (e->cfg.refit_every_pairs &&
-		     e->pairs_since_refit + u.n_targets >=
-			     e->cfg.refit_every_pairs))
-			pthread_cond_signal(&e->work_cv);
-		e->pairs_since_refit += u.n_targets;
-	} else {
-		dropped = u.n_targets;
-	}
-	e->applied_seq = seq;
-	pthread_mutex_unlock(&e->mu);
-	if (dropped)
-		fresh_engine_logf(e, FRESH_LOG_WARN,
-				  "update log record %" PRIu64
-				  ": %zu pairs not buffered (unknown ids or no "
-				  "memory)",
-				  seq, dropped);
-}
-
-static bool shapes_equal(const struct fresh_corrector_shape *a,
-			 const struct fresh_corrector_shape *b)
-{
-	return a->kind == b->kind && a->act == b->act && a->d_in == b->d_in &&
-	       a->d_out == b->d_out && a->hidden == b->hidden;
-}
-
-static void describe_shape(const struct fresh_corrector_shape *s, char *buf,
-			   size_t cap)
-{
-	snprintf(buf, cap, "%s %zu->%zu hidden %zu (%s)",
-		 fresh_corrector_kind_name(s->kind), s->d_in, s->d_out,
-		 s->hidden, fresh_activation_name(s->act));
-}
-
-/* The newest checkpoint that loads, or a new identity corrector. */
-static enum fresh_status recover_corrector(struct fresh_engine *e,
-					   struct fresh_corrector **out,
-					   struct fresh_error *err)
-{
-	uint64_t *versions;
-	size_t n;
-	enum fresh_status st = fresh_checkpoint_list(e->data_dir, &versions, &n);
-
-	*out = NULL;
-	if (st != FRESH_OK)
-		return fresh_fail(err, st, "%s/checkpoints: cannot list",
-				  e->data_dir);
-	for (size_t i = 0; i < n && !*out; i++) {
-		char path[4200];
-		struct fresh_error lerr;
-		struct fresh_corrector *c;
-
-		if (versions[i] < e->switch_version)
-			continue; /* trained on the index a switch replaced */
-		fresh_checkpoint_path(e->data_dir, versions[i], path,
-				      sizeof path);
-		if (fresh_corrector_load(path, &c, &lerr) != FRESH_OK) {
-			fresh_engine_logf(e, FRESH_LOG_WARN,
-					  "skipping checkpoint: %s", lerr.msg);
-			continue;
-		}
-		if (!shapes_equal(fresh_corrector_shape(c), &e->shape)) {
-			char have[128], want[128];
-			describe_shape(fresh_corrector_shape(c), have,
-				       sizeof have);
-			describe_shape(&e->shape, want, sizeof want);
-			fresh_corrector_free(c);
-			free(versions);
-			return fresh_fail(err, FRESH_CONFLICT,
-					  "%s holds a corrector %s, this run "
-					  "asks for %s; use another --data-dir",
-					  path, have, want);
-		}
-		fresh_engine_logf(e, FRESH_LOG_INFO,
-				  "recovered corrector version %" PRIu64
-				  " from %s",
-				  fresh_corrector_version(c), path);
-		*out = c;
-	}
-	free(versions);
-	if (*out)
-		return FRESH_OK;
-	st = fresh_engine_new_corrector(e, out, err);
-	if (st == FRESH_OK && e->switch_version)
-		fresh_corrector_set_version(*out, e->switch_version);
-	return st;
-}
-
-static enum fresh_status make_dirs(const char *dir, struct fresh_error *err)
-{
-	char sub[4200];
-	const char *subs[] = {"", "/checkpoints", "/wal"};
-
-	for (size_t i = 0; i < 3; i++) {
-		snprintf(sub, sizeof sub, "%s%s", dir, subs[i]);
-		if (mkdir(sub, 0755) != 0 && errno != EEXIST)
-			return fresh_fail(err, FRESH_IO, "%s: %s", sub,
-					  strerror(errno));
-	}
-	return FRESH_OK;
-}
-
-/*
- * One process per data dir: two daemons appending to one log would
- * interleave records. The lock dies with the process, so a crash never
- * leaves it held.
- */
-static enum fresh_status lock_data_dir(struct fresh_engine *e,
-				       struct fresh_error *err)
-{
-	char path[4200], pid[32];
-	int fd, n;
-
-	snprintf(path, sizeof path, "%s/LOCK", e->data_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return fresh_fail(err, FRESH_IO, "%s: %s", path, strerror(errno));
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		n = (int)pread(fd, pid, sizeof pid - 1, 0);
-		pid[n > 0 ? n : 0] = '\0';
-		pid[strcspn(pid, "\n")] = '\0';
-		close(fd);
-		return fresh_fail(err, FRESH_CONFLICT,
-				  "data dir %s is in use by another freshd "
-				  "(pid %s)",
-				  e->data_dir, pid[0] ? pid : "unknown");
-	}
-	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
-		/* Only informational; the lock itself holds. */
-	}
-	e->lock_fd = fd;
-	return FRESH_OK;
-}
-
-static bool id_in_index(void *arg, uint64_t id)
-{
-	size_t row;
-	return fresh_index_find(arg, id, &row);
-}
-
-static enum fresh_status recover_pairs(struct fresh_engine *e,
-				       uint64_t *through,
-				       struct fresh_error *err)
-{
-	char path[4200];
-	struct fresh_pairs_file meta;
-	enum fresh_status st;
-
-	*through = 0;
-	snprintf(path, sizeof path, "%s/pairs.snap", e->data_dir);
-	st = fresh_pairs_file_load(path, e->pairs, &meta, err);
-	if (st == FRESH_NOT_FOUND)
-		return FRESH_OK;
-	if (st != FRESH_OK)
-		return st;
-	*through = meta.through_seq;
-	e->pairs_total = meta.total;
-	e->applied_seq = meta.through_seq;
-	if (meta.through_seq < e->switch_seq) {
-		/* Taken before a recorded index switch: none of it applies. */
-		fresh_pairs_clear(e->pairs);
-		return FRESH_OK;
-	}
-	/* Queries were snapshotted first; keep those the pairs cover. */
-	snprintf(path, sizeof path, "%s/queries.snap", e->data_dir);
-	st = fresh_qbuf_load(e->qbuf, path, meta.through_seq, err);
-	if (st != FRESH_OK && st != FRESH_NOT_FOUND)
-		return st;
-	if (meta.fingerprint != fresh_index_fingerprint(e->index)) {
-		size_t gone = fresh_pairs_filter(e->pairs, id_in_index, e->index);
-		fresh_engine_logf(e, FRESH_LOG_WARN,
-				  "%s was taken on another index (fingerprint "
-				  "%016" PRIx64 "); %zu pairs of unknown ids "
-				  "dropped",
-				  path, meta.fingerprint, gone);
-	}
-	return FRESH_OK;
-}
-
 enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 				    struct fresh_index *idx,
 				    struct fresh_engine **out,
@@ -376,9 +144,9 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	if (st == FRESH_OK && strlen(cfg->data_dir) > 3900)
 		st = fresh_fail(err, FRESH_INVALID, "data dir path too long");
 	if (st == FRESH_OK)
-		st = make_dirs(e->data_dir, err);
+		st = fresh_engine_make_dirs(e->data_dir, err);
 	if (st == FRESH_OK)
-		st = lock_data_dir(e, err);
+		st = fresh_engine_lock_data_dir(e, err);
 	if (st == FRESH_OK &&
 	    (fresh_pool_create(cfg->search_threads, 0, &e->search_pool) !=
 		     FRESH_OK ||
@@ -393,7 +161,7 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	if (st == FRESH_OK) {
 		fresh_reload_recorded_switch(e->data_dir, &e->switch_seq,
 					     &e->switch_version);
-		st = recover_pairs(e, &through, err);
+		st = fresh_engine_recover_pairs(e, &through, err);
 	}
 	if (st != FRESH_OK)
 		goto fail;
@@ -405,7 +173,7 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	wcfg.interval_ms = cfg->sync_interval_ms;
 	wcfg.salvage = cfg->salvage_log;
 	wcfg.simulate_writeback = cfg->simulate_power_loss;
-	st = fresh_wal_open(&wcfg, through, apply_record, e, &e->wal, &rec,
+	st = fresh_wal_open(&wcfg, through, fresh_engine_apply_record, e, &e->wal, &rec,
 			    err);
 	if (st != FRESH_OK)
 		goto fail;
@@ -417,7 +185,7 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 			  rec.replayed, rec.segments, fresh_pairs_count(e->pairs),
 			  e->pairs_total);
 
-	st = recover_corrector(e, &corr, err);
+	st = fresh_engine_recover_corrector(e, &corr, err);
 	if (st != FRESH_OK)
 		goto fail;
 	st = fresh_model_build(idx, corr, e->search_pool, &e->build_prog, NULL,
@@ -493,14 +261,6 @@ size_t fresh_engine_fresh_dim(const struct fresh_engine *e)
 }
 
 /* Finds a positive among the targets; ids small enough for a scan. */
-static bool among(const uint64_t *ids, size_t n, uint64_t id)
-{
-	for (size_t i = 0; i < n; i++)
-		if (ids[i] == id)
-			return true;
-	return false;
-}
-
 struct fresh_index *fresh_engine_index(struct fresh_engine *e)
 {
 	struct fresh_index *idx;
@@ -510,183 +270,6 @@ struct fresh_index *fresh_engine_index(struct fresh_engine *e)
 	fresh_index_retain(idx);
 	pthread_mutex_unlock(&e->mu);
 	return idx;
-}
-
-static enum fresh_status check_update(struct fresh_engine *e,
-				      const struct fresh_index *idx,
-				      const struct fresh_update *u,
-				      struct fresh_error *err)
-{
-	size_t row;
-
-	if (u->n_targets == 0)
-		return fresh_fail(err, FRESH_INVALID,
-				  "targets: at least one is needed");
-	if (u->dim != e->shape.d_out)
-		return fresh_fail(err, FRESH_INVALID,
-				  "targets[0].vector: %zu numbers, expected %zu",
-				  u->dim, e->shape.d_out);
-	if (u->n_targets > UINT32_MAX || u->n_queries > UINT32_MAX)
-		return fresh_fail(err, FRESH_INVALID, "too many targets");
-	for (size_t i = 0; i < u->n_targets; i++) {
-		if (!fresh_index_find(idx, u->ids[i], &row))
-			return fresh_fail(err, FRESH_NOT_FOUND,
-					  "targets[%zu].id: unknown target id "
-					  "%" PRIu64,
-					  i, u->ids[i]);
-		for (size_t c = 0; c < u->dim; c++)
-			if (!isfinite(u->vectors[i * u->dim + c]))
-				return fresh_fail(err, FRESH_INVALID,
-						  "targets[%zu].vector[%zu]: "
-						  "not a finite number",
-						  i, c);
-	}
-	for (size_t q = 0; q < u->n_queries; q++) {
-		/* Sort-free: requests hold at most a few thousand targets. */
-		if (!among(u->ids, u->n_targets, u->positives[q]))
-			return fresh_fail(err, FRESH_INVALID,
-					  "queries[%zu].positive: %" PRIu64
-					  " is not among this update's targets",
-					  q, u->positives[q]);
-		for (size_t c = 0; c < u->dim; c++)
-			if (!isfinite(u->queries[q * u->dim + c]))
-				return fresh_fail(err, FRESH_INVALID,
-						  "queries[%zu].vector[%zu]: "
-						  "not a finite number",
-						  q, c);
-	}
-	return FRESH_OK;
-}
-
-static void maybe_compact(struct fresh_engine *e)
-{
-	if (e->cfg.compact_bytes &&
-	    fresh_wal_bytes(e->wal) > e->cfg.compact_bytes) {
-		pthread_mutex_lock(&e->mu);
-		e->compact_requested = true;
-		pthread_cond_signal(&e->work_cv);
-		pthread_mutex_unlock(&e->mu);
-	}
-}
-
-enum fresh_status fresh_engine_update(struct fresh_engine *e,
-				      const struct fresh_update *u,
-				      struct fresh_update_ack *ack,
-				      struct fresh_error *err)
-{
-	struct fresh_index *idx = fresh_engine_index(e);
-	size_t size;
-	void *rec;
-	enum fresh_status st = check_update(e, idx, u, err);
-
-	fresh_index_release(idx);
-	if (st != FRESH_OK)
-		return st;
-	size = fresh_record_size(u);
-	if (size == 0)
-		return fresh_fail(err, FRESH_TOO_LARGE, "update too large");
-	rec = malloc(size);
-	if (!rec)
-		return fresh_fail(err, FRESH_NOMEM, "out of memory");
-	fresh_record_encode(u, rec);
-	st = fresh_wal_append(e->wal, rec, size, &ack->seq, err);
-	free(rec);
-	if (st != FRESH_OK)
-		return st;
-	ack->accepted = u->n_targets;
-	pthread_mutex_lock(&e->mu);
-	ack->buffered = fresh_pairs_count(e->pairs);
-	pthread_mutex_unlock(&e->mu);
-	maybe_compact(e);
-	return FRESH_OK;
-}
-
-enum fresh_status fresh_engine_clear_pairs(struct fresh_engine *e,
-					   struct fresh_error *err)
-{
-	unsigned char rec[FRESH_RECORD_HEADER];
-	uint64_t seq;
-
-	fresh_record_encode_clear(rec);
-	return fresh_wal_append(e->wal, rec, sizeof rec, &seq, err);
-}
-
-enum fresh_status fresh_engine_publish_locked(struct fresh_engine *e,
-					      struct fresh_model *m,
-					      uint64_t version,
-					      struct fresh_error *err)
-{
-	char path[4200];
-	enum fresh_status st;
-
-	fresh_model_stamp(m, version,
-			  fresh_corrector_trained_through(
-				  fresh_model_corrector(m)));
-	fresh_checkpoint_path(e->data_dir, version, path, sizeof path);
-	st = fresh_corrector_save(fresh_model_corrector(m), path, err);
-	if (st != FRESH_OK) {
-		fresh_model_release(m);
-		return st;
-	}
-	fresh_swap_publish(&e->swap, m);
-	fresh_checkpoint_prune(e->data_dir, e->cfg.keep_checkpoints
-						    ? e->cfg.keep_checkpoints
-						    : 1);
-	return FRESH_OK;
-}
-
-void fresh_engine_publish_anyway_locked(struct fresh_engine *e,
-					struct fresh_model *m,
-					uint64_t version)
-{
-	char path[4200];
-	struct fresh_error err;
-
-	fresh_model_stamp(m, version,
-			  fresh_corrector_trained_through(
-				  fresh_model_corrector(m)));
-	fresh_checkpoint_path(e->data_dir, version, path, sizeof path);
-	if (fresh_corrector_save(fresh_model_corrector(m), path, &err) !=
-	    FRESH_OK)
-		fresh_engine_logf(e, FRESH_LOG_WARN,
-				  "corrector version %" PRIu64
-				  " is published without its checkpoint (a "
-				  "restart recovers it from the index switch "
-				  "record): %s",
-				  version, err.msg);
-	fresh_swap_publish(&e->swap, m);
-	fresh_checkpoint_prune(e->data_dir, e->cfg.keep_checkpoints
-						    ? e->cfg.keep_checkpoints
-						    : 1);
-}
-
-enum fresh_status fresh_engine_reset(struct fresh_engine *e, uint64_t *version,
-				     struct fresh_error *err)
-{
-	struct fresh_corrector *c;
-	struct fresh_model *cur, *m;
-	enum fresh_status st;
-
-	st = fresh_engine_new_corrector(e, &c, err);
-	if (st != FRESH_OK)
-		return st;
-	pthread_mutex_lock(&e->publish_mu);
-	cur = fresh_engine_acquire(e);
-	*version = fresh_model_version(cur) + 1;
-	fresh_corrector_set_trained_through(
-		c, fresh_corrector_trained_through(fresh_model_corrector(cur)));
-	fresh_model_release(cur);
-	st = fresh_model_build(e->index, c, e->refit_pool, NULL, NULL, &m, err);
-	if (st != FRESH_OK)
-		fresh_corrector_free(c);
-	else
-		st = fresh_engine_publish_locked(e, m, *version, err);
-	if (st == FRESH_OK)
-		fresh_engine_logf(e, FRESH_LOG_INFO,
-				  "corrector reset to the identity, version %" PRIu64,
-				  *version);
-	pthread_mutex_unlock(&e->publish_mu);
-	return st;
 }
 
 void fresh_engine_status(struct fresh_engine *e, struct fresh_engine_status *st)
@@ -760,101 +343,3 @@ enum fresh_status fresh_engine_target(struct fresh_engine *e, uint64_t id,
 	return FRESH_OK;
 }
 
-enum fresh_status fresh_engine_checkpoint_get(struct fresh_engine *e,
-					      void **buf, size_t *len,
-					      uint64_t *version)
-{
-	struct fresh_model *m = fresh_engine_acquire(e);
-	enum fresh_status st =
-		fresh_corrector_serialize(fresh_model_corrector(m), buf, len);
-
-	*version = fresh_model_version(m);
-	fresh_model_release(m);
-	return st;
-}
-
-/* Removes checkpoints newer than version (after a forced older install). */
-static void drop_newer_checkpoints(struct fresh_engine *e, uint64_t version)
-{
-	uint64_t *v;
-	size_t n;
-	char path[4200];
-
-	if (fresh_checkpoint_list(e->data_dir, &v, &n) != FRESH_OK)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		if (v[i] <= version)
-			continue;
-		fresh_checkpoint_path(e->data_dir, v[i], path, sizeof path);
-		unlink(path);
-	}
-	free(v);
-}
-
-enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
-					      const void *buf, size_t len,
-					      bool force, uint64_t *version,
-					      struct fresh_error *err)
-{
-	struct fresh_corrector *c;
-	struct fresh_model *cur, *m;
-	uint64_t have, want;
-	enum fresh_status st = fresh_corrector_deserialize(buf, len, &c, err);
-
-	if (st != FRESH_OK)
-		return st;
-	if (!shapes_equal(fresh_corrector_shape(c), &e->shape)) {
-		char have_s[128], want_s[128];
-		describe_shape(fresh_corrector_shape(c), have_s, sizeof have_s);
-		describe_shape(&e->shape, want_s, sizeof want_s);
-		fresh_corrector_free(c);
-		return fresh_fail(err, FRESH_CONFLICT,
-				  "checkpoint is a corrector %s; this daemon "
-				  "serves %s",
-				  have_s, want_s);
-	}
-	want = fresh_corrector_version(c);
-	pthread_mutex_lock(&e->publish_mu);
-	cur = fresh_engine_acquire(e);
-	have = fresh_model_version(cur);
-	fresh_model_release(cur);
-	if (want < have && !force) {
-		pthread_mutex_unlock(&e->publish_mu);
-		fresh_corrector_free(c);
-		return fresh_fail(err, FRESH_CONFLICT,
-				  "checkpoint version %" PRIu64
-				  " is older than the current %" PRIu64
-				  " (add ?force=true to install it anyway)",
-				  want, have);
-	}
-	pthread_mutex_lock(&e->mu);
-	if (want < e->switch_version) {
-		uint64_t sv = e->switch_version;
-		pthread_mutex_unlock(&e->mu);
-		pthread_mutex_unlock(&e->publish_mu);
-		fresh_corrector_free(c);
-		return fresh_fail(err, FRESH_CONFLICT,
-				  "checkpoint version %" PRIu64
-				  " was trained before the index reload that "
-				  "started version %" PRIu64
-				  "; it describes the old index",
-				  want, sv);
-	}
-	pthread_mutex_unlock(&e->mu);
-	st = fresh_model_build(e->index, c, e->refit_pool, NULL, NULL, &m, err);
-	if (st != FRESH_OK) {
-		fresh_corrector_free(c);
-	} else {
-		if (want < have)
-			drop_newer_checkpoints(e, want);
-		st = fresh_engine_publish_locked(e, m, want, err);
-	}
-	if (st == FRESH_OK) {
-		*version = want;
-		fresh_engine_logf(e, FRESH_LOG_INFO,
-				  "installed corrector checkpoint version %" PRIu64,
-				  want);
-	}
-	pthread_mutex_unlock(&e->publish_mu);
-	return st;
-}

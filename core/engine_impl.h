@@ -1,7 +1,8 @@
 /*
- * engine_impl.h - the engine's state, shared by engine.c (open, updates,
- * queries of state, publishes from the API) and refitter.c (the background
- * worker). Not part of the core's interface.
+ * engine_impl.h - the engine's state, shared by engine.c (open, close,
+ * state), engine_recover.c, engine_updates.c, engine_publish.c,
+ * refitter.c (the background worker) and reload.c. Not part of the
+ * core's interface.
  *
  * Locks, in the order they may nest:
  *   wal.mu (inside fresh_wal_*)  ->  mu
@@ -105,6 +106,35 @@ void fresh_engine_publish_anyway_locked(struct fresh_engine *e,
 
 /* The current index, retained (release it). */
 struct fresh_index *fresh_engine_index(struct fresh_engine *e);
+
+/*
+ * engine_updates.c: the log's apply callback (ctx is the engine): replay
+ * and live updates take this path.
+ */
+void fresh_engine_apply_record(void *ctx, uint64_t seq, const void *payload,
+			       size_t len);
+
+/* engine_recover.c: creates the data dir and its subdirectories. */
+enum fresh_status fresh_engine_make_dirs(const char *dir,
+					 struct fresh_error *err);
+/* engine_recover.c: takes DIR/LOCK (one daemon a data dir). */
+enum fresh_status fresh_engine_lock_data_dir(struct fresh_engine *e,
+					     struct fresh_error *err);
+/*
+ * engine_recover.c: loads the newest pair snapshot into the buffer;
+ * *through is the last log sequence it covers.
+ */
+enum fresh_status fresh_engine_recover_pairs(struct fresh_engine *e,
+					     uint64_t *through,
+					     struct fresh_error *err);
+/*
+ * engine_recover.c: the corrector to serve at open: the newest checkpoint
+ * of the current index that loads and has the engine's shape, else a new
+ * one (identity start).
+ */
+enum fresh_status fresh_engine_recover_corrector(struct fresh_engine *e,
+						 struct fresh_corrector **out,
+						 struct fresh_error *err);
 
 /* reload.c: joins a finished or running reloader. */
 void fresh_reload_join(struct fresh_engine *e);
