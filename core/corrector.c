@@ -1,12 +1,11 @@
 /*
- * corrector.c - the corrector network: forward, backward, folding into
- * queries, checkpoints (see corrector.h).
+ * corrector.c - the corrector network: shapes, forward, backward,
+ * folding into queries (see corrector.h). Its file format is
+ * checkpoint.c's.
  *
  * Design: every product is one sgemm over the whole batch; the element-wise
  * work (bias, activation and its derivative) is plain loops. The backward
  * pass is checked against finite differences in tests/unit/test_corrector.c.
- * Checkpoints are little-endian and end with a CRC-32C over every byte
- * before it; a file that fails any check is refused whole.
  */
 #include "corrector.h"
 
@@ -27,12 +26,6 @@
 #include "index.h"
 #include "mem.h"
 
-#define CKPT_MAGIC "FRSHCKPT"
-#define CKPT_FORMAT 1u
-#define CKPT_HEADER 72
-#define CKPT_HOLDOUT 48
-#define CKPT_MAX_BYTES ((size_t)1 << 32)
-#define MAX_HIDDEN ((size_t)16384)
 
 struct fresh_corrector {
 	struct fresh_corrector_shape shape;
@@ -120,10 +113,10 @@ enum fresh_status fresh_corrector_shape_check(
 				  "corrector 'none' cannot map width %zu to %zu",
 				  s->d_in, s->d_out);
 	if (s->kind == FRESH_CORRECTOR_MLP &&
-	    (s->hidden == 0 || s->hidden > MAX_HIDDEN))
+	    (s->hidden == 0 || s->hidden > FRESH_MAX_HIDDEN))
 		return fresh_fail(err, FRESH_INVALID,
 				  "hidden width %zu out of range 1..%zu",
-				  s->hidden, MAX_HIDDEN);
+				  s->hidden, FRESH_MAX_HIDDEN);
 	if (s->kind != FRESH_CORRECTOR_MLP && s->hidden != 0)
 		return fresh_fail(err, FRESH_INVALID,
 				  "hidden width %zu given for corrector '%s'",
@@ -535,205 +528,4 @@ enum fresh_status fresh_corrector_fold(const struct fresh_corrector *c,
 		for (size_t i = 0; i < rows * s->d_in; i++)
 			q2[i] += q[i];
 	return FRESH_OK;
-}
-
-enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
-					    void **buf, size_t *len)
-{
-	size_t n = CKPT_HEADER + c->layout.total * sizeof(float) + CKPT_HOLDOUT +
-		   4;
-	unsigned char *b = calloc(1, n);
-
-	if (!b)
-		return FRESH_NOMEM;
-	memcpy(b, CKPT_MAGIC, 8);
-	fresh_put32(b + 8, CKPT_FORMAT);
-	fresh_put32(b + 12, (uint32_t)c->shape.kind);
-	fresh_put32(b + 16, (uint32_t)c->shape.act);
-	fresh_put32(b + 20, c->normalize ? 1u : 0u);
-	fresh_put64(b + 24, c->shape.d_in);
-	fresh_put64(b + 32, c->shape.d_out);
-	fresh_put64(b + 40, c->shape.hidden);
-	fresh_put64(b + 48, c->version);
-	fresh_put64(b + 56, c->trained_through);
-	fresh_put64(b + 64, c->layout.total);
-	memcpy(b + CKPT_HEADER, c->params, c->layout.total * sizeof(float));
-	if (c->has_holdout) {
-		unsigned char *h = b + n - 4 - CKPT_HOLDOUT;
-		const struct fresh_holdout *q = &c->holdout;
-		double v[4] = {q->stale_mse, q->corrected_mse, q->stale_rel_err,
-			       q->corrected_rel_err};
-		fresh_put32(h, 1u | (q->stale_defined ? 2u : 0u));
-		fresh_put64(h + 8, q->n);
-		for (int i = 0; i < 4; i++)
-			memcpy(h + 16 + 8 * i, &v[i], 8);
-	}
-	fresh_put32(b + n - 4, fresh_crc32c(0, b, n - 4));
-	*buf = b;
-	*len = n;
-	return FRESH_OK;
-}
-
-/* The held-out block; absent means all zero, so bytes round-trip. */
-static enum fresh_status read_holdout(const unsigned char *h,
-				      struct fresh_corrector *c,
-				      struct fresh_error *err)
-{
-	static const unsigned char zero[CKPT_HOLDOUT];
-	uint32_t flags = fresh_get32(h);
-	double v[4];
-
-	if (flags == 0) {
-		if (memcmp(h, zero, CKPT_HOLDOUT) != 0)
-			return fresh_fail(err, FRESH_FORMAT,
-					  "checkpoint held-out block malformed");
-		return FRESH_OK;
-	}
-	if (flags > 3 || !(flags & 1u) || fresh_get32(h + 4) != 0)
-		return fresh_fail(err, FRESH_FORMAT,
-				  "checkpoint held-out block malformed");
-	for (int i = 0; i < 4; i++) {
-		memcpy(&v[i], h + 16 + 8 * i, 8);
-		if (!isfinite(v[i]) || v[i] < 0 ||
-		    (!(flags & 2u) && (i == 0 || i == 2) && v[i] != 0))
-			return fresh_fail(err, FRESH_FORMAT,
-					  "checkpoint held-out error %d invalid",
-					  i);
-	}
-	c->has_holdout = true;
-	c->holdout.n = (size_t)fresh_get64(h + 8);
-	c->holdout.stale_defined = flags & 2u;
-	c->holdout.stale_mse = v[0];
-	c->holdout.corrected_mse = v[1];
-	c->holdout.stale_rel_err = v[2];
-	c->holdout.corrected_rel_err = v[3];
-	return FRESH_OK;
-}
-
-enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
-					      struct fresh_corrector **out,
-					      struct fresh_error *err)
-{
-	const unsigned char *b = buf;
-	struct fresh_corrector_shape shape;
-	struct fresh_corrector_layout layout;
-	struct fresh_corrector *c;
-	struct fresh_error serr;
-	uint32_t flags;
-	uint64_t nparams;
-	enum fresh_status st;
-
-	if (len < CKPT_HEADER + CKPT_HOLDOUT + 4 || memcmp(b, CKPT_MAGIC, 8) != 0)
-		return fresh_fail(err, FRESH_FORMAT,
-				  "not a freshd checkpoint (bad magic or size)");
-	if (fresh_get32(b + 8) != CKPT_FORMAT)
-		return fresh_fail(err, FRESH_FORMAT,
-				  "checkpoint format %u, expected %u",
-				  fresh_get32(b + 8), CKPT_FORMAT);
-	if (fresh_crc32c(0, b, len - 4) != fresh_get32(b + len - 4))
-		return fresh_fail(err, FRESH_CHECKSUM,
-				  "checkpoint checksum mismatch (damaged)");
-	memset(&shape, 0, sizeof shape);
-	shape.kind = (enum fresh_corrector_kind)fresh_get32(b + 12);
-	shape.act = (enum fresh_activation)fresh_get32(b + 16);
-	flags = fresh_get32(b + 20);
-	if (fresh_get64(b + 24) > FRESH_MAX_DIM || fresh_get64(b + 32) > FRESH_MAX_DIM ||
-	    fresh_get64(b + 40) > MAX_HIDDEN || flags > 1)
-		return fresh_fail(err, FRESH_FORMAT,
-				  "checkpoint header out of range");
-	shape.d_in = (size_t)fresh_get64(b + 24);
-	shape.d_out = (size_t)fresh_get64(b + 32);
-	shape.hidden = (size_t)fresh_get64(b + 40);
-	st = fresh_corrector_shape_check(&shape, &serr);
-	if (st != FRESH_OK)
-		return fresh_fail(err, FRESH_FORMAT, "checkpoint: %s",
-				  serr.msg);
-	layout = fresh_corrector_layout_of(&shape);
-	nparams = fresh_get64(b + 64);
-	if (nparams != layout.total ||
-	    len != CKPT_HEADER + layout.total * sizeof(float) + CKPT_HOLDOUT + 4)
-		return fresh_fail(err, FRESH_FORMAT,
-				  "checkpoint holds %llu parameters in %zu "
-				  "bytes, its shape needs %zu",
-				  (unsigned long long)nparams, len,
-				  layout.total);
-	st = fresh_corrector_create(&shape, &c, err);
-	if (st != FRESH_OK)
-		return st;
-	memcpy(c->params, b + CKPT_HEADER, layout.total * sizeof(float));
-	for (size_t i = 0; i < layout.total; i++) {
-		if (!isfinite(c->params[i])) {
-			fresh_corrector_free(c);
-			return fresh_fail(err, FRESH_FORMAT,
-					  "checkpoint parameter %zu is not "
-					  "finite",
-					  i);
-		}
-	}
-	st = read_holdout(b + len - 4 - CKPT_HOLDOUT, c, err);
-	if (st != FRESH_OK) {
-		fresh_corrector_free(c);
-		return st;
-	}
-	c->normalize = flags & 1u;
-	c->version = fresh_get64(b + 48);
-	c->trained_through = fresh_get64(b + 56);
-	*out = c;
-	return FRESH_OK;
-}
-
-enum fresh_status fresh_corrector_save(const struct fresh_corrector *c,
-				       const char *path,
-				       struct fresh_error *err)
-{
-	struct fresh_atomic_file f;
-	void *buf;
-	size_t len;
-	enum fresh_status st = fresh_corrector_serialize(c, &buf, &len);
-
-	if (st != FRESH_OK)
-		return fresh_fail(err, st, "%s: out of memory", path);
-	st = fresh_atomic_open(&f, path, err);
-	if (st == FRESH_OK) {
-		st = fresh_atomic_write(&f, buf, len, err);
-		st = fresh_atomic_finish(&f, st, err);
-	}
-	free(buf);
-	return st;
-}
-
-enum fresh_status fresh_corrector_load(const char *path,
-				       struct fresh_corrector **out,
-				       struct fresh_error *err)
-{
-	struct fresh_error derr;
-	enum fresh_status st;
-	struct stat sb;
-	void *buf = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return fresh_fail(err, FRESH_IO, "%s: %s", path,
-				  strerror(errno));
-	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-	    (size_t)sb.st_size > CKPT_MAX_BYTES) {
-		close(fd);
-		return fresh_fail(err, FRESH_FORMAT,
-				  "%s: not a regular file of plausible size",
-				  path);
-	}
-	buf = malloc((size_t)sb.st_size + 1);
-	if (!buf) {
-		close(fd);
-		return fresh_fail(err, FRESH_NOMEM, "%s: out of memory", path);
-	}
-	st = fresh_pread_full(fd, buf, (size_t)sb.st_size, 0);
-	close(fd);
-	if (st != FRESH_OK)
-		st = fresh_fail(err, FRESH_IO, "%s: read failed", path);
-	else if ((st = fresh_corrector_deserialize(buf, (size_t)sb.st_size,
-						   out, &derr)) != FRESH_OK)
-		st = fresh_fail(err, st, "%s: %s", path, derr.msg);
-	free(buf);
-	return st;
 }

@@ -36,6 +36,9 @@ enum fresh_activation {
 	FRESH_ACT_GELU = 1,
 };
 
+/* Largest hidden width a corrector may have. */
+#define FRESH_MAX_HIDDEN ((size_t)16384)
+
 struct fresh_corrector_shape {
 	enum fresh_corrector_kind kind;
 	enum fresh_activation act;
@@ -184,26 +187,5 @@ enum fresh_status fresh_corrector_fold_rows(const struct fresh_corrector *c,
 enum fresh_status fresh_corrector_fold(const struct fresh_corrector *c,
 				       const float *fold_rows, const float *q,
 				       size_t rows, float *q2, float *off);
-
-/*
- * Checkpoints. The format: magic "FRSHCKPT", format version, kind,
- * activation, flags, d_in, d_out, hidden, version, trained-through
- * sequence, parameter count, the parameters (float32 LE), the held-out
- * block {u32 flags (1: present, 2: stale defined), u32 zero, u64 pairs,
- * 4 x f64: stale MSE, corrected MSE, stale and corrected relative error;
- * all zero when absent}, CRC-32C of all that precedes it. Every byte is
- * meaningful: a checkpoint re-serializes to itself. fresh_corrector_serialize allocates *buf (free()).
- */
-enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
-					    void **buf, size_t *len);
-enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
-					      struct fresh_corrector **out,
-					      struct fresh_error *err);
-enum fresh_status fresh_corrector_save(const struct fresh_corrector *c,
-				       const char *path,
-				       struct fresh_error *err);
-enum fresh_status fresh_corrector_load(const char *path,
-				       struct fresh_corrector **out,
-				       struct fresh_error *err);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * datadir.c - pair snapshots and checkpoint files (see datadir.h).
+ * datadir.c - pair snapshot files (see datadir.h).
  */
 #include "datadir.h"
 
@@ -146,74 +146,4 @@ out:
 	close(fd);
 	free(buf);
 	return st;
-}
-
-void fresh_checkpoint_path(const char *dir, uint64_t version, char *buf,
-			   size_t cap)
-{
-	if (snprintf(buf, cap, "%s/checkpoints/ckpt-%020" PRIu64 ".bin", dir,
-		     version) >= (int)cap)
-		buf[0] = '\0';
-}
-
-static int cmp_desc(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return (x < y) - (x > y);
-}
-
-enum fresh_status fresh_checkpoint_list(const char *dir, uint64_t **versions,
-					size_t *n)
-{
-	char path[4200];
-	DIR *d;
-	struct dirent *e;
-	size_t cap = 0;
-
-	*versions = NULL;
-	*n = 0;
-	snprintf(path, sizeof path, "%s/checkpoints", dir);
-	d = opendir(path);
-	if (!d)
-		return errno == ENOENT ? FRESH_OK : FRESH_IO;
-	while ((e = readdir(d)) != NULL) {
-		unsigned long long v;
-		char tail[2];
-		if (strlen(e->d_name) != 29 ||
-		    sscanf(e->d_name, "ckpt-%20llu.bi%1[n]", &v, tail) != 2)
-			continue;
-		if (*n == cap) {
-			uint64_t *nv;
-			cap = cap ? 2 * cap : 8;
-			nv = realloc(*versions, cap * sizeof *nv);
-			if (!nv) {
-				closedir(d);
-				free(*versions);
-				*versions = NULL;
-				*n = 0;
-				return FRESH_NOMEM;
-			}
-			*versions = nv;
-		}
-		(*versions)[(*n)++] = v;
-	}
-	closedir(d);
-	if (*n > 1)
-		qsort(*versions, *n, sizeof **versions, cmp_desc);
-	return FRESH_OK;
-}
-
-void fresh_checkpoint_prune(const char *dir, size_t keep)
-{
-	uint64_t *v;
-	size_t n;
-	char path[4200];
-
-	if (fresh_checkpoint_list(dir, &v, &n) != FRESH_OK)
-		return;
-	for (size_t i = keep; i < n; i++) {
-		fresh_checkpoint_path(dir, v[i], path, sizeof path);
-		unlink(path);
-	}
-	free(v);
 }

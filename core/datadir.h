@@ -3,7 +3,7 @@
  *
  *   DIR/pairs.snap                the pair buffer at some log sequence,
  *                                 so the log before it can be dropped;
- *   DIR/checkpoints/ckpt-<v>.bin  the correctors published, newest kept;
+ *   DIR/checkpoints/ckpt-<v>.bin  the correctors published (checkpoint.h);
  *   DIR/wal/                      the update log (wal.h).
  *
  * All writes are atomic replacements (fileio.h).
@@ -43,17 +43,5 @@ enum fresh_status fresh_pairs_file_load(const char *path,
 					struct fresh_pairs *p,
 					struct fresh_pairs_file *meta,
 					struct fresh_error *err);
-
-/* DIR/checkpoints/ckpt-<20-digit version>.bin */
-void fresh_checkpoint_path(const char *dir, uint64_t version, char *buf,
-			   size_t cap);
-/*
- * Versions of the checkpoints present, newest first. *versions is
- * malloc'ed (free()); *n may be 0.
- */
-enum fresh_status fresh_checkpoint_list(const char *dir, uint64_t **versions,
-					size_t *n);
-/* Removes all but the newest keep checkpoints. */
-void fresh_checkpoint_prune(const char *dir, size_t keep);
 
 #endif

@@ -4,6 +4,7 @@
  * here under publish_mu, so versions are assigned once each and each has
  * its checkpoint on disk before it is served.
  */
+#include "checkpoint.h"
 #include "engine_impl.h"
 
 #include <errno.h>

@@ -5,6 +5,7 @@
  * checkpoint that loads (a damaged one is skipped with a warning). Also
  * the data dir's directories and its lock.
  */
+#include "checkpoint.h"
 #include "engine_impl.h"
 
 #include <errno.h>

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "bytes.h"
 #include "engine.h"
 #include "engine_impl.h"

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "corrector.h"
 #include "fuzz_common.h"
 #include "fuzz_crc.h"

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "corrector.h"
 #include "crc32c.h"
 #include "mem.h"

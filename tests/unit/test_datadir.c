@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "bytes.h"
 #include "crc32c.h"
 #include "datadir.h"

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "datadir.h"
 #include "engine.h"
 #include "index.h"

@@ -1,0 +1,306 @@
+/*
+ * checkpoint.c - a corrector's file format and the checkpoint files of a
+ * data dir (see checkpoint.h).
+ *
+ * Design: checkpoints are little-endian and end with a CRC-32C over every
+ * byte before it; a file that fails any check is refused whole. The
+ * format is written and read through corrector.h's interface only.
+ */
+#include "checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bytes.h"
+#include "crc32c.h"
+#include "fileio.h"
+#include "index.h"
+
+#define CKPT_MAGIC "FRSHCKPT"
+#define CKPT_FORMAT 1u
+#define CKPT_HEADER 72
+#define CKPT_HOLDOUT 48
+#define CKPT_MAX_BYTES ((size_t)1 << 32)
+
+enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
+					    void **buf, size_t *len)
+{
+	const struct fresh_corrector_shape *shape = fresh_corrector_shape(c);
+	struct fresh_corrector_layout layout = fresh_corrector_layout(c);
+	struct fresh_holdout q;
+	size_t n = CKPT_HEADER + layout.total * sizeof(float) + CKPT_HOLDOUT + 4;
+	unsigned char *b = calloc(1, n);
+
+	if (!b)
+		return FRESH_NOMEM;
+	memcpy(b, CKPT_MAGIC, 8);
+	fresh_put32(b + 8, CKPT_FORMAT);
+	fresh_put32(b + 12, (uint32_t)shape->kind);
+	fresh_put32(b + 16, (uint32_t)shape->act);
+	fresh_put32(b + 20, fresh_corrector_normalize(c) ? 1u : 0u);
+	fresh_put64(b + 24, shape->d_in);
+	fresh_put64(b + 32, shape->d_out);
+	fresh_put64(b + 40, shape->hidden);
+	fresh_put64(b + 48, fresh_corrector_version(c));
+	fresh_put64(b + 56, fresh_corrector_trained_through(c));
+	fresh_put64(b + 64, layout.total);
+	memcpy(b + CKPT_HEADER, fresh_corrector_params_const(c), layout.total * sizeof(float));
+	if (fresh_corrector_holdout(c, &q)) {
+		unsigned char *h = b + n - 4 - CKPT_HOLDOUT;
+		double v[4] = {q.stale_mse, q.corrected_mse, q.stale_rel_err,
+			       q.corrected_rel_err};
+		fresh_put32(h, 1u | (q.stale_defined ? 2u : 0u));
+		fresh_put64(h + 8, q.n);
+		for (int i = 0; i < 4; i++)
+			memcpy(h + 16 + 8 * i, &v[i], 8);
+	}
+	fresh_put32(b + n - 4, fresh_crc32c(0, b, n - 4));
+	*buf = b;
+	*len = n;
+	return FRESH_OK;
+}
+
+/* The held-out block; absent means all zero, so bytes round-trip. */
+static enum fresh_status read_holdout(const unsigned char *h,
+				      struct fresh_corrector *c,
+				      struct fresh_error *err)
+{
+	static const unsigned char zero[CKPT_HOLDOUT];
+	uint32_t flags = fresh_get32(h);
+	struct fresh_holdout q;
+	double v[4];
+
+	if (flags == 0) {
+		if (memcmp(h, zero, CKPT_HOLDOUT) != 0)
+			return fresh_fail(err, FRESH_FORMAT,
+					  "checkpoint held-out block malformed");
+		return FRESH_OK;
+	}
+	if (flags > 3 || !(flags & 1u) || fresh_get32(h + 4) != 0)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "checkpoint held-out block malformed");
+	for (int i = 0; i < 4; i++) {
+		memcpy(&v[i], h + 16 + 8 * i, 8);
+		if (!isfinite(v[i]) || v[i] < 0 ||
+		    (!(flags & 2u) && (i == 0 || i == 2) && v[i] != 0))
+			return fresh_fail(err, FRESH_FORMAT,
+					  "checkpoint held-out error %d invalid",
+					  i);
+	}
+	q.n = (size_t)fresh_get64(h + 8);
+	q.stale_defined = flags & 2u;
+	q.stale_mse = v[0];
+	q.corrected_mse = v[1];
+	q.stale_rel_err = v[2];
+	q.corrected_rel_err = v[3];
+	fresh_corrector_set_holdout(c, &q);
+	return FRESH_OK;
+}
+
+enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
+					      struct fresh_corrector **out,
+					      struct fresh_error *err)
+{
+	const unsigned char *b = buf;
+	struct fresh_corrector_shape shape;
+	struct fresh_corrector_layout layout;
+	struct fresh_corrector *c;
+	struct fresh_error serr;
+	float *params;
+	uint32_t flags;
+	uint64_t nparams;
+	enum fresh_status st;
+
+	if (len < CKPT_HEADER + CKPT_HOLDOUT + 4 || memcmp(b, CKPT_MAGIC, 8) != 0)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "not a freshd checkpoint (bad magic or size)");
+	if (fresh_get32(b + 8) != CKPT_FORMAT)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "checkpoint format %u, expected %u",
+				  fresh_get32(b + 8), CKPT_FORMAT);
+	if (fresh_crc32c(0, b, len - 4) != fresh_get32(b + len - 4))
+		return fresh_fail(err, FRESH_CHECKSUM,
+				  "checkpoint checksum mismatch (damaged)");
+	memset(&shape, 0, sizeof shape);
+	shape.kind = (enum fresh_corrector_kind)fresh_get32(b + 12);
+	shape.act = (enum fresh_activation)fresh_get32(b + 16);
+	flags = fresh_get32(b + 20);
+	if (fresh_get64(b + 24) > FRESH_MAX_DIM || fresh_get64(b + 32) > FRESH_MAX_DIM ||
+	    fresh_get64(b + 40) > FRESH_MAX_HIDDEN || flags > 1)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "checkpoint header out of range");
+	shape.d_in = (size_t)fresh_get64(b + 24);
+	shape.d_out = (size_t)fresh_get64(b + 32);
+	shape.hidden = (size_t)fresh_get64(b + 40);
+	st = fresh_corrector_shape_check(&shape, &serr);
+	if (st != FRESH_OK)
+		return fresh_fail(err, FRESH_FORMAT, "checkpoint: %s",
+				  serr.msg);
+	layout = fresh_corrector_layout_of(&shape);
+	nparams = fresh_get64(b + 64);
+	if (nparams != layout.total ||
+	    len != CKPT_HEADER + layout.total * sizeof(float) + CKPT_HOLDOUT + 4)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "checkpoint holds %llu parameters in %zu "
+				  "bytes, its shape needs %zu",
+				  (unsigned long long)nparams, len,
+				  layout.total);
+	st = fresh_corrector_create(&shape, &c, err);
+	if (st != FRESH_OK)
+		return st;
+	params = fresh_corrector_params(c);
+	memcpy(params, b + CKPT_HEADER, layout.total * sizeof(float));
+	for (size_t i = 0; i < layout.total; i++) {
+		if (!isfinite(params[i])) {
+			fresh_corrector_free(c);
+			return fresh_fail(err, FRESH_FORMAT,
+					  "checkpoint parameter %zu is not "
+					  "finite",
+					  i);
+		}
+	}
+	st = read_holdout(b + len - 4 - CKPT_HOLDOUT, c, err);
+	if (st != FRESH_OK) {
+		fresh_corrector_free(c);
+		return st;
+	}
+	fresh_corrector_set_normalize(c, flags & 1u);
+	fresh_corrector_set_version(c, fresh_get64(b + 48));
+	fresh_corrector_set_trained_through(c, fresh_get64(b + 56));
+	*out = c;
+	return FRESH_OK;
+}
+
+enum fresh_status fresh_corrector_save(const struct fresh_corrector *c,
+				       const char *path,
+				       struct fresh_error *err)
+{
+	struct fresh_atomic_file f;
+	void *buf;
+	size_t len;
+	enum fresh_status st = fresh_corrector_serialize(c, &buf, &len);
+
+	if (st != FRESH_OK)
+		return fresh_fail(err, st, "%s: out of memory", path);
+	st = fresh_atomic_open(&f, path, err);
+	if (st == FRESH_OK) {
+		st = fresh_atomic_write(&f, buf, len, err);
+		st = fresh_atomic_finish(&f, st, err);
+	}
+	free(buf);
+	return st;
+}
+
+enum fresh_status fresh_corrector_load(const char *path,
+				       struct fresh_corrector **out,
+				       struct fresh_error *err)
+{
+	struct fresh_error derr;
+	enum fresh_status st;
+	struct stat sb;
+	void *buf = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return fresh_fail(err, FRESH_IO, "%s: %s", path,
+				  strerror(errno));
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+	    (size_t)sb.st_size > CKPT_MAX_BYTES) {
+		close(fd);
+		return fresh_fail(err, FRESH_FORMAT,
+				  "%s: not a regular file of plausible size",
+				  path);
+	}
+	buf = malloc((size_t)sb.st_size + 1);
+	if (!buf) {
+		close(fd);
+		return fresh_fail(err, FRESH_NOMEM, "%s: out of memory", path);
+	}
+	st = fresh_pread_full(fd, buf, (size_t)sb.st_size, 0);
+	close(fd);
+	if (st != FRESH_OK)
+		st = fresh_fail(err, FRESH_IO, "%s: read failed", path);
+	else if ((st = fresh_corrector_deserialize(buf, (size_t)sb.st_size,
+						   out, &derr)) != FRESH_OK)
+		st = fresh_fail(err, st, "%s: %s", path, derr.msg);
+	free(buf);
+	return st;
+}
+
+void fresh_checkpoint_path(const char *dir, uint64_t version, char *buf,
+			   size_t cap)
+{
+	if (snprintf(buf, cap, "%s/checkpoints/ckpt-%020" PRIu64 ".bin", dir,
+		     version) >= (int)cap)
+		buf[0] = '\0';
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x < y) - (x > y);
+}
+
+enum fresh_status fresh_checkpoint_list(const char *dir, uint64_t **versions,
+					size_t *n)
+{
+	char path[4200];
+	DIR *d;
+	struct dirent *e;
+	size_t cap = 0;
+
+	*versions = NULL;
+	*n = 0;
+	snprintf(path, sizeof path, "%s/checkpoints", dir);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? FRESH_OK : FRESH_IO;
+	while ((e = readdir(d)) != NULL) {
+		unsigned long long v;
+		char tail[2];
+		if (strlen(e->d_name) != 29 ||
+		    sscanf(e->d_name, "ckpt-%20llu.bi%1[n]", &v, tail) != 2)
+			continue;
+		if (*n == cap) {
+			uint64_t *nv;
+			cap = cap ? 2 * cap : 8;
+			nv = realloc(*versions, cap * sizeof *nv);
+			if (!nv) {
+				closedir(d);
+				free(*versions);
+				*versions = NULL;
+				*n = 0;
+				return FRESH_NOMEM;
+			}
+			*versions = nv;
+		}
+		(*versions)[(*n)++] = v;
+	}
+	closedir(d);
+	if (*n > 1)
+		qsort(*versions, *n, sizeof **versions, cmp_desc);
+	return FRESH_OK;
+}
+
+void fresh_checkpoint_prune(const char *dir, size_t keep)
+{
+	uint64_t *v;
+	size_t n;
+	char path[4200];
+
+	if (fresh_checkpoint_list(dir, &v, &n) != FRESH_OK)
+		return;
+	for (size_t i = keep; i < n; i++) {
+		fresh_checkpoint_path(dir, v[i], path, sizeof path);
+		unlink(path);
+	}
+	free(v);
+}

@@ -1,0 +1,48 @@
+/*
+ * checkpoint.h - a published corrector on disk: its file format, and the
+ * checkpoint files of a data dir (DIR/checkpoints/ckpt-<v>.bin, newest
+ * kept). Which one a daemon recovers at open is engine_recover.c's choice.
+ */
+#ifndef FRESH_CHECKPOINT_H
+#define FRESH_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "corrector.h"
+#include "status.h"
+
+/*
+ * Checkpoints. The format: magic "FRSHCKPT", format version, kind,
+ * activation, flags, d_in, d_out, hidden, version, trained-through
+ * sequence, parameter count, the parameters (float32 LE), the held-out
+ * block {u32 flags (1: present, 2: stale defined), u32 zero, u64 pairs,
+ * 4 x f64: stale MSE, corrected MSE, stale and corrected relative error;
+ * all zero when absent}, CRC-32C of all that precedes it. Every byte is
+ * meaningful: a checkpoint re-serializes to itself. fresh_corrector_serialize allocates *buf (free()).
+ */
+enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
+					    void **buf, size_t *len);
+enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
+					      struct fresh_corrector **out,
+					      struct fresh_error *err);
+enum fresh_status fresh_corrector_save(const struct fresh_corrector *c,
+				       const char *path,
+				       struct fresh_error *err);
+enum fresh_status fresh_corrector_load(const char *path,
+				       struct fresh_corrector **out,
+				       struct fresh_error *err);
+
+/* DIR/checkpoints/ckpt-<20-digit version>.bin */
+void fresh_checkpoint_path(const char *dir, uint64_t version, char *buf,
+			   size_t cap);
+/*
+ * Versions of the checkpoints present, newest first. *versions is
+ * malloc'ed (free()); *n may be 0.
+ */
+enum fresh_status fresh_checkpoint_list(const char *dir, uint64_t **versions,
+					size_t *n);
+/* Removes all but the newest keep checkpoints. */
+void fresh_checkpoint_prune(const char *dir, size_t keep);
+
+#endif
