@@ -1,6 +1,7 @@
 /*
- * http.c - libmicrohttpd glue: routing, authentication, body limits,
- * content types, replies, per-route metrics.
+ * http.c - libmicrohttpd glue: authentication, body limits, content
+ * types, replies, per-route metrics. The route tables are routes.c's,
+ * the --listen address listen.c's.
  *
  * Design: the access handler is called first with the headers only. Every
  * decision that does not need the body is made then, before any of it is
@@ -27,7 +28,8 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "coord.h"
+#include "listen.h"
+#include "routes.h"
 #include "server.h"
 
 struct srv_http {
@@ -35,131 +37,9 @@ struct srv_http {
 	struct srv_server *srv;
 };
 
-struct route_def {
-	const char *path;   /* exact, or prefix ending in '/' with is_prefix */
-	bool is_prefix;
-	const char *method;
-	enum srv_route route;
-	srv_handler handler;
-	enum srv_auth auth; /* needed; NONE = open */
-	bool json;          /* body is JSON (content type checked) */
-};
-
-static const struct route_def routes[] = {
-	{"/healthz", false, "GET", SRV_ROUTE_HEALTHZ, srv_api_healthz,
-	 SRV_AUTH_NONE, false},
-	{"/readyz", false, "GET", SRV_ROUTE_READYZ, srv_api_readyz,
-	 SRV_AUTH_NONE, false},
-	{"/metrics", false, "GET", SRV_ROUTE_METRICS, srv_api_metrics,
-	 SRV_AUTH_NONE, false},
-	{"/v1/info", false, "GET", SRV_ROUTE_INFO, srv_api_info, SRV_AUTH_READ,
-	 false},
-	{"/v1/search", false, "POST", SRV_ROUTE_SEARCH, srv_api_search,
-	 SRV_AUTH_READ, true},
-	{"/v1/negatives", false, "POST", SRV_ROUTE_NEGATIVES,
-	 srv_api_negatives, SRV_AUTH_READ, true},
-	{"/v1/updates", false, "POST", SRV_ROUTE_UPDATES, srv_api_updates,
-	 SRV_AUTH_WRITE, true},
-	{"/v1/refit", false, "POST", SRV_ROUTE_REFIT, srv_api_refit,
-	 SRV_AUTH_WRITE, true},
-	{"/v1/corrector", false, "GET", SRV_ROUTE_CORRECTOR, srv_api_corrector,
-	 SRV_AUTH_READ, false},
-	{"/v1/corrector/reset", false, "POST", SRV_ROUTE_RESET, srv_api_reset,
-	 SRV_AUTH_WRITE, true},
-	{"/v1/corrector/checkpoint", false, "GET", SRV_ROUTE_CHECKPOINT,
-	 srv_api_checkpoint_get, SRV_AUTH_READ, false},
-	{"/v1/corrector/checkpoint", false, "PUT", SRV_ROUTE_CHECKPOINT,
-	 srv_api_checkpoint_put, SRV_AUTH_WRITE, false},
-	{"/v1/targets/", true, "GET", SRV_ROUTE_TARGET, srv_api_target,
-	 SRV_AUTH_READ, false},
-	{"/v1/corrected", false, "POST", SRV_ROUTE_CORRECTED, srv_api_corrected,
-	 SRV_AUTH_READ, true},
-	{"/v1/pairs", false, "DELETE", SRV_ROUTE_PAIRS, srv_api_pairs_delete,
-	 SRV_AUTH_WRITE, false},
-	{"/v1/pairs", false, "GET", SRV_ROUTE_PAIRS, srv_api_pairs_get,
-	 SRV_AUTH_READ, false},
-	{"/v1/ids", false, "GET", SRV_ROUTE_IDS, srv_api_ids, SRV_AUTH_READ,
-	 false},
-	{"/v1/index/reload", false, "POST", SRV_ROUTE_RELOAD, srv_api_reload,
-	 SRV_AUTH_WRITE, true},
-	{"/v1/demo/fresh", false, "POST", SRV_ROUTE_DEMO_FRESH,
-	 srv_api_demo_fresh, SRV_AUTH_READ, true},
-	{"/v1/demo/truth", false, "POST", SRV_ROUTE_DEMO_TRUTH,
-	 srv_api_demo_truth, SRV_AUTH_READ, true},
-	{"/v1/corrector/query-map", false, "GET", SRV_ROUTE_QUERY_MAP,
-	 srv_api_query_map, SRV_AUTH_READ, false},
-	{"/openapi.json", false, "GET", SRV_ROUTE_OPENAPI, srv_api_openapi,
-	 SRV_AUTH_NONE, false},
-	/* The Qdrant-compatible surface: the version check is open, as in
-	 * Qdrant; api_qdrant.c routes what is under /collections/ itself. */
-	{"/", false, "GET", SRV_ROUTE_QDRANT_ROOT, srv_api_qdrant_root,
-	 SRV_AUTH_NONE, false},
-	{"/collections", false, "GET", SRV_ROUTE_QDRANT, srv_api_qdrant,
-	 SRV_AUTH_READ, false},
-	{"/collections/", true, "*", SRV_ROUTE_QDRANT, srv_api_qdrant,
-	 SRV_AUTH_READ, true},
-};
-
-#define NROUTES (sizeof routes / sizeof *routes)
-
-/* --shards: the same API over the shards (coord.h). */
-static const struct route_def coord_routes[] = {
-	{"/healthz", false, "GET", SRV_ROUTE_HEALTHZ, srv_coord_healthz,
-	 SRV_AUTH_NONE, false},
-	{"/readyz", false, "GET", SRV_ROUTE_READYZ, srv_coord_readyz,
-	 SRV_AUTH_NONE, false},
-	{"/metrics", false, "GET", SRV_ROUTE_METRICS, srv_coord_metrics,
-	 SRV_AUTH_NONE, false},
-	{"/v1/info", false, "GET", SRV_ROUTE_INFO, srv_coord_info,
-	 SRV_AUTH_READ, false},
-	{"/v1/search", false, "POST", SRV_ROUTE_SEARCH, srv_coord_search,
-	 SRV_AUTH_READ, true},
-	{"/v1/negatives", false, "POST", SRV_ROUTE_NEGATIVES,
-	 srv_coord_negatives, SRV_AUTH_READ, true},
-	{"/v1/updates", false, "POST", SRV_ROUTE_UPDATES, srv_coord_updates,
-	 SRV_AUTH_WRITE, true},
-	{"/v1/refit", false, "POST", SRV_ROUTE_REFIT, srv_coord_refit,
-	 SRV_AUTH_WRITE, true},
-	{"/v1/corrector", false, "GET", SRV_ROUTE_CORRECTOR,
-	 srv_coord_corrector, SRV_AUTH_READ, false},
-	{"/v1/corrector/reset", false, "POST", SRV_ROUTE_RESET,
-	 srv_coord_reset, SRV_AUTH_WRITE, true},
-	{"/v1/corrector/checkpoint", false, "GET", SRV_ROUTE_CHECKPOINT,
-	 srv_coord_checkpoint_get, SRV_AUTH_READ, false},
-	{"/v1/corrector/checkpoint", false, "PUT", SRV_ROUTE_CHECKPOINT,
-	 srv_coord_checkpoint_put, SRV_AUTH_WRITE, false},
-	{"/v1/targets/", true, "GET", SRV_ROUTE_TARGET, srv_coord_target,
-	 SRV_AUTH_READ, false},
-	{"/v1/corrected", false, "POST", SRV_ROUTE_CORRECTED,
-	 srv_coord_corrected, SRV_AUTH_READ, true},
-	{"/v1/pairs", false, "DELETE", SRV_ROUTE_PAIRS, srv_coord_pairs_delete,
-	 SRV_AUTH_WRITE, false},
-	{"/v1/index/reload", false, "POST", SRV_ROUTE_RELOAD, srv_coord_reload,
-	 SRV_AUTH_WRITE, true},
-	{"/v1/corrector/query-map", false, "GET", SRV_ROUTE_QUERY_MAP,
-	 srv_coord_query_map, SRV_AUTH_READ, false},
-	{"/openapi.json", false, "GET", SRV_ROUTE_OPENAPI, srv_api_openapi,
-	 SRV_AUTH_NONE, false},
-};
-
-#define NCOORD_ROUTES (sizeof coord_routes / sizeof *coord_routes)
-
-const char *const srv_route_names[SRV_ROUTE_COUNT] = {
-	"healthz",   "readyz",  "metrics",    "info",
-	"search",    "negatives", "updates",  "refit",
-	"corrector", "corrector_reset", "corrector_checkpoint",
-	"targets",   "corrected", "pairs",    "index_reload",
-	"demo_fresh", "demo_truth", "corrector_query_map", "qdrant_root",
-	"qdrant",    "openapi",   "ids",       "unknown"};
-
-/* Codes counted per route, in srv_route_stats.by_code order. */
-const int srv_counted_codes[SRV_CODES] = {200, 202, 400, 401, 403, 404,
-					  405, 409, 413, 415, 431, 500,
-					  503, 0,   0,   0};
-
 struct ctx {
 	struct srv_request req;
-	const struct route_def *def;
+	const struct srv_route_def *def;
 	struct timespec start;
 	char *body;
 	size_t len, cap;
@@ -296,37 +176,6 @@ static enum srv_auth authenticate(struct srv_server *srv,
 	}
 }
 
-/* Finds the route; *allow gets the methods of the path when 405. */
-static const struct route_def *find_route(const struct srv_server *srv,
-					  const char *url, const char *method,
-					  char *allow, size_t cap,
-					  bool *path_known)
-{
-	const struct route_def *hit = NULL, *table = routes;
-	size_t count = NROUTES;
-
-	if (srv->coord) {
-		table = coord_routes;
-		count = NCOORD_ROUTES;
-	}
-	allow[0] = '\0';
-	*path_known = false;
-	for (size_t i = 0; i < count; i++) {
-		const struct route_def *d = &table[i];
-		bool match = d->is_prefix
-				     ? strncmp(url, d->path, strlen(d->path)) == 0 &&
-					       url[strlen(d->path)] != '\0'
-				     : strcmp(url, d->path) == 0;
-		if (!match)
-			continue;
-		*path_known = true;
-		snprintf(allow + strlen(allow), cap - strlen(allow), "%s%s",
-			 allow[0] ? ", " : "", d->method);
-		if (strcmp(d->method, "*") == 0 || strcmp(method, d->method) == 0)
-			hit = d;
-	}
-	return hit;
-}
 
 static bool json_content_type(struct MHD_Connection *conn)
 {
@@ -392,7 +241,7 @@ static enum MHD_Result on_headers(struct srv_server *srv, struct ctx *c,
 					  "required");
 	}
 	c->req.auth = auth;
-	c->def = find_route(srv, url, method, allow, sizeof allow, &known);
+	c->def = srv_find_route(srv, url, method, allow, sizeof allow, &known);
 	if (!c->def) {
 		c->req.route = SRV_ROUTE_UNKNOWN;
 		if (known)
@@ -582,61 +431,6 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	srv_log(SRV_DEBUG, "http: %s", msg);
 }
 
-/* Splits "HOST:PORT" / "[V6]:PORT" and resolves it. */
-static bool resolve(const char *listen, struct sockaddr_storage *ss,
-		    socklen_t *len, char *host, size_t hcap, char *err,
-		    size_t ecap)
-{
-	const char *colon = strrchr(listen, ':');
-	struct addrinfo hints, *res;
-	char port[16];
-	size_t hl;
-	int rc;
-
-	if (!colon || !colon[1]) {
-		snprintf(err, ecap, "--listen %s: expected HOST:PORT", listen);
-		return false;
-	}
-	hl = (size_t)(colon - listen);
-	if (hl >= hcap || strlen(colon + 1) >= sizeof port) {
-		snprintf(err, ecap, "--listen %s: too long", listen);
-		return false;
-	}
-	memcpy(host, listen, hl);
-	host[hl] = '\0';
-	if (host[0] == '[' && hl >= 2 && host[hl - 1] == ']') {
-		memmove(host, host + 1, hl - 2);
-		host[hl - 2] = '\0';
-	}
-	snprintf(port, sizeof port, "%s", colon + 1);
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-	if (rc != 0) {
-		snprintf(err, ecap, "--listen %s: %s", listen, gai_strerror(rc));
-		return false;
-	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return true;
-}
-
-static bool is_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-		return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
-	}
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-		return IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
-	}
-	return false;
-}
-
 enum fresh_status srv_http_start(struct srv_server *srv, struct srv_http **out,
 				 char *err, size_t cap)
 {
@@ -653,9 +447,9 @@ enum fresh_status srv_http_start(struct srv_server *srv, struct srv_http **out,
 		srv_hist_init(&srv->routes[i].latency, srv_latency_bounds);
 		atomic_init(&srv->routes[i].in_handler, 0);
 	}
-	if (!resolve(srv->cfg.listen, &ss, &sslen, host, sizeof host, err, cap))
+	if (!srv_resolve_listen(srv->cfg.listen, &ss, &sslen, host, sizeof host, err, cap))
 		return FRESH_INVALID;
-	if (!is_loopback(&ss) && !srv->write_key[0] && !srv->cfg.insecure) {
+	if (!srv_is_loopback(&ss) && !srv->write_key[0] && !srv->cfg.insecure) {
 		snprintf(err, cap,
 			 "refusing to listen on non-loopback %s without "
 			 "--api-key-file (or pass --insecure)",
