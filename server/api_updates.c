@@ -1,11 +1,13 @@
 /*
- * api_updates.c - the endpoints that change state: training updates,
- * clearing the pairs, refits, reset, checkpoint exchange.
+ * api_updates.c - training updates: POST /v1/updates, DELETE /v1/pairs.
  */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "parse.h"
 #include "server.h"
@@ -144,157 +146,4 @@ void srv_api_pairs_delete(struct srv_request *req, struct srv_reply *r)
 		return;
 	}
 	srv_reply_json(r, 200, json_pack("{s:I}", "buffered", (json_int_t)0));
-}
-
-/* POSTs whose body, if any, must be an empty object. */
-static bool empty_body(struct srv_request *req, struct srv_error *e)
-{
-	static const char *const none[] = {NULL};
-	json_t *body;
-	bool ok = srv_parse_body(req->body, req->body_len, true, &body, e) &&
-		  srv_check_keys(body, none, e);
-
-	srv_body_release(body);
-	return ok;
-}
-
-void srv_api_refit(struct srv_request *req, struct srv_reply *r)
-{
-	struct fresh_refit_outcome out;
-	struct srv_error e;
-	bool wait = srv_query_flag(req, "wait");
-	enum fresh_status st;
-
-	if (!empty_body(req, &e)) {
-		srv_reply_error(r, &e);
-		return;
-	}
-	if (req->srv->cfg.shard) {
-		srv_fail(&e, 409, "conflict",
-			 "this daemon is a shard (--shard): its coordinator "
-			 "refits and installs the corrector here");
-		srv_reply_error(r, &e);
-		return;
-	}
-	st = fresh_engine_refit(req->srv->engine, wait, &out);
-	if (st != FRESH_OK) {
-		srv_error_from_status(&e, st, st == FRESH_CANCELLED
-						      ? "shutting down; the "
-							"refit was abandoned"
-						      : NULL);
-		srv_reply_error(r, &e);
-		return;
-	}
-	if (!wait) {
-		srv_reply_json(r, 202, json_pack("{s:s}", "state", "training"));
-		return;
-	}
-	if (!out.report.accepted)
-		out.version = fresh_engine_version(req->srv->engine);
-	srv_reply_json(r, 200, srv_refit_json(&out));
-}
-
-void srv_api_reset(struct srv_request *req, struct srv_reply *r)
-{
-	struct fresh_error ferr;
-	struct srv_error e;
-	uint64_t v;
-	enum fresh_status st;
-
-	if (!empty_body(req, &e)) {
-		srv_reply_error(r, &e);
-		return;
-	}
-	st = fresh_engine_reset(req->srv->engine, &v, &ferr);
-	if (st != FRESH_OK) {
-		srv_error_from_status(&e, st, ferr.msg);
-		srv_reply_error(r, &e);
-		return;
-	}
-	srv_reply_json(r, 200, json_pack("{s:I}", "version", (json_int_t)v));
-}
-
-void srv_api_checkpoint_get(struct srv_request *req, struct srv_reply *r)
-{
-	void *buf;
-	size_t len;
-	uint64_t v;
-	struct srv_error e;
-	enum fresh_status st =
-		fresh_engine_checkpoint_get(req->srv->engine, &buf, &len, &v);
-
-	if (st != FRESH_OK) {
-		srv_error_from_status(&e, st, NULL);
-		srv_reply_error(r, &e);
-		return;
-	}
-	srv_reply_text(r, 200, "application/octet-stream", buf, len);
-	free(buf);
-}
-
-void srv_api_checkpoint_put(struct srv_request *req, struct srv_reply *r)
-{
-	struct fresh_error ferr;
-	struct srv_error e;
-	uint64_t v;
-	enum fresh_status st = fresh_engine_checkpoint_put(
-		req->srv->engine, req->body, req->body_len,
-		srv_query_flag(req, "force"), &v, &ferr);
-
-	if (st != FRESH_OK) {
-		srv_error_from_status(&e, st, ferr.msg);
-		srv_reply_error(r, &e);
-		return;
-	}
-	srv_reply_json(r, 200, json_pack("{s:I}", "version", (json_int_t)v));
-}
-
-/* A string field into buf (NUL-ended); false when too long. */
-static bool string_field(json_t *v, char *buf, size_t cap)
-{
-	size_t len;
-	const char *s = srv_string(v, &len);
-
-	if (!s || len >= cap || memchr(s, '\0', len))
-		return false;
-	memcpy(buf, s, len);
-	buf[len] = '\0';
-	return true;
-}
-
-void srv_api_reload(struct srv_request *req, struct srv_reply *r)
-{
-	static const char *const keys[] = {"path", "ids_path", NULL};
-	char path[4096], ids[4096];
-	struct fresh_error ferr;
-	struct srv_error e;
-	json_t *body = NULL, *pv, *iv;
-	enum fresh_status st;
-
-	if (!srv_parse_body(req->body, req->body_len, false, &body, &e) ||
-	    !srv_check_keys(body, keys, &e))
-		goto fail;
-	pv = json_object_get(body, "path");
-	iv = json_object_get(body, "ids_path");
-	if (!json_is_string(pv) || !string_field(pv, path, sizeof path)) {
-		srv_bad(&e, "path: %s", pv ? "expected a file name" : "missing");
-		goto fail;
-	}
-	if (iv && !json_is_null(iv) &&
-	    (!json_is_string(iv) || !string_field(iv, ids, sizeof ids))) {
-		srv_bad(&e, "ids_path: expected a file name");
-		goto fail;
-	}
-	st = fresh_engine_reload(req->srv->engine, path,
-				 json_is_string(iv) ? ids : NULL, &ferr);
-	if (st != FRESH_OK) {
-		srv_error_from_status(&e, st, ferr.msg);
-		goto fail;
-	}
-	srv_reply_json(r, 202, json_pack("{s:s}", "state", "loading"));
-	srv_body_release(body);
-	return;
-fail:
-	srv_reply_error(r, &e);
-	srv_body_release(body);
 }

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 const double srv_latency_bounds[SRV_HIST_BUCKETS] = {
 	0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
@@ -92,4 +93,18 @@ void srv_hist_render(struct srv_buf *b, const char *name, const char *labels,
 			       1e6);
 	srv_buf_printf(b, "%s_count%s%s%s %llu\n", name, labels[0] ? "{" : "",
 		       labels, labels[0] ? "}" : "", cum);
+}
+
+/* Resident set size in bytes, from /proc. */
+long long srv_rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long long pages = 0, resident = 0;
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%lld %lld", &pages, &resident) != 2)
+		resident = 0;
+	fclose(f);
+	return resident * sysconf(_SC_PAGESIZE);
 }

@@ -37,4 +37,7 @@ void srv_hist_render(struct srv_buf *b, const char *name, const char *labels,
 extern const double srv_latency_bounds[SRV_HIST_BUCKETS];
 extern const double srv_batch_bounds[SRV_HIST_BUCKETS];
 
+/* The process's resident set size in bytes, from /proc (0 if unknown). */
+long long srv_rss_bytes(void);
+
 #endif

@@ -142,3 +142,21 @@ json_t *srv_json_floats(const float *x, size_t n)
 		}
 	return a;
 }
+
+double srv_unix_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+json_t *srv_iso_time(double t)
+{
+	char buf[40];
+	time_t s = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(buf);
+}

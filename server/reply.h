@@ -37,6 +37,10 @@ void srv_reply_json(struct srv_reply *r, int status, json_t *j);
 void srv_reply_error(struct srv_reply *r, const struct srv_error *e);
 /* A Qdrant success: {"result": result, "status": "ok", "time": seconds}. */
 void srv_reply_qdrant(struct srv_reply *r, int status, json_t *result);
+/* Seconds since the epoch (the wall clock). */
+double srv_unix_now(void);
+/* t (seconds since the epoch) as an ISO 8601 UTC string. */
+json_t *srv_iso_time(double t);
 /* Seconds on the monotonic clock. */
 double srv_now(void);
 /* A plain body (copied). */

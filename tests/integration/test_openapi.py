@@ -1,5 +1,5 @@
 """GET /openapi.json stays true: it is server/openapi.json; every route in
-the server's tables (server/http.c, and the Qdrant subset's in
+the server's tables (server/routes.c, and the Qdrant subset's in
 server/api_qdrant.c) is in it; every path and method in it is answered by
 the daemon (not 404 or 405); API.md's examples validate against its
 schemas; and a third-party OpenAPI 3 validator (pinned in tests/qdrant_js)
@@ -86,7 +86,7 @@ def validate(doc, schema, value, path="$"):
 
 def server_routes():
     """(method, OpenAPI path) of every route in the server's tables."""
-    with open(os.path.join(ROOT, "server", "http.c")) as f:
+    with open(os.path.join(ROOT, "server", "routes.c")) as f:
         http = f.read()
     with open(os.path.join(ROOT, "server", "api_qdrant.c")) as f:
         qdrant = f.read()
