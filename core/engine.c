@@ -3,7 +3,8 @@
  * Its other parts, each a file: engine_recover.c (what open rebuilds from
  * the data dir), engine_updates.c (updates, checked, logged, applied),
  * engine_publish.c (publishing a model: refits, reset, checkpoint
- * install), refitter.c (the background refit), reload.c (index reload).
+ * install), engine_refit.c (the host of the background refitter,
+ * refitter.c), reload.c (index reload).
  * The locks are described in engine_impl.h.
  */
 #include "engine_impl.h"
@@ -131,14 +132,7 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	e->shape.hidden = cfg->kind == FRESH_CORRECTOR_MLP ? cfg->hidden : 0;
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_mutex_init(&e->publish_mu, NULL);
-	pthread_cond_init(&e->work_cv, NULL);
-	pthread_cond_init(&e->done_cv, NULL);
 	fresh_swap_init(&e->swap, NULL);
-	atomic_init(&e->cancel, false);
-	atomic_init(&e->train_prog.done, 0);
-	atomic_init(&e->train_prog.total, 0);
-	atomic_init(&e->build_prog.done, 0);
-	atomic_init(&e->build_prog.total, 0);
 
 	st = fresh_corrector_shape_check(&e->shape, err);
 	if (st == FRESH_OK && strlen(cfg->data_dir) > 3900)
@@ -188,14 +182,14 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	st = fresh_engine_recover_corrector(e, &corr, err);
 	if (st != FRESH_OK)
 		goto fail;
-	st = fresh_model_build(idx, corr, e->search_pool, &e->build_prog, NULL,
+	st = fresh_model_build(idx, corr, e->search_pool, NULL, NULL,
 			       &model, err);
 	if (st != FRESH_OK) {
 		fresh_corrector_free(corr);
 		goto fail;
 	}
 	fresh_swap_publish(&e->swap, model);
-	st = fresh_refitter_start(e);
+	st = fresh_engine_start_refitter(e);
 	if (st != FRESH_OK) {
 		st = fresh_fail(err, st, "cannot start the refit thread");
 		goto fail;
@@ -209,7 +203,12 @@ fail:
 
 void fresh_engine_stop_refits(struct fresh_engine *e)
 {
-	fresh_refitter_stop(e);
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->closing = true;
+	pthread_mutex_unlock(&e->mu);
+	fresh_refitter_stop(e->refitter);
 	fresh_reload_join(e);
 }
 
@@ -220,14 +219,13 @@ void fresh_engine_close(struct fresh_engine *e)
 		return;
 	fresh_engine_stop_refits(e);
 	fresh_wal_close(e->wal);
+	fresh_refitter_free(e->refitter);
 	fresh_swap_destroy(&e->swap);
 	fresh_pairs_free(e->pairs);
 	fresh_qbuf_free(e->qbuf);
 	fresh_pool_free(e->search_pool);
 	fresh_pool_free(e->refit_pool);
 	fresh_index_release(e->index);
-	pthread_cond_destroy(&e->work_cv);
-	pthread_cond_destroy(&e->done_cv);
 	pthread_mutex_destroy(&e->mu);
 	pthread_mutex_destroy(&e->publish_mu);
 	if (e->lock_fd >= 0)
@@ -260,7 +258,6 @@ size_t fresh_engine_fresh_dim(const struct fresh_engine *e)
 	return e->shape.d_out;
 }
 
-/* Finds a positive among the targets; ids small enough for a scan. */
 struct fresh_index *fresh_engine_index(struct fresh_engine *e)
 {
 	struct fresh_index *idx;
@@ -283,25 +280,24 @@ void fresh_engine_status(struct fresh_engine *e, struct fresh_engine_status *st)
 	st->have_holdout =
 		fresh_corrector_holdout(fresh_model_corrector(m), &st->holdout);
 	fresh_model_release(m);
-	pthread_mutex_lock(&e->mu);
-	st->state = e->state;
-	if (e->state != FRESH_REFIT_IDLE) {
-		const struct fresh_progress *p =
-			e->state == FRESH_REFIT_TRAINING ? &e->train_prog
-							 : &e->build_prog;
-		st->progress = fresh_progress_fraction(p);
-		st->progress_done = atomic_load(&p->done);
-		st->progress_total = atomic_load(&p->total);
+	if (e->refitter) {
+		struct fresh_refitter_status rs;
+		fresh_refitter_status(e->refitter, &rs);
+		st->state = rs.state;
+		st->progress = rs.progress;
+		st->progress_done = rs.progress_done;
+		st->progress_total = rs.progress_total;
+		st->last = rs.last;
+		st->refits_started = rs.started;
+		st->refits_accepted = rs.accepted;
+		st->refits_rejected = rs.rejected;
+		st->refits_failed = rs.failed;
+		st->refit_seconds_total = rs.seconds_total;
 	}
+	pthread_mutex_lock(&e->mu);
 	st->pairs_buffered = fresh_pairs_count(e->pairs);
 	st->pairs_total = e->pairs_total;
 	st->last_seq = e->applied_seq;
-	st->last = e->last;
-	st->refits_started = e->refits_started;
-	st->refits_accepted = e->refits_accepted;
-	st->refits_rejected = e->refits_rejected;
-	st->refits_failed = e->refits_failed;
-	st->refit_seconds_total = e->refit_seconds_total;
 	pthread_mutex_unlock(&e->mu);
 	st->writable = fresh_wal_writable(e->wal);
 	st->log_bytes = fresh_wal_bytes(e->wal);

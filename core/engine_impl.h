@@ -1,8 +1,8 @@
 /*
  * engine_impl.h - the engine's state, shared by engine.c (open, close,
  * state), engine_recover.c, engine_updates.c, engine_publish.c,
- * refitter.c (the background worker) and reload.c. Not part of the
- * core's interface.
+ * engine_refit.c (the refitter's host) and reload.c. Not part of the
+ * core's interface. The refitter itself (refitter.c) does not see it.
  *
  * Locks, in the order they may nest:
  *   wal.mu (inside fresh_wal_*)  ->  mu
@@ -10,7 +10,9 @@
  *   publish_mu  ->  mu
  * mu guards the pair buffer and every field marked (mu); publish_mu
  * serializes publishing (refit, reset, checkpoint install) so versions are
- * assigned once each. Searches take only swap.mu.
+ * assigned once each. Searches take only swap.mu. The refitter's own
+ * lock is never held across a call back into the engine, so the engine
+ * may call the refitter under any of its locks.
  */
 #ifndef FRESH_ENGINE_IMPL_H
 #define FRESH_ENGINE_IMPL_H
@@ -20,6 +22,7 @@
 
 #include "engine.h"
 #include "pairs.h"
+#include "refitter.h"
 #include "queries.h"
 #include "swap.h"
 #include "wal.h"
@@ -39,26 +42,19 @@ struct fresh_engine {
 
 	pthread_mutex_t publish_mu;
 	pthread_mutex_t mu;
-	pthread_cond_t work_cv, done_cv;
 	struct fresh_pairs *pairs;                /* (mu) */
 	struct fresh_queries_buf *qbuf;           /* (mu) */
 	uint64_t applied_seq, pairs_total;        /* (mu) */
-	uint64_t pairs_since_refit;               /* (mu) */
-	double first_new_pair;  /* (mu), monotonic: when pairs_since_refit
-				   last left zero */
-	struct fresh_refit_outcome last;          /* (mu) */
-	uint64_t refits_started, refits_accepted, refits_rejected,
-		refits_failed;                    /* (mu) */
-	double refit_seconds_total;               /* (mu) */
 
-	/* The refitter (mu). */
-	pthread_t worker;
-	bool worker_started, stopping, requested, compact_requested;
-	bool running;
-	uint64_t started_gen, done_gen, running_seq;
-	enum fresh_refit_state state;
-	struct fresh_progress train_prog, build_prog;
-	atomic_bool cancel;
+	/*
+	 * The background refit and compaction (refitter.h), set under mu
+	 * once open has replayed the log (read freely after open returns);
+	 * pairs applied before that are counted in replayed_pairs and
+	 * handed to it when it starts.
+	 */
+	struct fresh_refitter *refitter;
+	uint64_t replayed_pairs;                  /* (mu) */
+	bool closing; /* (mu): stop_refits ran; no new reloads */
 
 	/*
 	 * The last index switch recorded in DIR/index.ref (0, 0: none): log
@@ -145,8 +141,7 @@ void fresh_reload_join(struct fresh_engine *e);
 void fresh_reload_recorded_switch(const char *data_dir, uint64_t *seq,
 				  uint64_t *version);
 
-/* refitter.c */
-enum fresh_status fresh_refitter_start(struct fresh_engine *e);
-void fresh_refitter_stop(struct fresh_engine *e);
+/* engine_refit.c: starts e->refitter with the engine as its host. */
+enum fresh_status fresh_engine_start_refitter(struct fresh_engine *e);
 
 #endif

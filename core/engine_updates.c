@@ -28,9 +28,10 @@ void fresh_engine_apply_record(void *ctx, uint64_t seq, const void *payload,
 			 size_t len)
 {
 	struct fresh_engine *e = ctx;
+	struct fresh_refitter *refitter = NULL;
 	enum fresh_record_type type;
 	struct fresh_update u;
-	size_t dropped = 0;
+	size_t dropped = 0, arrived = 0;
 
 	if (fresh_record_decode(payload, len, &type, &u) != FRESH_OK) {
 		fresh_engine_logf(e, FRESH_LOG_ERROR,
@@ -67,21 +68,18 @@ void fresh_engine_apply_record(void *ctx, uint64_t seq, const void *payload,
 				dropped++;
 		}
 		e->pairs_total += u.n_targets;
-		/* The refitter sleeps without a deadline while no pair is new:
-		 * wake it on the first one (its timer starts) and at M. */
-		if (e->pairs_since_refit == 0)
-			e->first_new_pair = fresh_engine_now();
-		if ((e->pairs_since_refit == 0 && e->cfg.refit_every_seconds > 0) ||
-		    (e->cfg.refit_every_pairs &&
-		     e->pairs_since_refit + u.n_targets >=
-			     e->cfg.refit_every_pairs))
-			pthread_cond_signal(&e->work_cv);
-		e->pairs_since_refit += u.n_targets;
+		refitter = e->refitter;
+		if (refitter)
+			arrived = u.n_targets;
+		else
+			e->replayed_pairs += u.n_targets;
 	} else {
 		dropped = u.n_targets;
 	}
 	e->applied_seq = seq;
 	pthread_mutex_unlock(&e->mu);
+	if (arrived)
+		fresh_refitter_pairs_arrived(refitter, arrived);
 	if (dropped)
 		fresh_engine_logf(e, FRESH_LOG_WARN,
 				  "update log record %" PRIu64
@@ -148,12 +146,8 @@ static enum fresh_status check_update(struct fresh_engine *e,
 static void maybe_compact(struct fresh_engine *e)
 {
 	if (e->cfg.compact_bytes &&
-	    fresh_wal_bytes(e->wal) > e->cfg.compact_bytes) {
-		pthread_mutex_lock(&e->mu);
-		e->compact_requested = true;
-		pthread_cond_signal(&e->work_cv);
-		pthread_mutex_unlock(&e->mu);
-	}
+	    fresh_wal_bytes(e->wal) > e->cfg.compact_bytes)
+		fresh_refitter_request_compact(e->refitter);
 }
 
 enum fresh_status fresh_engine_update(struct fresh_engine *e,

@@ -1,5 +1,6 @@
 /*
- * refitter.c - the background worker that refits, publishes and compacts.
+ * refitter.c - the background worker that refits, publishes and compacts
+ * (see refitter.h).
  *
  * Design: a boring worker (Redis bio.c): one thread, a condition variable,
  * a `stopping` flag, pthread_join on shutdown. It wakes for an explicit
@@ -16,37 +17,91 @@
  * applied before its call: the running one if its snapshot does, else the
  * next one, which it requests.
  */
-#include "engine_impl.h"
+#include "refitter.h"
 
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "datadir.h"
+struct fresh_refitter {
+	struct fresh_refitter_config cfg;
+	struct fresh_refit_host host;
+	pthread_t worker;
+	bool worker_started;
 
-static bool auto_due(const struct fresh_engine *e, double now)
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv, done_cv;
+	/* Everything below: (mu). */
+	bool stopping, requested, compact_requested, running;
+	uint64_t pairs_since_refit;
+	double first_new_pair; /* monotonic: when pairs_since_refit left 0 */
+	uint64_t started_gen, done_gen;
+	uint64_t running_seq; /* what the running refit's snapshot reflects */
+	bool running_seq_known;
+	enum fresh_refit_state state;
+	struct fresh_refit_outcome last;
+	uint64_t started, accepted, rejected, failed;
+	double seconds_total;
+
+	/* Written by the training and build stages, read by status. */
+	struct fresh_progress train_prog, build_prog;
+	atomic_bool cancel;
+};
+
+static double now(void)
 {
-	if (e->pairs_since_refit == 0)
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double walltime(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void logf_(struct fresh_refitter *r, enum fresh_log_level level,
+		  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void logf_(struct fresh_refitter *r, enum fresh_log_level level,
+		  const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!r->host.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	r->host.log(r->host.ctx, level, msg);
+}
+
+static bool auto_due(const struct fresh_refitter *r, double t)
+{
+	if (r->pairs_since_refit == 0)
 		return false;
-	if (e->cfg.refit_every_pairs &&
-	    e->pairs_since_refit >= e->cfg.refit_every_pairs)
+	if (r->cfg.every_pairs && r->pairs_since_refit >= r->cfg.every_pairs)
 		return true;
-	return e->cfg.refit_every_seconds > 0 &&
-	       now - e->first_new_pair >= e->cfg.refit_every_seconds;
+	return r->cfg.every_seconds > 0 &&
+	       t - r->first_new_pair >= r->cfg.every_seconds;
 }
 
 /* Waits under mu until there is work; false when stopping. */
-static bool wait_for_work(struct fresh_engine *e)
+static bool wait_for_work(struct fresh_refitter *r)
 {
-	while (!e->stopping && !e->requested && !e->compact_requested &&
-	       !auto_due(e, fresh_engine_now())) {
-		if (e->cfg.refit_every_seconds > 0 && e->pairs_since_refit > 0) {
-			double due = e->first_new_pair +
-				     e->cfg.refit_every_seconds -
-				     fresh_engine_now();
+	while (!r->stopping && !r->requested && !r->compact_requested &&
+	       !auto_due(r, now())) {
+		if (r->cfg.every_seconds > 0 && r->pairs_since_refit > 0) {
+			double due = r->first_new_pair + r->cfg.every_seconds -
+				     now();
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			if (due < 0.001)
@@ -57,270 +112,281 @@ static bool wait_for_work(struct fresh_engine *e)
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000L;
 			}
-			pthread_cond_timedwait(&e->work_cv, &e->mu, &ts);
+			pthread_cond_timedwait(&r->work_cv, &r->mu, &ts);
 		} else {
-			pthread_cond_wait(&e->work_cv, &e->mu);
+			pthread_cond_wait(&r->work_cv, &r->mu);
 		}
 	}
-	return !e->stopping;
+	return !r->stopping;
 }
 
-/*
- * Snapshots the buffers, then drops the log they cover. The query groups
- * are written first (under the same lock as the pairs): a crash between
- * the two files leaves queries.snap at least as new as pairs.snap, and
- * loading keeps only the groups the pairs' sequence covers.
- */
-static void compact(struct fresh_engine *e)
-{
-	struct fresh_pairs_snapshot snap;
-	struct fresh_pairs_file meta;
-	struct fresh_error err;
-	char path[4200];
-	enum fresh_status st;
-
-	err.msg[0] = '\0';
-	pthread_mutex_lock(&e->mu);
-	st = fresh_pairs_snapshot(e->pairs, 0, &snap);
-	meta.through_seq = e->applied_seq;
-	meta.total = e->pairs_total;
-	meta.fingerprint = fresh_index_fingerprint(e->index);
-	snprintf(path, sizeof path, "%s/queries.snap", e->data_dir);
-	if (st == FRESH_OK)
-		st = fresh_qbuf_save(e->qbuf, path, &err);
-	pthread_mutex_unlock(&e->mu);
-	if (st != FRESH_OK) {
-		fresh_engine_logf(e, FRESH_LOG_WARN,
-				  "log compaction skipped: %s",
-				  err.msg[0] ? err.msg : "out of memory");
-		fresh_pairs_snapshot_free(&snap);
-		return;
-	}
-	snprintf(path, sizeof path, "%s/pairs.snap", e->data_dir);
-	st = fresh_pairs_file_save(path, &snap, &meta, &err);
-	if (st == FRESH_OK)
-		st = fresh_wal_compact(e->wal, meta.through_seq, &err);
-	if (st == FRESH_OK)
-		fresh_engine_logf(e, FRESH_LOG_INFO,
-				  "compacted the update log through record %" PRIu64
-				  " (%zu pairs snapshotted)",
-				  meta.through_seq, snap.n);
-	else
-		fresh_engine_logf(e, FRESH_LOG_WARN, "log compaction failed: %s",
-				  err.msg);
-	fresh_pairs_snapshot_free(&snap);
-}
-
-/*
- * --max-step-lag: pairs more than L steps behind the newest leave the
- * buffer, durably (an EXPIRE record, so a restart drops them too).
- * Called and returns with mu held.
- */
-static void expire_lagging(struct fresh_engine *e)
-{
-	unsigned char rec[FRESH_RECORD_HEADER];
-	int64_t newest, min_step;
-	uint64_t seq;
-
-	if (e->cfg.max_step_lag <= 0 ||
-	    !fresh_pairs_newest_step(e->pairs, &newest))
-		return;
-	min_step = newest - e->cfg.max_step_lag;
-	if (fresh_pairs_count_below(e->pairs, min_step) == 0)
-		return;
-	fresh_record_encode_expire(rec, min_step);
-	pthread_mutex_unlock(&e->mu);
-	if (fresh_wal_append(e->wal, rec, sizeof rec, &seq, NULL) != FRESH_OK)
-		fresh_engine_logf(e, FRESH_LOG_WARN,
-				  "could not log the expiry of pairs before "
-				  "step %lld; the refit leaves them out anyway",
-				  (long long)min_step);
-	pthread_mutex_lock(&e->mu);
-}
-
-/* Called and returns with mu held. */
-static void run_refit(struct fresh_engine *e)
+/* Trains, builds and has the host publish; fills out. No lock held. */
+static void train_and_publish(struct fresh_refitter *r, double t0,
+			      struct fresh_refit_outcome *out)
 {
 	struct fresh_pairs_snapshot snap;
 	struct fresh_qgroups groups = {0, NULL};
-	struct fresh_refit_outcome out;
 	struct fresh_corrector *cand = NULL;
 	struct fresh_model *cur, *m = NULL;
 	struct fresh_error err;
-	uint64_t gen, base, seq;
-	double t0 = fresh_engine_now();
+	uint64_t base, seq = 0, superseded = 0;
 	enum fresh_status st;
 
-	expire_lagging(e);
-	gen = ++e->started_gen;
-	e->running = true;
-	e->state = FRESH_REFIT_TRAINING;
-	e->refits_started++;
-	e->pairs_since_refit = 0;
-	atomic_store(&e->train_prog.done, 0);
-	atomic_store(&e->build_prog.done, 0);
-	st = fresh_pairs_snapshot(e->pairs, e->cfg.max_step_lag, &snap);
-	if (st == FRESH_OK && e->cfg.refit.logit_weight > 0)
-		st = fresh_qbuf_snapshot(e->qbuf, &groups);
-	seq = e->running_seq = e->applied_seq;
-	pthread_mutex_unlock(&e->mu);
-
-	memset(&out, 0, sizeof out);
+	memset(&snap, 0, sizeof snap);
 	err.msg[0] = '\0';
-	cur = fresh_engine_acquire(e);
+	st = r->host.snapshot(r->host.ctx, r->cfg.refit.logit_weight > 0,
+			      &snap, &groups, &seq);
+	pthread_mutex_lock(&r->mu);
+	r->running_seq = seq;
+	r->running_seq_known = st == FRESH_OK;
+	pthread_mutex_unlock(&r->mu);
+
+	cur = r->host.acquire(r->host.ctx);
 	base = fresh_model_version(cur);
 	if (st == FRESH_OK)
 		st = fresh_refit_train(fresh_model_index(cur), &snap, &groups,
-				       fresh_model_corrector(cur), &e->cfg.refit,
-				       &e->train_prog, &e->cancel, &cand,
-				       &out.report, &err);
+				       fresh_model_corrector(cur), &r->cfg.refit,
+				       &r->train_prog, &r->cancel, &cand,
+				       &out->report, &err);
 	fresh_pairs_snapshot_free(&snap);
 	fresh_qgroups_free(&groups);
-	out.train_seconds = fresh_engine_now() - t0;
+	out->train_seconds = now() - t0;
 	if (st == FRESH_OK && cand) {
-		pthread_mutex_lock(&e->mu);
-		e->state = FRESH_REFIT_MATERIALIZING;
-		pthread_mutex_unlock(&e->mu);
+		pthread_mutex_lock(&r->mu);
+		r->state = FRESH_REFIT_MATERIALIZING;
+		pthread_mutex_unlock(&r->mu);
 		fresh_corrector_set_trained_through(cand, seq);
-		fresh_corrector_set_holdout(cand, &out.report.holdout);
+		fresh_corrector_set_holdout(cand, &out->report.holdout);
 		st = fresh_model_build(fresh_model_index(cur), cand,
-				       e->refit_pool, &e->build_prog, &e->cancel,
+				       r->cfg.pool, &r->build_prog, &r->cancel,
 				       &m, &err);
 		if (st != FRESH_OK)
 			fresh_corrector_free(cand);
-		out.build_seconds =
-			fresh_engine_now() - t0 - out.train_seconds;
-	}
-	if (st == FRESH_OK && m) {
-		struct fresh_model *now;
-		double tp = fresh_engine_now();
-		pthread_mutex_lock(&e->publish_mu);
-		now = fresh_engine_acquire(e);
-		if (fresh_model_version(now) != base) {
-			out.report.accepted = false;
-			snprintf(out.report.reason, sizeof out.report.reason,
-				 "superseded: version %" PRIu64
-				 " was published while it trained",
-				 fresh_model_version(now));
-			fresh_model_release(m);
-		} else {
-			st = fresh_engine_publish_locked(e, m, base + 1, &err);
-			if (st == FRESH_OK)
-				out.version = base + 1;
-		}
-		fresh_model_release(now);
-		pthread_mutex_unlock(&e->publish_mu);
-		out.publish_seconds = fresh_engine_now() - tp;
+		out->build_seconds = now() - t0 - out->train_seconds;
 	}
 	fresh_model_release(cur);
-
-	out.valid = true;
-	out.status = st;
-	out.trained_through = seq;
-	out.finished_at = fresh_engine_walltime();
+	if (st == FRESH_OK && m) {
+		double tp = now();
+		st = r->host.publish(r->host.ctx, m, base, &superseded, &err);
+		if (st == FRESH_OK && superseded) {
+			out->report.accepted = false;
+			snprintf(out->report.reason, sizeof out->report.reason,
+				 "superseded: version %" PRIu64
+				 " was published while it trained",
+				 superseded);
+		} else if (st == FRESH_OK) {
+			out->version = base + 1;
+		}
+		out->publish_seconds = now() - tp;
+	}
+	out->valid = true;
+	out->status = st;
+	out->trained_through = seq;
+	out->finished_at = walltime();
 	if (st != FRESH_OK) {
-		out.report.accepted = false;
-		snprintf(out.report.reason, sizeof out.report.reason,
+		out->report.accepted = false;
+		snprintf(out->report.reason, sizeof out->report.reason,
 			 "refit failed: %s", err.msg[0] ? err.msg
 						       : fresh_status_str(st));
 	}
-	pthread_mutex_lock(&e->mu);
-	if (st != FRESH_OK)
-		e->refits_failed++;
+}
+
+/* Called and returns with mu held. */
+static void run_refit(struct fresh_refitter *r)
+{
+	struct fresh_refit_outcome out;
+	double t0 = now();
+	uint64_t gen;
+
+	gen = ++r->started_gen;
+	r->running = true;
+	r->running_seq_known = false;
+	r->state = FRESH_REFIT_TRAINING;
+	r->started++;
+	r->pairs_since_refit = 0;
+	atomic_store(&r->train_prog.done, 0);
+	atomic_store(&r->build_prog.done, 0);
+	pthread_mutex_unlock(&r->mu);
+
+	memset(&out, 0, sizeof out);
+	train_and_publish(r, t0, &out);
+
+	pthread_mutex_lock(&r->mu);
+	if (out.status != FRESH_OK)
+		r->failed++;
 	else if (out.version)
-		e->refits_accepted++;
+		r->accepted++;
 	else
-		e->refits_rejected++;
-	e->refit_seconds_total += fresh_engine_now() - t0;
-	e->last = out;
-	e->state = FRESH_REFIT_IDLE;
-	e->running = false;
-	e->done_gen = gen;
-	pthread_cond_broadcast(&e->done_cv);
-	pthread_mutex_unlock(&e->mu);
+		r->rejected++;
+	r->seconds_total += now() - t0;
+	r->last = out;
+	r->state = FRESH_REFIT_IDLE;
+	r->running = false;
+	r->done_gen = gen;
+	pthread_cond_broadcast(&r->done_cv);
+	pthread_mutex_unlock(&r->mu);
 
 	if (out.version)
-		fresh_engine_logf(e, FRESH_LOG_INFO,
-				  "refit published version %" PRIu64
-				  " (%s, %zu pairs, held-out mse %.6g vs "
-				  "%.6g before, %.2fs)",
-				  out.version, out.report.method,
-				  out.report.pairs,
-				  out.report.holdout.corrected_mse,
-				  out.report.current_mse,
-				  fresh_engine_now() - t0);
+		logf_(r, FRESH_LOG_INFO,
+		      "refit published version %" PRIu64
+		      " (%s, %zu pairs, held-out mse %.6g vs %.6g before, "
+		      "%.2fs)",
+		      out.version, out.report.method, out.report.pairs,
+		      out.report.holdout.corrected_mse, out.report.current_mse,
+		      now() - t0);
 	else
-		fresh_engine_logf(e, st == FRESH_OK ? FRESH_LOG_INFO
-						    : FRESH_LOG_WARN,
-				  "refit not published: %s", out.report.reason);
-	pthread_mutex_lock(&e->mu);
+		logf_(r, out.status == FRESH_OK ? FRESH_LOG_INFO
+						: FRESH_LOG_WARN,
+		      "refit not published: %s", out.report.reason);
+	pthread_mutex_lock(&r->mu);
 }
 
 static void *worker_main(void *arg)
 {
-	struct fresh_engine *e = arg;
+	struct fresh_refitter *r = arg;
 
-	pthread_mutex_lock(&e->mu);
-	while (wait_for_work(e)) {
-		if (e->compact_requested) {
-			e->compact_requested = false;
-			pthread_mutex_unlock(&e->mu);
-			compact(e);
-			pthread_mutex_lock(&e->mu);
+	pthread_mutex_lock(&r->mu);
+	while (wait_for_work(r)) {
+		if (r->compact_requested) {
+			r->compact_requested = false;
+			pthread_mutex_unlock(&r->mu);
+			r->host.compact(r->host.ctx);
+			pthread_mutex_lock(&r->mu);
 			continue;
 		}
-		e->requested = false;
-		run_refit(e);
+		r->requested = false;
+		run_refit(r);
 	}
-	pthread_mutex_unlock(&e->mu);
+	pthread_mutex_unlock(&r->mu);
 	return NULL;
 }
 
-enum fresh_status fresh_refitter_start(struct fresh_engine *e)
+enum fresh_status fresh_refitter_start(const struct fresh_refitter_config *cfg,
+				       const struct fresh_refit_host *host,
+				       struct fresh_refitter **out)
 {
-	if (pthread_create(&e->worker, NULL, worker_main, e) != 0)
+	struct fresh_refitter *r = calloc(1, sizeof *r);
+
+	if (!r)
 		return FRESH_NOMEM;
-	e->worker_started = true;
+	r->cfg = *cfg;
+	r->host = *host;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->work_cv, NULL);
+	pthread_cond_init(&r->done_cv, NULL);
+	atomic_init(&r->cancel, false);
+	atomic_init(&r->train_prog.done, 0);
+	atomic_init(&r->train_prog.total, 0);
+	atomic_init(&r->build_prog.done, 0);
+	atomic_init(&r->build_prog.total, 0);
+	if (pthread_create(&r->worker, NULL, worker_main, r) != 0) {
+		fresh_refitter_free(r);
+		return FRESH_NOMEM;
+	}
+	r->worker_started = true;
+	*out = r;
 	return FRESH_OK;
 }
 
-void fresh_refitter_stop(struct fresh_engine *e)
+void fresh_refitter_stop(struct fresh_refitter *r)
 {
-	if (!e->worker_started)
+	if (!r)
 		return;
-	pthread_mutex_lock(&e->mu);
-	e->stopping = true;
-	atomic_store(&e->cancel, true);
-	pthread_cond_broadcast(&e->work_cv);
-	pthread_cond_broadcast(&e->done_cv);
-	pthread_mutex_unlock(&e->mu);
-	pthread_join(e->worker, NULL);
-	e->worker_started = false;
+	pthread_mutex_lock(&r->mu);
+	r->stopping = true;
+	atomic_store(&r->cancel, true);
+	pthread_cond_broadcast(&r->work_cv);
+	pthread_cond_broadcast(&r->done_cv);
+	pthread_mutex_unlock(&r->mu);
+	if (r->worker_started) {
+		pthread_join(r->worker, NULL);
+		r->worker_started = false;
+	}
 }
 
-enum fresh_status fresh_engine_refit(struct fresh_engine *e, bool wait,
-				     struct fresh_refit_outcome *out)
+void fresh_refitter_free(struct fresh_refitter *r)
 {
-	uint64_t target;
+	if (!r)
+		return;
+	fresh_refitter_stop(r);
+	pthread_cond_destroy(&r->work_cv);
+	pthread_cond_destroy(&r->done_cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+void fresh_refitter_pairs_arrived(struct fresh_refitter *r, size_t n)
+{
+	if (n == 0)
+		return;
+	pthread_mutex_lock(&r->mu);
+	/* The worker sleeps without a deadline while no pair is new: wake
+	 * it on the first one (its timer starts) and at M. */
+	if (r->pairs_since_refit == 0)
+		r->first_new_pair = now();
+	if ((r->pairs_since_refit == 0 && r->cfg.every_seconds > 0) ||
+	    (r->cfg.every_pairs &&
+	     r->pairs_since_refit + n >= r->cfg.every_pairs))
+		pthread_cond_signal(&r->work_cv);
+	r->pairs_since_refit += n;
+	pthread_mutex_unlock(&r->mu);
+}
+
+void fresh_refitter_request_compact(struct fresh_refitter *r)
+{
+	pthread_mutex_lock(&r->mu);
+	r->compact_requested = true;
+	pthread_cond_signal(&r->work_cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+enum fresh_status fresh_refitter_request(struct fresh_refitter *r,
+					 uint64_t seq, bool wait,
+					 struct fresh_refit_outcome *out)
+{
 	enum fresh_status st = FRESH_OK;
+	uint64_t target;
 
 	memset(out, 0, sizeof *out);
-	pthread_mutex_lock(&e->mu);
-	if (e->running && e->running_seq >= e->applied_seq) {
-		target = e->started_gen;
+	pthread_mutex_lock(&r->mu);
+	if (r->running && r->running_seq_known && r->running_seq >= seq) {
+		target = r->started_gen;
 	} else {
-		e->requested = true;
-		target = e->started_gen + 1;
-		pthread_cond_signal(&e->work_cv);
+		r->requested = true;
+		target = r->started_gen + 1;
+		pthread_cond_signal(&r->work_cv);
 	}
 	if (wait) {
-		while (e->done_gen < target && !e->stopping)
-			pthread_cond_wait(&e->done_cv, &e->mu);
-		if (e->done_gen < target)
+		while (r->done_gen < target && !r->stopping)
+			pthread_cond_wait(&r->done_cv, &r->mu);
+		if (r->done_gen < target)
 			st = FRESH_CANCELLED;
 		else
-			*out = e->last;
+			*out = r->last;
 	}
-	pthread_mutex_unlock(&e->mu);
+	pthread_mutex_unlock(&r->mu);
 	return st;
+}
+
+void fresh_refitter_status(struct fresh_refitter *r,
+			   struct fresh_refitter_status *st)
+{
+	memset(st, 0, sizeof *st);
+	pthread_mutex_lock(&r->mu);
+	st->state = r->state;
+	if (r->state != FRESH_REFIT_IDLE) {
+		const struct fresh_progress *p =
+			r->state == FRESH_REFIT_TRAINING ? &r->train_prog
+							 : &r->build_prog;
+		st->progress = fresh_progress_fraction(p);
+		st->progress_done = atomic_load(&p->done);
+		st->progress_total = atomic_load(&p->total);
+	}
+	st->last = r->last;
+	st->started = r->started;
+	st->accepted = r->accepted;
+	st->rejected = r->rejected;
+	st->failed = r->failed;
+	st->seconds_total = r->seconds_total;
+	pthread_mutex_unlock(&r->mu);
 }

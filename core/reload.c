@@ -213,9 +213,8 @@ static enum fresh_status switch_index(struct fresh_engine *e,
 	old = e->index;
 	fresh_index_retain(idx);
 	e->index = idx;
-	e->compact_requested = true; /* drop the old pairs from the log */
-	pthread_cond_signal(&e->work_cv);
 	pthread_mutex_unlock(&e->mu);
+	fresh_refitter_request_compact(e->refitter); /* drop the old pairs */
 	fresh_index_release(old);
 	fresh_engine_publish_anyway_locked(e, m, *version);
 	return FRESH_OK;
@@ -298,7 +297,7 @@ enum fresh_status fresh_engine_reload(struct fresh_engine *e, const char *path,
 		return st;
 	}
 	pthread_mutex_lock(&e->mu);
-	if (e->reload.state == FRESH_RELOAD_LOADING || e->stopping) {
+	if (e->reload.state == FRESH_RELOAD_LOADING || e->closing) {
 		pthread_mutex_unlock(&e->mu);
 		free(a);
 		return fresh_fail(err, FRESH_CONFLICT,
