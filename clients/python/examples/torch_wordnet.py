@@ -28,9 +28,11 @@ a weak zero-shot retriever, and training moves the target tower a
 moderate distance: the regime a corrector is for.
 
 Loss.  Softmax cross-entropy at temperature 0.05 of each query against
-every target the step encoded: its positive, its n hard negatives and the
-other queries' positives and negatives.  Adam (sparse for the token
-vectors), the same for every method.
+its positive and its own n sampled negatives (--loss own, the default;
+--loss pooled scores every query against every target the step encoded,
+which lets the other queries' positives stand in for hard negatives and
+made staleness cost nothing in our probes).  In-batch runs always pool.
+Adam (sparse for the token vectors) at 1e-2, the same for every method.
 
 Negatives (n per query, positives excluded):
   zeroshot   no training: the pretrained towers as they start;
@@ -248,7 +250,8 @@ def run(task, args, method, seed, freshd_bin, workdir):
         save_npy(os.path.join(d, "index.npy"), stale0)
         flags = ["--corrector", "none"] if method != "freshd" else [
             "--corrector", args.corrector, "--normalize-output", "on", "--min-pairs", "256",
-            "--refit-every-pairs", "0", "--refit-every-seconds", "0"]
+            "--refit-every-pairs", "0", "--refit-every-seconds", "0",
+            "--max-step-lag", str(args.max_step_lag)] + args.freshd_flags.split()
         daemon = Daemon(freshd_bin, "index.npy", d, flags)
         if method.startswith("periodic-"):
             period = int(method.split("-")[1])
@@ -275,15 +278,26 @@ def run(task, args, method, seed, freshd_bin, workdir):
             cand = np.unique(np.concatenate([pos, neg.ravel()]))
         t = tt(*task.targets.batch(cand))
         encodings += len(cand)
-        labels = torch.from_numpy(np.searchsorted(cand, pos))
-        loss = F.cross_entropy(q @ t.T / args.tau, labels)
+        if args.loss == "own" and method != "inbatch":
+            # Each query against its positive and its own negatives only:
+            # what the negatives are decides what the step teaches.
+            idx = torch.from_numpy(np.searchsorted(cand, np.concatenate([pos[:, None], neg], 1)))
+            logits = (q[:, None, :] * t[idx]).sum(-1) / args.tau
+            loss = F.cross_entropy(logits, torch.zeros(len(rows), dtype=torch.long))
+        else:
+            labels = torch.from_numpy(np.searchsorted(cand, pos))
+            loss = F.cross_entropy(q @ t.T / args.tau, labels)
         for o in opts:
             o.zero_grad()
         loss.backward()
         for o in opts:
             o.step()
         if method == "freshd":
-            daemon.client.update(cand.tolist(), t.detach().numpy(), step=step)
+            if args.with_queries:
+                daemon.client.update(cand.tolist(), t.detach().numpy(), step=step,
+                                     queries=q.detach().numpy(), positives=pos.tolist())
+            else:
+                daemon.client.update(cand.tolist(), t.detach().numpy(), step=step)
             if (step + 1) % args.refit_every == 0:
                 daemon.client.refit(wait=True)
         if period and (step + 1) % period == 0 and step + 1 < args.steps:
@@ -357,12 +371,19 @@ def main(argv=None):
     ap.add_argument("--negatives", type=int, default=16)
     ap.add_argument("--temperature", type=float, default=0.05, help="of the negatives' softmax")
     ap.add_argument("--tau", type=float, default=0.05, help="of the loss")
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--loss", choices=("own", "pooled"), default="own",
+                    help="each query against its own negatives, or against every target the step encoded")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--towers", choices=("shared", "separate"), default="shared",
                     help="one token table for both towers (each its own projection), or one each")
     ap.add_argument("--refit-every", type=int, default=25)
     ap.add_argument("--corrector", default="mlp")
+    ap.add_argument("--max-step-lag", type=int, default=0,
+                    help="the corrector forgets pairs this many steps old (0: keeps all)")
+    ap.add_argument("--with-queries", action="store_true",
+                    help="send the step's queries with its updates (the refit's logit term)")
+    ap.add_argument("--freshd-flags", default="", help="more flags for the freshd daemon")
     ap.add_argument("--periods", default="50,100,150,300")
     ap.add_argument("--methods", default=None)
     ap.add_argument("--eval-every", type=int, default=100,
