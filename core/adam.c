@@ -58,7 +58,7 @@ void fresh_adam_step(struct fresh_adam *a, float *params, const float *grad,
 		float g = grad[i];
 		float m = a->m[i] = b1 * a->m[i] + (1.0f - b1) * g;
 		float v = a->v[i] = b2 * a->v[i] + (1.0f - b2) * g * g;
-		params[i] -= step * m / (sqrtf(v * corr2) + c->eps) +
-			     wd * params[i];
+		params[i] -=
+			step * m / (sqrtf(v * corr2) + c->eps) + wd * params[i];
 	}
 }

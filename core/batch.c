@@ -85,7 +85,8 @@ static bool admit(const struct fresh_model *m, const struct fresh_request *r0,
 			r->missing_id = r->positives.lists[i][t];
 			return false;
 		}
-	if (r->scoring == FRESH_SCORING_CORRECTED && !fresh_model_can_correct(m)) {
+	if (r->scoring == FRESH_SCORING_CORRECTED &&
+	    !fresh_model_can_correct(m)) {
 		r->status = FRESH_NOT_READY;
 		return false;
 	}
@@ -213,11 +214,11 @@ size_t fresh_batch_score(const struct fresh_model *m, struct fresh_pool *pool,
 			memcpy(rq->hits + i * rq->k, hits + qi * kmax,
 			       c * sizeof *hits);
 			if (lp && rq->logprob)
-				memcpy(rq->logprob + i * rq->k,
-				       lp + qi * kmax, c * sizeof *lp);
+				memcpy(rq->logprob + i * rq->k, lp + qi * kmax,
+				       c * sizeof *lp);
 			if (keys && rq->keys)
-				memcpy(rq->keys + i * rq->k,
-				       keys + qi * kmax, c * sizeof *keys);
+				memcpy(rq->keys + i * rq->k, keys + qi * kmax,
+				       c * sizeof *keys);
 			if (log_z && rq->log_z)
 				rq->log_z[i] = log_z[qi];
 		}

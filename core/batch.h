@@ -19,7 +19,7 @@
 #include "topk.h"
 
 enum fresh_op {
-	FRESH_OP_TOPK,         /* the k best scores */
+	FRESH_OP_TOPK,	       /* the k best scores */
 	FRESH_OP_SAMPLE,       /* k targets drawn by Gumbel-top-k, logprobs */
 	FRESH_OP_TOPK_LOGPROB, /* the k best, with logprobs */
 };
@@ -34,19 +34,19 @@ struct fresh_request {
 	/* In: */
 	enum fresh_op op;
 	enum fresh_scoring scoring;
-	const float *q;                  /* b x the scoring's query width */
-	size_t b, k;                     /* k in 1..FRESH_MAX_K */
+	const float *q;			 /* b x the scoring's query width */
+	size_t b, k;			 /* k in 1..FRESH_MAX_K */
 	struct fresh_id_lists positives; /* must exist; never returned */
-	struct fresh_id_lists exclude;   /* never returned; unknown ids ok */
-	float temperature;               /* ops with logprobs */
-	uint64_t seed;                   /* FRESH_OP_SAMPLE */
+	struct fresh_id_lists exclude;	 /* never returned; unknown ids ok */
+	float temperature;		 /* ops with logprobs */
+	uint64_t seed;			 /* FRESH_OP_SAMPLE */
 	/* Out, into the caller's buffers: */
-	struct fresh_hit *hits;          /* b x k; hits[i * k ..] for query i */
-	size_t *counts;                  /* b */
-	float *logprob;                  /* b x k, ops with logprobs */
-	double *keys;                    /* b x k or NULL (sample.h detail) */
-	double *log_z;                   /* b or NULL (sample.h detail) */
-	uint64_t version;                /* of the model that scored it */
+	struct fresh_hit *hits; /* b x k; hits[i * k ..] for query i */
+	size_t *counts;		/* b */
+	float *logprob;		/* b x k, ops with logprobs */
+	double *keys;		/* b x k or NULL (sample.h detail) */
+	double *log_z;		/* b or NULL (sample.h detail) */
+	uint64_t version;	/* of the model that scored it */
 	enum fresh_status status;
 	/* With FRESH_NOT_FOUND: positives.lists[query][index] is unknown. */
 	size_t missing_query, missing_index;

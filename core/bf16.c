@@ -109,9 +109,9 @@ float fresh_bf16_floor(const float *q, size_t d, float max_norm)
 	return float_up(e * (1.0 + 0x1p-10));
 }
 
-static void tile_widen(const float *q, size_t ldq, size_t nq,
-		       const uint16_t *x, size_t ldx, size_t nr, size_t d,
-		       float *out, size_t ldo, float *scratch)
+static void tile_widen(const float *q, size_t ldq, size_t nq, const uint16_t *x,
+		       size_t ldx, size_t nr, size_t d, float *out, size_t ldo,
+		       float *scratch)
 {
 	for (size_t j = 0; j < nr; j++)
 		for (size_t c = 0; c < d; c++)
@@ -125,11 +125,11 @@ static void tile_widen(const float *q, size_t ldq, size_t nq,
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 #define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
-static ALWAYS_INLINE TARGET_BF16 void block_bf16(const uint16_t *q,
-						 size_t ldq, const uint16_t *x,
-						 size_t ldx, size_t d,
-						 float *out, size_t ldo,
-						 const size_t Q, const size_t R)
+static ALWAYS_INLINE TARGET_BF16 void block_bf16(const uint16_t *q, size_t ldq,
+						 const uint16_t *x, size_t ldx,
+						 size_t d, float *out,
+						 size_t ldo, const size_t Q,
+						 const size_t R)
 {
 	__m512 acc[QMAX][RMAX];
 	size_t c = 0;
@@ -148,8 +148,8 @@ static ALWAYS_INLINE TARGET_BF16 void block_bf16(const uint16_t *q,
 			__m512bh qv =
 				(__m512bh)_mm512_loadu_si512(q + i * ldq + c);
 			for (size_t r = 0; r < R; r++)
-				acc[i][r] = _mm512_dpbf16_ps(acc[i][r], qv,
-							     xv[r]);
+				acc[i][r] =
+					_mm512_dpbf16_ps(acc[i][r], qv, xv[r]);
 		}
 	}
 	if (c < d) {
@@ -162,8 +162,8 @@ static ALWAYS_INLINE TARGET_BF16 void block_bf16(const uint16_t *q,
 			__m512bh qv = (__m512bh)_mm512_maskz_loadu_epi16(
 				k, q + i * ldq + c);
 			for (size_t r = 0; r < R; r++)
-				acc[i][r] = _mm512_dpbf16_ps(acc[i][r], qv,
-							     xv[r]);
+				acc[i][r] =
+					_mm512_dpbf16_ps(acc[i][r], qv, xv[r]);
 		}
 	}
 	for (size_t i = 0; i < Q; i++)
@@ -253,9 +253,9 @@ void fresh_bf16_use_native(bool on)
 	atomic_store_explicit(&native, want, memory_order_relaxed);
 }
 
-void fresh_bf16_tile(const float *q, const uint16_t *qh, size_t ldq,
-		     size_t nq, const uint16_t *x, size_t ldx, size_t nr,
-		     size_t d, float *out, size_t ldo, float *scratch)
+void fresh_bf16_tile(const float *q, const uint16_t *qh, size_t ldq, size_t nq,
+		     const uint16_t *x, size_t ldx, size_t nr, size_t d,
+		     float *out, size_t ldo, float *scratch)
 {
 	if (nq == 0 || nr == 0)
 		return;

@@ -63,9 +63,9 @@ float fresh_bf16_floor(const float *q, size_t d, float max_norm);
  * The order of additions is unspecified (the bound holds for any);
  * scratch holds nr x d floats for the path without BF16 instructions.
  */
-void fresh_bf16_tile(const float *q, const uint16_t *qh, size_t ldq,
-		     size_t nq, const uint16_t *x, size_t ldx, size_t nr,
-		     size_t d, float *out, size_t ldo, float *scratch);
+void fresh_bf16_tile(const float *q, const uint16_t *qh, size_t ldq, size_t nq,
+		     const uint16_t *x, size_t ldx, size_t nr, size_t d,
+		     float *out, size_t ldo, float *scratch);
 
 /* Whether this CPU has the AVX-512 BF16 dot product instruction. */
 bool fresh_bf16_native(void);

@@ -36,7 +36,8 @@ enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 	const struct fresh_corrector_shape *shape = fresh_corrector_shape(c);
 	struct fresh_corrector_layout layout = fresh_corrector_layout(c);
 	struct fresh_holdout q;
-	size_t n = CKPT_HEADER + layout.total * sizeof(float) + CKPT_HOLDOUT + 4;
+	size_t n =
+		CKPT_HEADER + layout.total * sizeof(float) + CKPT_HOLDOUT + 4;
 	unsigned char *b = calloc(1, n);
 
 	if (!b)
@@ -52,7 +53,8 @@ enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 	fresh_put64(b + 48, fresh_corrector_version(c));
 	fresh_put64(b + 56, fresh_corrector_trained_through(c));
 	fresh_put64(b + 64, layout.total);
-	memcpy(b + CKPT_HEADER, fresh_corrector_params_const(c), layout.total * sizeof(float));
+	memcpy(b + CKPT_HEADER, fresh_corrector_params_const(c),
+	       layout.total * sizeof(float));
 	if (fresh_corrector_holdout(c, &q)) {
 		unsigned char *h = b + n - 4 - CKPT_HOLDOUT;
 		double v[4] = {q.stale_mse, q.corrected_mse, q.stale_rel_err,
@@ -80,8 +82,9 @@ static enum fresh_status read_holdout(const unsigned char *h,
 
 	if (flags == 0) {
 		if (memcmp(h, zero, CKPT_HOLDOUT) != 0)
-			return fresh_fail(err, FRESH_FORMAT,
-					  "checkpoint held-out block malformed");
+			return fresh_fail(
+				err, FRESH_FORMAT,
+				"checkpoint held-out block malformed");
 		return FRESH_OK;
 	}
 	if (flags > 3 || !(flags & 1u) || fresh_get32(h + 4) != 0)
@@ -91,9 +94,9 @@ static enum fresh_status read_holdout(const unsigned char *h,
 		memcpy(&v[i], h + 16 + 8 * i, 8);
 		if (!isfinite(v[i]) || v[i] < 0 ||
 		    (!(flags & 2u) && (i == 0 || i == 2) && v[i] != 0))
-			return fresh_fail(err, FRESH_FORMAT,
-					  "checkpoint held-out error %d invalid",
-					  i);
+			return fresh_fail(
+				err, FRESH_FORMAT,
+				"checkpoint held-out error %d invalid", i);
 	}
 	q.n = (size_t)fresh_get64(h + 8);
 	q.stale_defined = flags & 2u;
@@ -119,9 +122,11 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 	uint64_t nparams;
 	enum fresh_status st;
 
-	if (len < CKPT_HEADER + CKPT_HOLDOUT + 4 || memcmp(b, CKPT_MAGIC, 8) != 0)
-		return fresh_fail(err, FRESH_FORMAT,
-				  "not a freshd checkpoint (bad magic or size)");
+	if (len < CKPT_HEADER + CKPT_HOLDOUT + 4 ||
+	    memcmp(b, CKPT_MAGIC, 8) != 0)
+		return fresh_fail(
+			err, FRESH_FORMAT,
+			"not a freshd checkpoint (bad magic or size)");
 	if (fresh_get32(b + 8) != CKPT_FORMAT)
 		return fresh_fail(err, FRESH_FORMAT,
 				  "checkpoint format %u, expected %u",
@@ -133,7 +138,8 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 	shape.kind = (enum fresh_corrector_kind)fresh_get32(b + 12);
 	shape.act = (enum fresh_activation)fresh_get32(b + 16);
 	flags = fresh_get32(b + 20);
-	if (fresh_get64(b + 24) > FRESH_MAX_DIM || fresh_get64(b + 32) > FRESH_MAX_DIM ||
+	if (fresh_get64(b + 24) > FRESH_MAX_DIM ||
+	    fresh_get64(b + 32) > FRESH_MAX_DIM ||
 	    fresh_get64(b + 40) > FRESH_MAX_HIDDEN || flags > 1)
 		return fresh_fail(err, FRESH_FORMAT,
 				  "checkpoint header out of range");
@@ -147,7 +153,8 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 	layout = fresh_corrector_layout_of(&shape);
 	nparams = fresh_get64(b + 64);
 	if (nparams != layout.total ||
-	    len != CKPT_HEADER + layout.total * sizeof(float) + CKPT_HOLDOUT + 4)
+	    len != CKPT_HEADER + layout.total * sizeof(float) + CKPT_HOLDOUT +
+			    4)
 		return fresh_fail(err, FRESH_FORMAT,
 				  "checkpoint holds %llu parameters in %zu "
 				  "bytes, its shape needs %zu",
@@ -228,8 +235,8 @@ enum fresh_status fresh_corrector_load(const char *path,
 	close(fd);
 	if (st != FRESH_OK)
 		st = fresh_fail(err, FRESH_IO, "%s: read failed", path);
-	else if ((st = fresh_corrector_deserialize(buf, (size_t)sb.st_size,
-						   out, &derr)) != FRESH_OK)
+	else if ((st = fresh_corrector_deserialize(buf, (size_t)sb.st_size, out,
+						   &derr)) != FRESH_OK)
 		st = fresh_fail(err, st, "%s: %s", path, derr.msg);
 	free(buf);
 	return st;

@@ -26,7 +26,6 @@
 #include "index.h"
 #include "mem.h"
 
-
 struct fresh_corrector {
 	struct fresh_corrector_shape shape;
 	struct fresh_corrector_layout layout;
@@ -96,10 +95,10 @@ void fresh_corrector_shape_describe(const struct fresh_corrector_shape *s,
 enum fresh_status fresh_corrector_shape_check(
 	const struct fresh_corrector_shape *s, struct fresh_error *err)
 {
-	if (s->kind != FRESH_CORRECTOR_NONE && s->kind != FRESH_CORRECTOR_AFFINE &&
-	    s->kind != FRESH_CORRECTOR_MLP)
-		return fresh_fail(err, FRESH_INVALID, "unknown corrector kind %d",
-				  (int)s->kind);
+	if (s->kind != FRESH_CORRECTOR_NONE &&
+	    s->kind != FRESH_CORRECTOR_AFFINE && s->kind != FRESH_CORRECTOR_MLP)
+		return fresh_fail(err, FRESH_INVALID,
+				  "unknown corrector kind %d", (int)s->kind);
 	if (s->act != FRESH_ACT_RELU && s->act != FRESH_ACT_GELU)
 		return fresh_fail(err, FRESH_INVALID, "unknown activation %d",
 				  (int)s->act);
@@ -109,9 +108,10 @@ enum fresh_status fresh_corrector_shape_check(
 				  "dimensions %zu -> %zu out of range 1..%zu",
 				  s->d_in, s->d_out, FRESH_MAX_DIM);
 	if (s->kind == FRESH_CORRECTOR_NONE && s->d_in != s->d_out)
-		return fresh_fail(err, FRESH_INVALID,
-				  "corrector 'none' cannot map width %zu to %zu",
-				  s->d_in, s->d_out);
+		return fresh_fail(
+			err, FRESH_INVALID,
+			"corrector 'none' cannot map width %zu to %zu", s->d_in,
+			s->d_out);
 	if (s->kind == FRESH_CORRECTOR_MLP &&
 	    (s->hidden == 0 || s->hidden > FRESH_MAX_HIDDEN))
 		return fresh_fail(err, FRESH_INVALID,
@@ -120,12 +120,13 @@ enum fresh_status fresh_corrector_shape_check(
 	if (s->kind != FRESH_CORRECTOR_MLP && s->hidden != 0)
 		return fresh_fail(err, FRESH_INVALID,
 				  "hidden width %zu given for corrector '%s'",
-				  s->hidden, fresh_corrector_kind_name(s->kind));
+				  s->hidden,
+				  fresh_corrector_kind_name(s->kind));
 	return FRESH_OK;
 }
 
-struct fresh_corrector_layout
-fresh_corrector_layout_of(const struct fresh_corrector_shape *s)
+struct fresh_corrector_layout fresh_corrector_layout_of(
+	const struct fresh_corrector_shape *s)
 {
 	struct fresh_corrector_layout l = {0, 0, 0, 0, 0, 0};
 
@@ -193,14 +194,14 @@ void fresh_corrector_free(struct fresh_corrector *c)
 	free(c);
 }
 
-const struct fresh_corrector_shape *
-fresh_corrector_shape(const struct fresh_corrector *c)
+const struct fresh_corrector_shape *fresh_corrector_shape(
+	const struct fresh_corrector *c)
 {
 	return &c->shape;
 }
 
-struct fresh_corrector_layout
-fresh_corrector_layout(const struct fresh_corrector *c)
+struct fresh_corrector_layout fresh_corrector_layout(
+	const struct fresh_corrector *c)
 {
 	return c->layout;
 }

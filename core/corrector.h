@@ -93,8 +93,8 @@ void fresh_corrector_shape_describe(const struct fresh_corrector_shape *s,
 /* Validates a shape (kind none needs d_in == d_out; sizes in range). */
 enum fresh_status fresh_corrector_shape_check(
 	const struct fresh_corrector_shape *shape, struct fresh_error *err);
-struct fresh_corrector_layout
-fresh_corrector_layout_of(const struct fresh_corrector_shape *shape);
+struct fresh_corrector_layout fresh_corrector_layout_of(
+	const struct fresh_corrector_shape *shape);
 
 /*
  * A new corrector with all parameters zero: the identity when d_in ==
@@ -108,10 +108,10 @@ enum fresh_status fresh_corrector_clone(const struct fresh_corrector *c,
 					struct fresh_corrector **out);
 void fresh_corrector_free(struct fresh_corrector *c);
 
-const struct fresh_corrector_shape *
-fresh_corrector_shape(const struct fresh_corrector *c);
-struct fresh_corrector_layout
-fresh_corrector_layout(const struct fresh_corrector *c);
+const struct fresh_corrector_shape *fresh_corrector_shape(
+	const struct fresh_corrector *c);
+struct fresh_corrector_layout fresh_corrector_layout(
+	const struct fresh_corrector *c);
 /* The parameter block (layout.total floats). */
 float *fresh_corrector_params(struct fresh_corrector *c);
 const float *fresh_corrector_params_const(const struct fresh_corrector *c);

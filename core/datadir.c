@@ -65,8 +65,7 @@ enum fresh_status fresh_pairs_file_save(const char *path,
 	return st;
 }
 
-enum fresh_status fresh_pairs_file_load(const char *path,
-					struct fresh_pairs *p,
+enum fresh_status fresh_pairs_file_load(const char *path, struct fresh_pairs *p,
 					struct fresh_pairs_file *meta,
 					struct fresh_error *err)
 {
@@ -84,7 +83,8 @@ enum fresh_status fresh_pairs_file_load(const char *path,
 	}
 	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
 		close(fd);
-		return fresh_fail(err, FRESH_IO, "%s: not a regular file", path);
+		return fresh_fail(err, FRESH_IO, "%s: not a regular file",
+				  path);
 	}
 	size = (size_t)sb.st_size;
 	buf = malloc(size ? size : 1);
@@ -135,7 +135,8 @@ enum fresh_status fresh_pairs_file_load(const char *path,
 			break;
 		}
 		memcpy(g, e + ENTRY_HEADER, dim * sizeof *g);
-		st = fresh_pairs_put(p, fresh_get64(e), g, fresh_get64(e + 24) != 0,
+		st = fresh_pairs_put(p, fresh_get64(e), g,
+				     fresh_get64(e + 24) != 0,
 				     (int64_t)fresh_get64(e + 8),
 				     fresh_get64(e + 16), &kept);
 		free(g);

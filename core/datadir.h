@@ -19,7 +19,7 @@
 
 struct fresh_pairs_file {
 	uint64_t through_seq; /* every log record <= this is reflected */
-	uint64_t total;       /* pairs ever accepted in this data dir */
+	uint64_t total;	      /* pairs ever accepted in this data dir */
 	uint64_t fingerprint; /* of the index the pairs belong to */
 };
 
@@ -39,8 +39,7 @@ enum fresh_status fresh_pairs_file_save(const char *path,
  * file is FRESH_NOT_FOUND (a new data dir); a damaged one FRESH_CHECKSUM
  * or FRESH_FORMAT with err naming it.
  */
-enum fresh_status fresh_pairs_file_load(const char *path,
-					struct fresh_pairs *p,
+enum fresh_status fresh_pairs_file_load(const char *path, struct fresh_pairs *p,
 					struct fresh_pairs_file *meta,
 					struct fresh_error *err);
 

@@ -14,16 +14,16 @@
 #include "rows.h"
 
 #define TOPICS 500
-#define SPREAD 0.55f   /* within-topic noise relative to the centre */
-#define LINEAR 0.45f   /* scale of A */
-#define BENT 0.6f      /* scale of the tanh term */
+#define SPREAD 0.55f /* within-topic noise relative to the centre */
+#define LINEAR 0.45f /* scale of A */
+#define BENT 0.6f    /* scale of the tanh term */
 
 struct fresh_demo {
 	size_t n, d;
 	struct fresh_index *index;
 	float *a, *b; /* d x d each */
 	pthread_mutex_t mu;
-	float *all;   /* n x d fresh embeddings, lazily */
+	float *all; /* n x d fresh embeddings, lazily */
 };
 
 static uint64_t next(uint64_t *s)
@@ -109,8 +109,8 @@ static void drift(const struct fresh_demo *demo, const float *s, size_t n,
 	size_t d = demo->d;
 
 	memcpy(y, s, n * d * sizeof(float));
-	(void)fresh_sgemm(false, true, n, d, d, 1.0f, s, d, demo->a, d, 1.0f,
-			  y, d);
+	(void)fresh_sgemm(false, true, n, d, d, 1.0f, s, d, demo->a, d, 1.0f, y,
+			  d);
 	(void)fresh_sgemm(false, true, n, d, d, 1.0f, s, d, demo->b, d, 0.0f,
 			  tmp, d);
 	for (size_t i = 0; i < n * d; i++)
@@ -148,7 +148,7 @@ const float *fresh_demo_fresh_all(struct fresh_demo *demo)
 		if (all && tmp)
 			for (size_t r = 0; r < demo->n; r += chunk) {
 				size_t m = demo->n - r < chunk ? demo->n - r
-							      : chunk;
+							       : chunk;
 				drift(demo,
 				      fresh_index_vectors(demo->index) + r * d,
 				      m, all + r * d, tmp);

@@ -59,9 +59,9 @@ static float dot_portable(const float *a, const float *b, size_t d)
 	return reduce16(acc);
 }
 
-static void tile_portable(const float *q, size_t ldq, size_t nq,
-			  const float *x, size_t ldx, size_t nr, size_t d,
-			  float *out, size_t ldo)
+static void tile_portable(const float *q, size_t ldq, size_t nq, const float *x,
+			  size_t ldx, size_t nr, size_t d, float *out,
+			  size_t ldo)
 {
 	for (size_t j = 0; j < nr; j++)
 		for (size_t i = 0; i < nq; i++)
@@ -84,53 +84,85 @@ static void tile_portable(const float *q, size_t ldq, size_t nq,
  * always-inline generic body, and a tile loop over them: full blocks of
  * QB x RB, then the ragged edges.
  */
-#define DEFINE_TILE(name, block, QB, RB, target)                             \
-	static target void name(const float *q, size_t ldq, size_t nq,              \
-			 const float *x, size_t ldx, size_t nr, size_t d,     \
-			 float *out, size_t ldo)                              \
-	{                                                                    \
-		for (size_t j = 0; j < nr; j += RB) {                        \
-			size_t r = nr - j < RB ? nr - j : RB;                \
-			const float *xj = x + j * ldx;                       \
-			size_t i = 0;                                        \
-			if (r == RB)                                         \
-				for (; i + QB <= nq; i += QB)                \
-					block(q + i * ldq, ldq, xj, ldx, d,  \
-					      out + i * ldo + j, ldo, QB,    \
-					      RB);                           \
-			for (; i < nq; i += QB) {                            \
-				size_t m = nq - i < QB ? nq - i : QB;        \
-				block##_any(q + i * ldq, ldq, xj, ldx, d,    \
-					    out + i * ldo + j, ldo, m, r);   \
-			}                                                    \
-		}                                                            \
+#define DEFINE_TILE(name, block, QB, RB, target)                               \
+	static target void name(const float *q, size_t ldq, size_t nq,         \
+				const float *x, size_t ldx, size_t nr,         \
+				size_t d, float *out, size_t ldo)              \
+	{                                                                      \
+		for (size_t j = 0; j < nr; j += RB) {                          \
+			size_t r = nr - j < RB ? nr - j : RB;                  \
+			const float *xj = x + j * ldx;                         \
+			size_t i = 0;                                          \
+			if (r == RB)                                           \
+				for (; i + QB <= nq; i += QB)                  \
+					block(q + i * ldq, ldq, xj, ldx, d,    \
+					      out + i * ldo + j, ldo, QB, RB); \
+			for (; i < nq; i += QB) {                              \
+				size_t m = nq - i < QB ? nq - i : QB;          \
+				block##_any(q + i * ldq, ldq, xj, ldx, d,      \
+					    out + i * ldo + j, ldo, m, r);     \
+			}                                                      \
+		}                                                              \
 	}
 
 /* A dispatch from run-time (Q, R) to the constant-shape blocks. */
-#define DEFINE_ANY(block, target)                                            \
-	static target void block##_any(const float *q, size_t ldq, const float *x,  \
-				size_t ldx, size_t d, float *out, size_t ldo, \
-				size_t Q, size_t R)                           \
-	{                                                                    \
-		switch (Q * 8 + R) {                                         \
-		case 8 + 1: block(q, ldq, x, ldx, d, out, ldo, 1, 1); break; \
-		case 8 + 2: block(q, ldq, x, ldx, d, out, ldo, 1, 2); break; \
-		case 8 + 3: block(q, ldq, x, ldx, d, out, ldo, 1, 3); break; \
-		case 8 + 4: block(q, ldq, x, ldx, d, out, ldo, 1, 4); break; \
-		case 16 + 1: block(q, ldq, x, ldx, d, out, ldo, 2, 1); break;\
-		case 16 + 2: block(q, ldq, x, ldx, d, out, ldo, 2, 2); break;\
-		case 16 + 3: block(q, ldq, x, ldx, d, out, ldo, 2, 3); break;\
-		case 16 + 4: block(q, ldq, x, ldx, d, out, ldo, 2, 4); break;\
-		case 24 + 1: block(q, ldq, x, ldx, d, out, ldo, 3, 1); break;\
-		case 24 + 2: block(q, ldq, x, ldx, d, out, ldo, 3, 2); break;\
-		case 24 + 3: block(q, ldq, x, ldx, d, out, ldo, 3, 3); break;\
-		case 24 + 4: block(q, ldq, x, ldx, d, out, ldo, 3, 4); break;\
-		case 32 + 1: block(q, ldq, x, ldx, d, out, ldo, 4, 1); break;\
-		case 32 + 2: block(q, ldq, x, ldx, d, out, ldo, 4, 2); break;\
-		case 32 + 3: block(q, ldq, x, ldx, d, out, ldo, 4, 3); break;\
-		case 32 + 4: block(q, ldq, x, ldx, d, out, ldo, 4, 4); break;\
-		default: break;                                              \
-		}                                                            \
+#define DEFINE_ANY(block, target)                                       \
+	static target void block##_any(                                 \
+		const float *q, size_t ldq, const float *x, size_t ldx, \
+		size_t d, float *out, size_t ldo, size_t Q, size_t R)   \
+	{                                                               \
+		switch (Q * 8 + R) {                                    \
+		case 8 + 1:                                             \
+			block(q, ldq, x, ldx, d, out, ldo, 1, 1);       \
+			break;                                          \
+		case 8 + 2:                                             \
+			block(q, ldq, x, ldx, d, out, ldo, 1, 2);       \
+			break;                                          \
+		case 8 + 3:                                             \
+			block(q, ldq, x, ldx, d, out, ldo, 1, 3);       \
+			break;                                          \
+		case 8 + 4:                                             \
+			block(q, ldq, x, ldx, d, out, ldo, 1, 4);       \
+			break;                                          \
+		case 16 + 1:                                            \
+			block(q, ldq, x, ldx, d, out, ldo, 2, 1);       \
+			break;                                          \
+		case 16 + 2:                                            \
+			block(q, ldq, x, ldx, d, out, ldo, 2, 2);       \
+			break;                                          \
+		case 16 + 3:                                            \
+			block(q, ldq, x, ldx, d, out, ldo, 2, 3);       \
+			break;                                          \
+		case 16 + 4:                                            \
+			block(q, ldq, x, ldx, d, out, ldo, 2, 4);       \
+			break;                                          \
+		case 24 + 1:                                            \
+			block(q, ldq, x, ldx, d, out, ldo, 3, 1);       \
+			break;                                          \
+		case 24 + 2:                                            \
+			block(q, ldq, x, ldx, d, out, ldo, 3, 2);       \
+			break;                                          \
+		case 24 + 3:                                            \
+			block(q, ldq, x, ldx, d, out, ldo, 3, 3);       \
+			break;                                          \
+		case 24 + 4:                                            \
+			block(q, ldq, x, ldx, d, out, ldo, 3, 4);       \
+			break;                                          \
+		case 32 + 1:                                            \
+			block(q, ldq, x, ldx, d, out, ldo, 4, 1);       \
+			break;                                          \
+		case 32 + 2:                                            \
+			block(q, ldq, x, ldx, d, out, ldo, 4, 2);       \
+			break;                                          \
+		case 32 + 3:                                            \
+			block(q, ldq, x, ldx, d, out, ldo, 4, 3);       \
+			break;                                          \
+		case 32 + 4:                                            \
+			block(q, ldq, x, ldx, d, out, ldo, 4, 4);       \
+			break;                                          \
+		default:                                                \
+			break;                                          \
+		}                                                       \
 	}
 
 /* ---- AVX2 + FMA: two ymm hold a pair's 16 lanes (0-7, 8-15). ---- */
@@ -147,9 +179,9 @@ static ALWAYS_INLINE TARGET_AVX2 float reduce8_avx2(__m256 a8)
 }
 
 static ALWAYS_INLINE TARGET_AVX2 void block256(const float *q, size_t ldq,
-				   const float *x, size_t ldx, size_t d,
-				   float *out, size_t ldo, const size_t Q,
-				   const size_t R)
+					       const float *x, size_t ldx,
+					       size_t d, float *out, size_t ldo,
+					       const size_t Q, const size_t R)
 {
 	__m256 lo[QMAX][RMAX], hi[QMAX][RMAX];
 	size_t c = 0;
@@ -228,7 +260,7 @@ static ALWAYS_INLINE TARGET_AVX512 float reduce16_avx512(__m512 v)
  * register. Pair p = 4 i + r ends in lane 4 r + i.
  */
 static ALWAYS_INLINE TARGET_AVX512 void reduce4x4_avx512(__m512 acc[QMAX][RMAX],
-					   float *out, size_t ldo)
+							 float *out, size_t ldo)
 {
 	__m512 w[8], z[4], t[2], s;
 
@@ -251,10 +283,9 @@ static ALWAYS_INLINE TARGET_AVX512 void reduce4x4_avx512(__m512 acc[QMAX][RMAX],
 	s = _mm512_add_ps(_mm512_shuffle_ps(t[0], t[1], 0x88),
 			  _mm512_shuffle_ps(t[0], t[1], 0xDD));
 	/* lane 4r + i holds (i, r): transpose to rows of queries */
-	s = _mm512_permutexvar_ps(
-		_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7,
-				  11, 15),
-		s);
+	s = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2,
+						    6, 10, 14, 3, 7, 11, 15),
+				  s);
 	_mm_storeu_ps(out, _mm512_castps512_ps128(s));
 	_mm_storeu_ps(out + ldo, _mm512_extractf32x4_ps(s, 1));
 	_mm_storeu_ps(out + 2 * ldo, _mm512_extractf32x4_ps(s, 2));
@@ -262,9 +293,10 @@ static ALWAYS_INLINE TARGET_AVX512 void reduce4x4_avx512(__m512 acc[QMAX][RMAX],
 }
 
 static ALWAYS_INLINE TARGET_AVX512 void block512(const float *q, size_t ldq,
-				   const float *x, size_t ldx, size_t d,
-				   float *out, size_t ldo, const size_t Q,
-				   const size_t R)
+						 const float *x, size_t ldx,
+						 size_t d, float *out,
+						 size_t ldo, const size_t Q,
+						 const size_t R)
 {
 	__m512 acc[QMAX][RMAX];
 	size_t c = 0;
@@ -283,8 +315,8 @@ static ALWAYS_INLINE TARGET_AVX512 void block512(const float *q, size_t ldq,
 		for (size_t i = 0; i < Q; i++) {
 			__m512 qv = _mm512_loadu_ps(q + i * ldq + c);
 			for (size_t r = 0; r < R; r++)
-				acc[i][r] = _mm512_fmadd_ps(qv, xv[r],
-							    acc[i][r]);
+				acc[i][r] =
+					_mm512_fmadd_ps(qv, xv[r], acc[i][r]);
 		}
 	}
 	if (c < d) {
@@ -295,8 +327,8 @@ static ALWAYS_INLINE TARGET_AVX512 void block512(const float *q, size_t ldq,
 		for (size_t i = 0; i < Q; i++) {
 			__m512 qv = _mm512_maskz_loadu_ps(k, q + i * ldq + c);
 			for (size_t r = 0; r < R; r++)
-				acc[i][r] = _mm512_fmadd_ps(qv, xv[r],
-							    acc[i][r]);
+				acc[i][r] =
+					_mm512_fmadd_ps(qv, xv[r], acc[i][r]);
 		}
 	}
 	if (Q == 4 && R == 4) {
@@ -318,7 +350,6 @@ static TARGET_AVX512 float dot_avx512(const float *a, const float *b, size_t d)
 	block512(a, 0, b, 0, d, &out, 0, 1, 1);
 	return out;
 }
-
 
 #endif /* FRESH_X86 */
 
@@ -359,9 +390,10 @@ enum fresh_isa fresh_dot_isa(void)
 	int isa = atomic_load_explicit(&current, memory_order_relaxed);
 
 	if (isa < 0) {
-		isa = fresh_isa_supported(FRESH_ISA_AVX512)  ? FRESH_ISA_AVX512
-		      : fresh_isa_supported(FRESH_ISA_AVX2) ? FRESH_ISA_AVX2
-							     : FRESH_ISA_PORTABLE;
+		isa = fresh_isa_supported(FRESH_ISA_AVX512) ? FRESH_ISA_AVX512
+		      : fresh_isa_supported(FRESH_ISA_AVX2)
+			      ? FRESH_ISA_AVX2
+			      : FRESH_ISA_PORTABLE;
 		atomic_store_explicit(&current, isa, memory_order_relaxed);
 	}
 	return (enum fresh_isa)isa;

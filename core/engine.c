@@ -97,8 +97,8 @@ enum fresh_status fresh_engine_new_corrector(struct fresh_engine *e,
 
 	/* --normalize-output on holds from the start; auto waits for pairs. */
 	if (st == FRESH_OK && e->shape.kind != FRESH_CORRECTOR_NONE)
-		fresh_corrector_set_normalize(
-			*out, e->cfg.refit.normalize == FRESH_NORMALIZE_ON);
+		fresh_corrector_set_normalize(*out, e->cfg.refit.normalize ==
+							    FRESH_NORMALIZE_ON);
 	return st;
 }
 
@@ -167,23 +167,24 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	wcfg.interval_ms = cfg->sync_interval_ms;
 	wcfg.salvage = cfg->salvage_log;
 	wcfg.simulate_writeback = cfg->simulate_power_loss;
-	st = fresh_wal_open(&wcfg, through, fresh_engine_apply_record, e, &e->wal, &rec,
-			    err);
+	st = fresh_wal_open(&wcfg, through, fresh_engine_apply_record, e,
+			    &e->wal, &rec, err);
 	if (st != FRESH_OK)
 		goto fail;
 	if (rec.note[0])
-		fresh_engine_logf(e, FRESH_LOG_WARN, "update log: %s", rec.note);
+		fresh_engine_logf(e, FRESH_LOG_WARN, "update log: %s",
+				  rec.note);
 	fresh_engine_logf(e, FRESH_LOG_INFO,
 			  "update log: %zu records replayed from %zu segments; "
 			  "%zu pairs buffered, %" PRIu64 " accepted in all",
-			  rec.replayed, rec.segments, fresh_pairs_count(e->pairs),
-			  e->pairs_total);
+			  rec.replayed, rec.segments,
+			  fresh_pairs_count(e->pairs), e->pairs_total);
 
 	st = fresh_engine_recover_corrector(e, &corr, err);
 	if (st != FRESH_OK)
 		goto fail;
-	st = fresh_model_build(idx, corr, e->search_pool, NULL, NULL,
-			       &model, err);
+	st = fresh_model_build(idx, corr, e->search_pool, NULL, NULL, &model,
+			       err);
 	if (st != FRESH_OK) {
 		fresh_corrector_free(corr);
 		goto fail;
@@ -338,4 +339,3 @@ enum fresh_status fresh_engine_target(struct fresh_engine *e, uint64_t id,
 	pthread_mutex_unlock(&e->mu);
 	return FRESH_OK;
 }
-

@@ -36,23 +36,23 @@ struct fresh_engine_config {
 	const char *data_dir;
 	enum fresh_corrector_kind kind;
 	enum fresh_activation act;
-	enum fresh_store store;   /* what reloads load: f32 or bf16 rows */
-	size_t hidden;            /* mlp width (256) */
-	size_t fresh_dim;         /* 0: the index's dimension */
+	enum fresh_store store; /* what reloads load: f32 or bf16 rows */
+	size_t hidden;		/* mlp width (256) */
+	size_t fresh_dim;	/* 0: the index's dimension */
 	struct fresh_refit_config refit;
-	size_t max_pairs;         /* buffer capacity (262144) */
-	size_t max_queries;       /* update queries kept for logits (8192) */
+	size_t max_pairs;	  /* buffer capacity (262144) */
+	size_t max_queries;	  /* update queries kept for logits (8192) */
 	size_t refit_every_pairs; /* automatic refit after M new pairs; 0 off */
 	double refit_every_seconds; /* ... or T seconds with new pairs; 0 off */
-	int64_t max_step_lag;     /* drop pairs this far behind; 0 keeps all */
+	int64_t max_step_lag; /* drop pairs this far behind; 0 keeps all */
 	enum fresh_sync sync;
 	unsigned sync_interval_ms;
 	bool salvage_log;
 	bool simulate_power_loss; /* tests only: see fresh_wal_config */
 	size_t keep_checkpoints;  /* 3 */
-	size_t search_threads;    /* 0: one per CPU */
-	int refit_nice;           /* priority of refit threads (10) */
-	uint64_t compact_bytes;   /* compact the log past this size */
+	size_t search_threads;	  /* 0: one per CPU */
+	int refit_nice;		  /* priority of refit threads (10) */
+	uint64_t compact_bytes;	  /* compact the log past this size */
 	fresh_log_fn log;
 	void *log_ctx;
 };
@@ -102,11 +102,11 @@ uint64_t fresh_engine_version(struct fresh_engine *e);
 struct fresh_engine_info {
 	size_t targets, dim, fresh_dim;
 	uint64_t version, fingerprint;
-	char source[4096];        /* the index's file (truncated if longer) */
+	char source[4096]; /* the index's file (truncated if longer) */
 	enum fresh_store store;
-	size_t index_bytes;       /* the index in memory (rows, ids, bf16) */
-	size_t mapped_bytes;      /* bf16: the float32 rows, in the file */
-	size_t extra_bytes;       /* corrected matrix, norms, fold */
+	size_t index_bytes;  /* the index in memory (rows, ids, bf16) */
+	size_t mapped_bytes; /* bf16: the float32 rows, in the file */
+	size_t extra_bytes;  /* corrected matrix, norms, fold */
 };
 void fresh_engine_info(struct fresh_engine *e, struct fresh_engine_info *out);
 
@@ -167,9 +167,9 @@ enum fresh_status fresh_engine_index_store(struct fresh_index *idx,
 void fresh_engine_index_release(struct fresh_index *idx);
 
 struct fresh_update_ack {
-	size_t accepted;   /* pairs logged (all of the request's targets) */
-	uint64_t seq;      /* the log record */
-	size_t buffered;   /* targets with a pair held now */
+	size_t accepted; /* pairs logged (all of the request's targets) */
+	uint64_t seq;	 /* the log record */
+	size_t buffered; /* targets with a pair held now */
 };
 
 /*
@@ -187,14 +187,14 @@ enum fresh_status fresh_engine_clear_pairs(struct fresh_engine *e,
 
 /* The outcome of one refit attempt. */
 struct fresh_refit_outcome {
-	bool valid;             /* false before any refit finished */
+	bool valid; /* false before any refit finished */
 	struct fresh_refit_report report;
-	uint64_t version;       /* published version when accepted */
+	uint64_t version;	  /* published version when accepted */
 	uint64_t trained_through; /* newest log record the refit saw */
-	double finished_at;     /* unix time */
-	double train_seconds;   /* snapshot, closed form, gradient stage */
-	double build_seconds;   /* materializing what scoring needs */
-	double publish_seconds; /* checkpoint and swap */
+	double finished_at;	  /* unix time */
+	double train_seconds;	  /* snapshot, closed form, gradient stage */
+	double build_seconds;	  /* materializing what scoring needs */
+	double publish_seconds;	  /* checkpoint and swap */
 	enum fresh_status status; /* FRESH_OK unless the refit failed */
 };
 
@@ -223,22 +223,23 @@ struct fresh_engine_status {
 	struct fresh_corrector_shape shape;
 	bool normalize;
 	enum fresh_refit_state state;
-	double progress;          /* 0..1 within the current state */
+	double progress; /* 0..1 within the current state */
 	size_t progress_done, progress_total; /* epochs, or rows */
 	size_t pairs_buffered;
 	uint64_t pairs_total;
-	uint64_t last_seq;        /* newest log record applied */
-	bool have_holdout;        /* the published corrector's, if known */
+	uint64_t last_seq; /* newest log record applied */
+	bool have_holdout; /* the published corrector's, if known */
 	struct fresh_holdout holdout;
 	struct fresh_refit_outcome last; /* the last attempt */
 	uint64_t refits_started, refits_accepted, refits_rejected,
 		refits_failed;
 	double refit_seconds_total;
-	bool writable;            /* the log accepts updates */
+	bool writable; /* the log accepts updates */
 	uint64_t log_bytes;
 	struct fresh_wal_stats wal;
 };
-void fresh_engine_status(struct fresh_engine *e, struct fresh_engine_status *st);
+void fresh_engine_status(struct fresh_engine *e,
+			 struct fresh_engine_status *st);
 
 /*
  * What the corrector does to one target: stale (d floats), corrected (as
@@ -277,7 +278,7 @@ struct fresh_reload_status {
 	char path[4096];
 	char error[512];
 	double started_at, finished_at; /* unix time */
-	uint64_t version;               /* published, when done */
+	uint64_t version;		/* published, when done */
 };
 enum fresh_status fresh_engine_reload(struct fresh_engine *e, const char *path,
 				      const char *ids_path,
@@ -291,9 +292,9 @@ const char *fresh_reload_state_name(enum fresh_reload_state s);
  * FRESH_OK with the paths (ids_path empty when none), FRESH_NOT_FOUND when
  * none was recorded.
  */
-enum fresh_status fresh_engine_recorded_index(const char *data_dir,
-					      char *path, size_t cap,
-					      char *ids_path, size_t ids_cap);
+enum fresh_status fresh_engine_recorded_index(const char *data_dir, char *path,
+					      size_t cap, char *ids_path,
+					      size_t ids_cap);
 
 /* The current corrector as a checkpoint (malloc'ed; free()). */
 enum fresh_status fresh_engine_checkpoint_get(struct fresh_engine *e,
@@ -320,8 +321,8 @@ enum fresh_status fresh_engine_ids(struct fresh_engine *e, uint64_t **ids,
  * d_in, d_out, the model's version; then n records of u64 id, i64 step,
  * u64 flags (1: has a step), d_in float32 stale, d_out float32 fresh.
  */
-enum fresh_status fresh_engine_export_pairs(struct fresh_engine *e,
-					    void **buf, size_t *len);
+enum fresh_status fresh_engine_export_pairs(struct fresh_engine *e, void **buf,
+					    size_t *len);
 size_t fresh_engine_pairs_record(size_t d_in, size_t d_out);
 
 /* Pairs gathered from shards (the coordinator's). */

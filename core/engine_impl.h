@@ -42,9 +42,9 @@ struct fresh_engine {
 
 	pthread_mutex_t publish_mu;
 	pthread_mutex_t mu;
-	struct fresh_pairs *pairs;                /* (mu) */
-	struct fresh_queries_buf *qbuf;           /* (mu) */
-	uint64_t applied_seq, pairs_total;        /* (mu) */
+	struct fresh_pairs *pairs;	   /* (mu) */
+	struct fresh_queries_buf *qbuf;	   /* (mu) */
+	uint64_t applied_seq, pairs_total; /* (mu) */
 
 	/*
 	 * The background refit and compaction (refitter.h), set under mu
@@ -53,8 +53,8 @@ struct fresh_engine {
 	 * handed to it when it starts.
 	 */
 	struct fresh_refitter *refitter;
-	uint64_t replayed_pairs;                  /* (mu) */
-	bool closing; /* (mu): stop_refits ran; no new reloads */
+	uint64_t replayed_pairs; /* (mu) */
+	bool closing;		 /* (mu): stop_refits ran; no new reloads */
 
 	/*
 	 * The last index switch recorded in DIR/index.ref (0, 0: none): log
@@ -74,7 +74,7 @@ void fresh_engine_logf(struct fresh_engine *e, enum fresh_log_level level,
 		       const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-double fresh_engine_now(void);     /* monotonic seconds */
+double fresh_engine_now(void);	    /* monotonic seconds */
 double fresh_engine_walltime(void); /* unix seconds */
 
 /* A corrector of the engine's shape with all parameters zero. */

@@ -32,9 +32,9 @@ enum fresh_status fresh_engine_publish_locked(struct fresh_engine *e,
 	char path[4200];
 	enum fresh_status st;
 
-	fresh_model_stamp(m, version,
-			  fresh_corrector_trained_through(
-				  fresh_model_corrector(m)));
+	fresh_model_stamp(
+		m, version,
+		fresh_corrector_trained_through(fresh_model_corrector(m)));
 	fresh_checkpoint_path(e->data_dir, version, path, sizeof path);
 	st = fresh_corrector_save(fresh_model_corrector(m), path, err);
 	if (st != FRESH_OK) {
@@ -49,15 +49,14 @@ enum fresh_status fresh_engine_publish_locked(struct fresh_engine *e,
 }
 
 void fresh_engine_publish_anyway_locked(struct fresh_engine *e,
-					struct fresh_model *m,
-					uint64_t version)
+					struct fresh_model *m, uint64_t version)
 {
 	char path[4200];
 	struct fresh_error err;
 
-	fresh_model_stamp(m, version,
-			  fresh_corrector_trained_through(
-				  fresh_model_corrector(m)));
+	fresh_model_stamp(
+		m, version,
+		fresh_corrector_trained_through(fresh_model_corrector(m)));
 	fresh_checkpoint_path(e->data_dir, version, path, sizeof path);
 	if (fresh_corrector_save(fresh_model_corrector(m), path, &err) !=
 	    FRESH_OK)
@@ -95,9 +94,10 @@ enum fresh_status fresh_engine_reset(struct fresh_engine *e, uint64_t *version,
 	else
 		st = fresh_engine_publish_locked(e, m, *version, err);
 	if (st == FRESH_OK)
-		fresh_engine_logf(e, FRESH_LOG_INFO,
-				  "corrector reset to the identity, version %" PRIu64,
-				  *version);
+		fresh_engine_logf(
+			e, FRESH_LOG_INFO,
+			"corrector reset to the identity, version %" PRIu64,
+			*version);
 	pthread_mutex_unlock(&e->publish_mu);
 	return st;
 }
@@ -147,8 +147,10 @@ enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
 		return st;
 	if (!fresh_corrector_shape_equal(fresh_corrector_shape(c), &e->shape)) {
 		char have_s[128], want_s[128];
-		fresh_corrector_shape_describe(fresh_corrector_shape(c), have_s, sizeof have_s);
-		fresh_corrector_shape_describe(&e->shape, want_s, sizeof want_s);
+		fresh_corrector_shape_describe(fresh_corrector_shape(c), have_s,
+					       sizeof have_s);
+		fresh_corrector_shape_describe(&e->shape, want_s,
+					       sizeof want_s);
 		fresh_corrector_free(c);
 		return fresh_fail(err, FRESH_CONFLICT,
 				  "checkpoint is a corrector %s; this daemon "
@@ -193,9 +195,10 @@ enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
 	}
 	if (st == FRESH_OK) {
 		*version = want;
-		fresh_engine_logf(e, FRESH_LOG_INFO,
-				  "installed corrector checkpoint version %" PRIu64,
-				  want);
+		fresh_engine_logf(
+			e, FRESH_LOG_INFO,
+			"installed corrector checkpoint version %" PRIu64,
+			want);
 	}
 	pthread_mutex_unlock(&e->publish_mu);
 	return st;

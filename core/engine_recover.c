@@ -27,12 +27,13 @@
 
 /* The newest checkpoint that loads, or a new identity corrector. */
 enum fresh_status fresh_engine_recover_corrector(struct fresh_engine *e,
-					   struct fresh_corrector **out,
-					   struct fresh_error *err)
+						 struct fresh_corrector **out,
+						 struct fresh_error *err)
 {
 	uint64_t *versions;
 	size_t n;
-	enum fresh_status st = fresh_checkpoint_list(e->data_dir, &versions, &n);
+	enum fresh_status st =
+		fresh_checkpoint_list(e->data_dir, &versions, &n);
 
 	*out = NULL;
 	if (st != FRESH_OK)
@@ -52,11 +53,13 @@ enum fresh_status fresh_engine_recover_corrector(struct fresh_engine *e,
 					  "skipping checkpoint: %s", lerr.msg);
 			continue;
 		}
-		if (!fresh_corrector_shape_equal(fresh_corrector_shape(c), &e->shape)) {
+		if (!fresh_corrector_shape_equal(fresh_corrector_shape(c),
+						 &e->shape)) {
 			char have[128], want[128];
-			fresh_corrector_shape_describe(fresh_corrector_shape(c), have,
-				       sizeof have);
-			fresh_corrector_shape_describe(&e->shape, want, sizeof want);
+			fresh_corrector_shape_describe(fresh_corrector_shape(c),
+						       have, sizeof have);
+			fresh_corrector_shape_describe(&e->shape, want,
+						       sizeof want);
 			fresh_corrector_free(c);
 			free(versions);
 			return fresh_fail(err, FRESH_CONFLICT,
@@ -79,7 +82,8 @@ enum fresh_status fresh_engine_recover_corrector(struct fresh_engine *e,
 	return st;
 }
 
-enum fresh_status fresh_engine_make_dirs(const char *dir, struct fresh_error *err)
+enum fresh_status fresh_engine_make_dirs(const char *dir,
+					 struct fresh_error *err)
 {
 	char sub[4200];
 	const char *subs[] = {"", "/checkpoints", "/wal"};
@@ -99,7 +103,7 @@ enum fresh_status fresh_engine_make_dirs(const char *dir, struct fresh_error *er
  * leaves it held.
  */
 enum fresh_status fresh_engine_lock_data_dir(struct fresh_engine *e,
-				       struct fresh_error *err)
+					     struct fresh_error *err)
 {
 	char path[4200], pid[32];
 	int fd, n;
@@ -107,7 +111,8 @@ enum fresh_status fresh_engine_lock_data_dir(struct fresh_engine *e,
 	snprintf(path, sizeof path, "%s/LOCK", e->data_dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return fresh_fail(err, FRESH_IO, "%s: %s", path, strerror(errno));
+		return fresh_fail(err, FRESH_IO, "%s: %s", path,
+				  strerror(errno));
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		n = (int)pread(fd, pid, sizeof pid - 1, 0);
 		pid[n > 0 ? n : 0] = '\0';
@@ -133,8 +138,8 @@ static bool id_in_index(void *arg, uint64_t id)
 }
 
 enum fresh_status fresh_engine_recover_pairs(struct fresh_engine *e,
-				       uint64_t *through,
-				       struct fresh_error *err)
+					     uint64_t *through,
+					     struct fresh_error *err)
 {
 	char path[4200];
 	struct fresh_pairs_file meta;
@@ -161,7 +166,8 @@ enum fresh_status fresh_engine_recover_pairs(struct fresh_engine *e,
 	if (st != FRESH_OK && st != FRESH_NOT_FOUND)
 		return st;
 	if (meta.fingerprint != fresh_index_fingerprint(e->index)) {
-		size_t gone = fresh_pairs_filter(e->pairs, id_in_index, e->index);
+		size_t gone =
+			fresh_pairs_filter(e->pairs, id_in_index, e->index);
 		fresh_engine_logf(e, FRESH_LOG_WARN,
 				  "%s was taken on another index (fingerprint "
 				  "%016" PRIx64 "); %zu pairs of unknown ids "
@@ -170,4 +176,3 @@ enum fresh_status fresh_engine_recover_pairs(struct fresh_engine *e,
 	}
 	return FRESH_OK;
 }
-

@@ -50,13 +50,14 @@ static void host_compact(void *ctx)
 	if (st == FRESH_OK)
 		st = fresh_wal_compact(e->wal, meta.through_seq, &err);
 	if (st == FRESH_OK)
-		fresh_engine_logf(e, FRESH_LOG_INFO,
-				  "compacted the update log through record %" PRIu64
-				  " (%zu pairs snapshotted)",
-				  meta.through_seq, snap.n);
+		fresh_engine_logf(
+			e, FRESH_LOG_INFO,
+			"compacted the update log through record %" PRIu64
+			" (%zu pairs snapshotted)",
+			meta.through_seq, snap.n);
 	else
-		fresh_engine_logf(e, FRESH_LOG_WARN, "log compaction failed: %s",
-				  err.msg);
+		fresh_engine_logf(e, FRESH_LOG_WARN,
+				  "log compaction failed: %s", err.msg);
 	fresh_pairs_snapshot_free(&snap);
 }
 

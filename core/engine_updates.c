@@ -25,7 +25,7 @@
 
 /* The log's apply callback: replay and live updates take this path. */
 void fresh_engine_apply_record(void *ctx, uint64_t seq, const void *payload,
-			 size_t len)
+			       size_t len)
 {
 	struct fresh_engine *e = ctx;
 	struct fresh_refitter *refitter = NULL;
@@ -108,9 +108,10 @@ static enum fresh_status check_update(struct fresh_engine *e,
 		return fresh_fail(err, FRESH_INVALID,
 				  "targets: at least one is needed");
 	if (u->dim != e->shape.d_out)
-		return fresh_fail(err, FRESH_INVALID,
-				  "targets[0].vector: %zu numbers, expected %zu",
-				  u->dim, e->shape.d_out);
+		return fresh_fail(
+			err, FRESH_INVALID,
+			"targets[0].vector: %zu numbers, expected %zu", u->dim,
+			e->shape.d_out);
 	if (u->n_targets > UINT32_MAX || u->n_queries > UINT32_MAX)
 		return fresh_fail(err, FRESH_INVALID, "too many targets");
 	for (size_t i = 0; i < u->n_targets; i++) {
@@ -191,4 +192,3 @@ enum fresh_status fresh_engine_clear_pairs(struct fresh_engine *e,
 	fresh_record_encode_clear(rec);
 	return fresh_wal_append(e->wal, rec, sizeof rec, &seq, err);
 }
-

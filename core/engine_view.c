@@ -27,7 +27,8 @@ void fresh_engine_info(struct fresh_engine *e, struct fresh_engine_info *out)
 	out->fresh_dim = fresh_engine_fresh_dim(e);
 	out->version = fresh_model_version(m);
 	out->fingerprint = fresh_index_fingerprint(idx);
-	snprintf(out->source, sizeof out->source, "%s", fresh_index_source(idx));
+	snprintf(out->source, sizeof out->source, "%s",
+		 fresh_index_source(idx));
 	out->store = fresh_index_store(idx);
 	out->index_bytes = fresh_index_resident_bytes(idx);
 	if (out->store == FRESH_STORE_BF16)

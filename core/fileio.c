@@ -130,7 +130,7 @@ enum fresh_status fresh_atomic_open(struct fresh_atomic_file *f,
 				  path);
 	}
 	f->fd = fresh_sys_open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-				0644);
+			       0644);
 	if (f->fd < 0)
 		return fresh_fail(err, FRESH_IO, "%s: %s", f->tmp,
 				  strerror(errno));
@@ -142,8 +142,8 @@ enum fresh_status fresh_atomic_write(struct fresh_atomic_file *f,
 				     struct fresh_error *err)
 {
 	if (fresh_write_full(f->fd, buf, len) != FRESH_OK)
-		return fresh_fail(err, FRESH_IO, "%s: write failed: %s",
-				  f->tmp, strerror(errno));
+		return fresh_fail(err, FRESH_IO, "%s: write failed: %s", f->tmp,
+				  strerror(errno));
 	return FRESH_OK;
 }
 
@@ -156,12 +156,12 @@ enum fresh_status fresh_atomic_commit(struct fresh_atomic_file *f,
 	if (fresh_sys_fsync(fd, f->tmp) != 0) {
 		int e = errno;
 		close(fd);
-		return fresh_fail(err, FRESH_IO, "%s: fsync failed: %s",
-				  f->tmp, strerror(e));
+		return fresh_fail(err, FRESH_IO, "%s: fsync failed: %s", f->tmp,
+				  strerror(e));
 	}
 	if (close(fd) != 0)
-		return fresh_fail(err, FRESH_IO, "%s: close failed: %s",
-				  f->tmp, strerror(errno));
+		return fresh_fail(err, FRESH_IO, "%s: close failed: %s", f->tmp,
+				  strerror(errno));
 	if (fresh_sys_rename(f->tmp, f->path) != 0)
 		return fresh_fail(err, FRESH_IO, "%s: rename failed: %s",
 				  f->path, strerror(errno));

@@ -100,14 +100,11 @@ static void clip(float *g, size_t begin, size_t end, float max_norm)
 	}
 }
 
-enum fresh_status fresh_fit_gradient(struct fresh_corrector *c,
-				     const struct fresh_fit_data *s,
-				     struct fresh_logit_set *logits,
-				     unsigned mask,
-				     const struct fresh_refit_config *cfg,
-				     struct fresh_progress *prog,
-				     const atomic_bool *cancel,
-				     struct fresh_refit_report *rep)
+enum fresh_status fresh_fit_gradient(
+	struct fresh_corrector *c, const struct fresh_fit_data *s,
+	struct fresh_logit_set *logits, unsigned mask,
+	const struct fresh_refit_config *cfg, struct fresh_progress *prog,
+	const atomic_bool *cancel, struct fresh_refit_report *rep)
 {
 	const struct fresh_corrector_shape *sh = fresh_corrector_shape(c);
 	struct fresh_corrector_layout l = fresh_corrector_layout(c);
@@ -195,10 +192,9 @@ enum fresh_status fresh_fit_gradient(struct fresh_corrector *c,
 			if (logits && fresh_logits_groups(logits)) {
 				size_t gi = next_group++ %
 					    fresh_logits_groups(logits);
-				if (isnan(fresh_logits_step(logits, c, gi,
-							    cfg->logit_weight,
-							    mask, m.grad,
-							    m.scratch))) {
+				if (isnan(fresh_logits_step(
+					    logits, c, gi, cfg->logit_weight,
+					    mask, m.grad, m.scratch))) {
 					rep->skipped_steps++;
 					continue;
 				}

@@ -25,13 +25,10 @@ struct fresh_fit_data {
  * parameters. Stops early on cancel or cfg->max_seconds; fills rep's
  * epochs, rollbacks and held-out figures.
  */
-enum fresh_status fresh_fit_gradient(struct fresh_corrector *c,
-				     const struct fresh_fit_data *s,
-				     struct fresh_logit_set *logits,
-				     unsigned mask,
-				     const struct fresh_refit_config *cfg,
-				     struct fresh_progress *prog,
-				     const atomic_bool *cancel,
-				     struct fresh_refit_report *rep);
+enum fresh_status fresh_fit_gradient(
+	struct fresh_corrector *c, const struct fresh_fit_data *s,
+	struct fresh_logit_set *logits, unsigned mask,
+	const struct fresh_refit_config *cfg, struct fresh_progress *prog,
+	const atomic_bool *cancel, struct fresh_refit_report *rep);
 
 #endif

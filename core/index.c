@@ -51,9 +51,8 @@ void fresh_index_destroy(struct fresh_index *idx)
 }
 
 /* With bf16 the float32 rows are mapped later, not allocated here. */
-struct fresh_index *fresh_index_alloc(size_t n, size_t d,
-					     const char *source,
-					     enum fresh_store store)
+struct fresh_index *fresh_index_alloc(size_t n, size_t d, const char *source,
+				      enum fresh_store store)
 {
 	struct fresh_index *idx = calloc(1, sizeof *idx);
 
@@ -88,12 +87,12 @@ struct fresh_index *fresh_index_alloc(size_t n, size_t d,
  * disjoint ranges.
  */
 enum fresh_status fresh_index_shrink_rows(struct fresh_index *idx, size_t r,
-				     size_t rows, const char *label,
-				     float *max, struct fresh_error *err)
+					  size_t rows, const char *label,
+					  float *max, struct fresh_error *err)
 {
 	const float *src = idx->vectors + r * idx->d;
-	size_t bad = fresh_bf16_convert(src, idx->xh + r * idx->d,
-					rows * idx->d);
+	size_t bad =
+		fresh_bf16_convert(src, idx->xh + r * idx->d, rows * idx->d);
 
 	if (bad != (size_t)-1)
 		return fresh_fail(err, FRESH_FORMAT,
@@ -128,7 +127,8 @@ enum fresh_status fresh_index_add_bf16(struct fresh_index *idx,
 		goto fail;
 	}
 	idx->max_norm = 0.0f;
-	st = fresh_index_shrink_rows(idx, 0, idx->n, label, &idx->max_norm, err);
+	st = fresh_index_shrink_rows(idx, 0, idx->n, label, &idx->max_norm,
+				     err);
 	if (st != FRESH_OK)
 		goto fail;
 	idx->store = FRESH_STORE_BF16;
@@ -178,13 +178,19 @@ void fresh_index_retain(struct fresh_index *idx)
 
 void fresh_index_release(struct fresh_index *idx)
 {
-	if (idx && atomic_fetch_sub_explicit(&idx->refs, 1,
-					     memory_order_acq_rel) == 1)
+	if (idx &&
+	    atomic_fetch_sub_explicit(&idx->refs, 1, memory_order_acq_rel) == 1)
 		fresh_index_destroy(idx);
 }
 
-size_t fresh_index_size(const struct fresh_index *idx) { return idx->n; }
-size_t fresh_index_dim(const struct fresh_index *idx) { return idx->d; }
+size_t fresh_index_size(const struct fresh_index *idx)
+{
+	return idx->n;
+}
+size_t fresh_index_dim(const struct fresh_index *idx)
+{
+	return idx->d;
+}
 const float *fresh_index_vectors(const struct fresh_index *idx)
 {
 	return idx->vectors;
@@ -243,8 +249,9 @@ size_t fresh_index_first_nonfinite(const float *v, size_t count)
  * n, d and the vectors.
  */
 enum fresh_status fresh_index_finish(struct fresh_index *idx, bool ids_given,
-				struct fresh_hasher *hs, const char *ids_label,
-				struct fresh_error *err)
+				     struct fresh_hasher *hs,
+				     const char *ids_label,
+				     struct fresh_error *err)
 {
 	if (ids_given) {
 		bool sequential = true;
@@ -257,9 +264,10 @@ enum fresh_status fresh_index_finish(struct fresh_index *idx, bool ids_given,
 				cap <<= 1;
 			idx->slots = calloc(cap, sizeof *idx->slots);
 			if (!idx->slots)
-				return fresh_fail(err, FRESH_NOMEM,
-						  "%s: no memory for the id table",
-						  ids_label);
+				return fresh_fail(
+					err, FRESH_NOMEM,
+					"%s: no memory for the id table",
+					ids_label);
 			idx->mask = cap - 1;
 			for (size_t r = 0; r < idx->n; r++) {
 				uint64_t id = idx->ids[r];
@@ -293,7 +301,7 @@ void fresh_index_hash_shape(struct fresh_hasher *hs, size_t n, size_t d)
 }
 
 enum fresh_status fresh_index_check_shape(const char *path, size_t n, size_t d,
-				     struct fresh_error *err)
+					  struct fresh_error *err)
 {
 	if (n == 0 || d == 0)
 		return fresh_fail(err, FRESH_FORMAT,

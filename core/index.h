@@ -50,8 +50,7 @@ enum fresh_status fresh_index_load(const char *path, const char *ids_path,
  * .npy or a snapshot (rows contiguous on disk) and must not change while
  * the index is alive; every value must fit bfloat16's range.
  */
-enum fresh_status fresh_index_load_store(const char *path,
-					 const char *ids_path,
+enum fresh_status fresh_index_load_store(const char *path, const char *ids_path,
 					 enum fresh_store store,
 					 struct fresh_index **out,
 					 struct fresh_error *err);
@@ -86,8 +85,7 @@ size_t fresh_index_dim(const struct fresh_index *idx);
 const float *fresh_index_vectors(const struct fresh_index *idx);
 const uint64_t *fresh_index_ids(const struct fresh_index *idx);
 /* Finds the row of id in O(1); false when the id is unknown. */
-bool fresh_index_find(const struct fresh_index *idx, uint64_t id,
-		      size_t *row);
+bool fresh_index_find(const struct fresh_index *idx, uint64_t id, size_t *row);
 /* A 64-bit hash of n, d, the vectors and the ids. */
 uint64_t fresh_index_fingerprint(const struct fresh_index *idx);
 /* Where it came from: a path or a label. */

@@ -35,7 +35,9 @@ static enum fresh_status read_rows(int fd, const char *path, off_t off,
 				   struct fresh_error *err)
 {
 	size_t row_bytes = idx->d * sizeof(float);
-	size_t rows_per = FRESH_INDEX_CHUNK_BYTES / row_bytes ? FRESH_INDEX_CHUNK_BYTES / row_bytes : 1;
+	size_t rows_per = FRESH_INDEX_CHUNK_BYTES / row_bytes
+				  ? FRESH_INDEX_CHUNK_BYTES / row_bytes
+				  : 1;
 
 	for (size_t r = 0; r < idx->n; r += rows_per) {
 		size_t rows = idx->n - r < rows_per ? idx->n - r : rows_per;
@@ -45,7 +47,8 @@ static enum fresh_status read_rows(int fd, const char *path, off_t off,
 		if (fresh_pread_full(fd, dst, rows * row_bytes,
 				     off + (off_t)(r * row_bytes)) != FRESH_OK)
 			return fresh_fail(err, FRESH_IO,
-					  "%s: read failed at row %zu", path, r);
+					  "%s: read failed at row %zu", path,
+					  r);
 		bad = fresh_index_first_nonfinite(dst, rows * idx->d);
 		if (bad != (size_t)-1)
 			return fresh_fail(err, FRESH_FORMAT,
@@ -64,8 +67,9 @@ static enum fresh_status load_npy(int fd, const char *path, size_t fsize,
 				  struct fresh_error *err)
 {
 	unsigned char *head;
-	size_t hlen = fsize < FRESH_NPY_MAX_HEADER + 12 ? fsize
-						       : FRESH_NPY_MAX_HEADER + 12;
+	size_t hlen = fsize < FRESH_NPY_MAX_HEADER + 12
+			      ? fsize
+			      : FRESH_NPY_MAX_HEADER + 12;
 	struct fresh_npy_header h;
 	struct fresh_error perr;
 	enum fresh_status st;
@@ -119,11 +123,12 @@ static enum fresh_status load_npy(int fd, const char *path, size_t fsize,
 	*out = fresh_index_alloc(n, d, path, store);
 	if (!*out)
 		return fresh_fail(err, FRESH_NOMEM,
-				  "%s: no memory for %zu x %zu %s", path, n,
-				  d, fresh_store_name(store));
+				  "%s: no memory for %zu x %zu %s", path, n, d,
+				  fresh_store_name(store));
 	fresh_index_hash_shape(hs, n, d);
 	if (store == FRESH_STORE_BF16)
-		return fresh_index_map_rows(fd, path, fsize, h.data_offset, *out, hs, err);
+		return fresh_index_map_rows(fd, path, fsize, h.data_offset,
+					    *out, hs, err);
 	return read_rows(fd, path, (off_t)h.data_offset, *out, hs, err);
 }
 
@@ -159,7 +164,8 @@ static enum fresh_status load_fvecs(int fd, const char *path, size_t fsize,
 	if (st != FRESH_OK)
 		return st;
 	*out = fresh_index_alloc(n, d, path, FRESH_STORE_F32);
-	rows_per = FRESH_INDEX_CHUNK_BYTES / rec ? FRESH_INDEX_CHUNK_BYTES / rec : 1;
+	rows_per = FRESH_INDEX_CHUNK_BYTES / rec ? FRESH_INDEX_CHUNK_BYTES / rec
+						 : 1;
 	stage = malloc(rows_per * rec);
 	if (!*out || !stage) {
 		free(stage);
@@ -173,8 +179,8 @@ static enum fresh_status load_fvecs(int fd, const char *path, size_t fsize,
 		float *dst = (*out)->vectors + r * d;
 		size_t bad;
 
-		if (fresh_pread_full(fd, stage, rows * rec,
-				     (off_t)(r * rec)) != FRESH_OK) {
+		if (fresh_pread_full(fd, stage, rows * rec, (off_t)(r * rec)) !=
+		    FRESH_OK) {
 			st = fresh_fail(err, FRESH_IO,
 					"%s: read failed at row %zu", path, r);
 			break;
@@ -254,14 +260,14 @@ static enum fresh_status load_snapshot(int fd, const char *path, size_t fsize,
 	*out = fresh_index_alloc(n, d, path, store);
 	if (!*out)
 		return fresh_fail(err, FRESH_NOMEM,
-				  "%s: no memory for %zu x %zu %s", path, n,
-				  d, fresh_store_name(store));
+				  "%s: no memory for %zu x %zu %s", path, n, d,
+				  fresh_store_name(store));
 	if (fresh_pread_full(fd, (*out)->ids, ids_bytes, sizeof h) != FRESH_OK)
 		return fresh_fail(err, FRESH_IO, "%s: read failed", path);
 	fresh_index_hash_shape(hs, n, d);
 	if (store == FRESH_STORE_BF16)
-		return fresh_index_map_rows(fd, path, fsize, sizeof h + ids_bytes, *out,
-				hs, err);
+		return fresh_index_map_rows(
+			fd, path, fsize, sizeof h + ids_bytes, *out, hs, err);
 	return read_rows(fd, path, (off_t)(sizeof h + ids_bytes), *out, hs,
 			 err);
 }
@@ -321,7 +327,8 @@ static enum fresh_status load_ids(const char *path, struct fresh_index *idx,
 	if (h.data_offset > fsize || fsize - h.data_offset != idx->n * 8) {
 		st = fresh_fail(err, FRESH_FORMAT,
 				"%s: data is %zu bytes, expected %zu", path,
-				h.data_offset > fsize ? 0 : fsize - h.data_offset,
+				h.data_offset > fsize ? 0
+						      : fsize - h.data_offset,
 				idx->n * 8);
 		goto out;
 	}
@@ -333,10 +340,10 @@ static enum fresh_status load_ids(const char *path, struct fresh_index *idx,
 	if (is_signed) {
 		for (size_t r = 0; r < idx->n; r++) {
 			if ((int64_t)idx->ids[r] < 0) {
-				st = fresh_fail(err, FRESH_FORMAT,
-						"%s: row %zu: negative id %lld",
-						path, r,
-						(long long)(int64_t)idx->ids[r]);
+				st = fresh_fail(
+					err, FRESH_FORMAT,
+					"%s: row %zu: negative id %lld", path,
+					r, (long long)(int64_t)idx->ids[r]);
 				goto out;
 			}
 		}
@@ -354,8 +361,7 @@ enum fresh_status fresh_index_load(const char *path, const char *ids_path,
 				      err);
 }
 
-enum fresh_status fresh_index_load_store(const char *path,
-					 const char *ids_path,
+enum fresh_status fresh_index_load_store(const char *path, const char *ids_path,
 					 enum fresh_store store,
 					 struct fresh_index **out,
 					 struct fresh_error *err)
@@ -410,7 +416,7 @@ enum fresh_status fresh_index_load_store(const char *path,
 			idx->ids[r] = r;
 	if (st == FRESH_OK)
 		st = fresh_index_finish(idx, ids_path || snapshot, &hs,
-			    ids_path ? ids_path : path, err);
+					ids_path ? ids_path : path, err);
 	if (st == FRESH_OK && snapshot && !ids_path && idx->fingerprint != want)
 		st = fresh_fail(err, FRESH_CHECKSUM,
 				"%s: fingerprint mismatch (damaged snapshot)",

@@ -55,8 +55,8 @@ size_t fresh_index_first_nonfinite(const float *v, size_t count);
 /* Starts the fingerprint with the shape. */
 void fresh_index_hash_shape(struct fresh_hasher *hs, size_t n, size_t d);
 /* Rejects empty shapes and those beyond FRESH_MAX_DIM / FRESH_MAX_ROWS. */
-enum fresh_status fresh_index_check_shape(const char *path, size_t n,
-					  size_t d, struct fresh_error *err);
+enum fresh_status fresh_index_check_shape(const char *path, size_t n, size_t d,
+					  struct fresh_error *err);
 
 /*
  * Rounds rows [r, r + rows) to bf16 and bounds their norms, raising *max

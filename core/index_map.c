@@ -36,8 +36,9 @@ static void *shrink_main(void *arg)
 		if (h->quit)
 			return NULL;
 		if (h->st == FRESH_OK && h->rows)
-			h->st = fresh_index_shrink_rows(h->idx, h->r, h->rows, h->label,
-					    &h->max, &h->err);
+			h->st = fresh_index_shrink_rows(h->idx, h->r, h->rows,
+							h->label, &h->max,
+							&h->err);
 		pthread_barrier_wait(&h->done);
 	}
 }
@@ -52,9 +53,9 @@ static enum fresh_status shrink_mapped(struct fresh_index *idx,
  * bf16 copy from them, checking and hashing as read_rows does.
  */
 enum fresh_status fresh_index_map_rows(int fd, const char *path, size_t fsize,
-				  size_t off, struct fresh_index *idx,
-				  struct fresh_hasher *hs,
-				  struct fresh_error *err)
+				       size_t off, struct fresh_index *idx,
+				       struct fresh_hasher *hs,
+				       struct fresh_error *err)
 {
 	void *map;
 
@@ -86,7 +87,9 @@ static enum fresh_status shrink_mapped(struct fresh_index *idx,
 				       struct fresh_error *err)
 {
 	size_t row_bytes = idx->d * sizeof(float);
-	size_t rows_per = FRESH_INDEX_CHUNK_BYTES / row_bytes ? FRESH_INDEX_CHUNK_BYTES / row_bytes : 1;
+	size_t rows_per = FRESH_INDEX_CHUNK_BYTES / row_bytes
+				  ? FRESH_INDEX_CHUNK_BYTES / row_bytes
+				  : 1;
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	struct shrink_helper h;
 	enum fresh_status st = FRESH_OK;
@@ -128,7 +131,8 @@ static enum fresh_status shrink_mapped(struct fresh_index *idx,
 		else
 			fresh_hasher_update(hs, src, rows * row_bytes);
 		if (st == FRESH_OK)
-			st = fresh_index_shrink_rows(idx, r, mine, path, &max, err);
+			st = fresh_index_shrink_rows(idx, r, mine, path, &max,
+						     err);
 		if (helper) {
 			pthread_barrier_wait(&h.done);
 			if (st == FRESH_OK && h.st != FRESH_OK) {
@@ -138,7 +142,8 @@ static enum fresh_status shrink_mapped(struct fresh_index *idx,
 		}
 		/* The pages stay in the page cache, not in our resident set. */
 		lo = (uintptr_t)src & ~(uintptr_t)(page - 1);
-		hi = ((uintptr_t)(src + rows * idx->d)) & ~(uintptr_t)(page - 1);
+		hi = ((uintptr_t)(src + rows * idx->d)) &
+		     ~(uintptr_t)(page - 1);
 		if (hi > lo)
 			(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 	}

@@ -18,9 +18,9 @@
 
 struct group {
 	size_t nt, nq;
-	float *x;   /* nt x d stale */
-	float *q;   /* nq x dd */
-	float *p;   /* nq x nt fresh softmax */
+	float *x; /* nt x d stale */
+	float *q; /* nq x dd */
+	float *p; /* nq x nt fresh softmax */
 };
 
 struct fresh_logit_set {
@@ -97,7 +97,8 @@ static enum fresh_status prepare_group(struct fresh_logit_set *s,
 	for (size_t t = 0; t < src->n_targets; t++) {
 		if (!fresh_index_find(idx, src->ids[t], &row))
 			continue;
-		memcpy(g->x + g->nt * s->d, fresh_index_vectors(idx) + row * s->d,
+		memcpy(g->x + g->nt * s->d,
+		       fresh_index_vectors(idx) + row * s->d,
 		       s->d * sizeof(float));
 		memcpy(fresh + g->nt * s->dd, src->targets + t * s->dd,
 		       s->dd * sizeof(float));
@@ -157,8 +158,9 @@ enum fresh_status fresh_logits_prepare(const struct fresh_index *idx,
 }
 
 double fresh_logits_step(struct fresh_logit_set *s,
-			 const struct fresh_corrector *c, size_t i, float weight,
-			 unsigned mask, float *grad, float *scratch)
+			 const struct fresh_corrector *c, size_t i,
+			 float weight, unsigned mask, float *grad,
+			 float *scratch)
 {
 	const struct fresh_corrector_shape *sh = fresh_corrector_shape(c);
 	size_t total = fresh_corrector_layout(c).total, dd = s->dd;
@@ -178,8 +180,8 @@ double fresh_logits_step(struct fresh_logit_set *s,
 	if (norm)
 		fresh_normalize_rows(s->h, g->nt, dd, s->inv, 1);
 	/* Z = Q Hᵀ / tau; then softmax and the cross-entropy with P. */
-	(void)fresh_sgemm(false, true, g->nq, g->nt, dd, 1.0f / s->tau, g->q, dd,
-			  s->h, dd, 0.0f, s->z, g->nt);
+	(void)fresh_sgemm(false, true, g->nq, g->nt, dd, 1.0f / s->tau, g->q,
+			  dd, s->h, dd, 0.0f, s->z, g->nt);
 	softmax_rows(s->z, g->nq, g->nt);
 	for (size_t k = 0; k < g->nq * g->nt; k++) {
 		loss -= (double)g->p[k] * log((double)s->z[k] + 1e-30);

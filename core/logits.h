@@ -37,7 +37,8 @@ size_t fresh_logits_groups(const struct fresh_logit_set *s);
  * normalize: scores use h(s)/||h(s)||.
  */
 double fresh_logits_step(struct fresh_logit_set *s,
-			 const struct fresh_corrector *c, size_t i, float weight,
-			 unsigned mask, float *grad, float *scratch);
+			 const struct fresh_corrector *c, size_t i,
+			 float weight, unsigned mask, float *grad,
+			 float *scratch);
 
 #endif

@@ -100,8 +100,10 @@ size_t fresh_mem_available(void)
 	used = read_number("/sys/fs/cgroup/memory.current");
 	inactive = stat_field("/sys/fs/cgroup/memory.stat", "inactive_file");
 	if (!limit) {
-		limit = read_number("/sys/fs/cgroup/memory/memory.limit_in_bytes");
-		used = read_number("/sys/fs/cgroup/memory/memory.usage_in_bytes");
+		limit = read_number(
+			"/sys/fs/cgroup/memory/memory.limit_in_bytes");
+		used = read_number(
+			"/sys/fs/cgroup/memory/memory.usage_in_bytes");
 		inactive = stat_field("/sys/fs/cgroup/memory/memory.stat",
 				      "total_inactive_file");
 	}

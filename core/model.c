@@ -48,7 +48,7 @@ struct build_job {
 	const float *s;
 	size_t n, d_in, d_out;
 	struct fresh_corrector_ws *ws; /* per worker */
-	float **tmp;                   /* per worker: CHUNK_ROWS x d_out */
+	float **tmp;		       /* per worker: CHUNK_ROWS x d_out */
 	struct fresh_progress *prog;
 	const atomic_bool *cancel;
 	atomic_int failed;
@@ -71,8 +71,8 @@ static void build_task(void *arg, size_t task, size_t worker)
 	} else {
 		y = m->corrected ? m->corrected + r0 * j->d_out
 				 : j->tmp[worker];
-		if (fresh_corrector_apply(m->corr, x, nr, y,
-					  &j->ws[worker]) != FRESH_OK) {
+		if (fresh_corrector_apply(m->corr, x, nr, y, &j->ws[worker]) !=
+		    FRESH_OK) {
 			atomic_store(&j->failed, 1);
 			return;
 		}
@@ -166,7 +166,8 @@ enum fresh_status fresh_model_build(struct fresh_index *idx,
 					  "no memory for row norms");
 		}
 	}
-	if (m->fold && fresh_corrector_fold_rows(corr, &m->fold_rows) != FRESH_OK) {
+	if (m->fold &&
+	    fresh_corrector_fold_rows(corr, &m->fold_rows) != FRESH_OK) {
 		fresh_free(m->corrected);
 		fresh_free(m->row_scale);
 		free(m);
@@ -245,8 +246,8 @@ void fresh_model_retain(struct fresh_model *m)
 
 void fresh_model_release(struct fresh_model *m)
 {
-	if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) ==
-			 1)
+	if (m &&
+	    atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
 		model_free(m);
 }
 
@@ -293,7 +294,8 @@ enum fresh_status fresh_model_query_map(const struct fresh_model *m, float *w,
 					float *b)
 {
 	const struct fresh_corrector_shape *sh = fresh_corrector_shape(m->corr);
-	const struct fresh_corrector_layout lay = fresh_corrector_layout(m->corr);
+	const struct fresh_corrector_layout lay =
+		fresh_corrector_layout(m->corr);
 	const float *p = fresh_corrector_params_const(m->corr);
 	bool linear = sh->kind != FRESH_CORRECTOR_NONE &&
 		      !fresh_corrector_is_identity(m->corr);
@@ -343,10 +345,9 @@ void fresh_model_plan(const struct fresh_model *m, enum fresh_scoring scoring,
 	plan->fold = m->fold;
 }
 
-enum fresh_status fresh_model_prepare_queries(const struct fresh_model *m,
-					      const struct fresh_scan_plan *plan,
-					      const float *q, size_t b,
-					      float *q2, float *offsets)
+enum fresh_status fresh_model_prepare_queries(
+	const struct fresh_model *m, const struct fresh_scan_plan *plan,
+	const float *q, size_t b, float *q2, float *offsets)
 {
 	if (plan->fold)
 		return fresh_corrector_fold(m->corr, m->fold_rows, q, b, q2,
@@ -362,12 +363,12 @@ enum fresh_status fresh_model_prepare_queries(const struct fresh_model *m,
  */
 struct selection {
 	size_t k;
-	bool gumbel;            /* sampling only */
+	bool gumbel; /* sampling only */
 	const struct fresh_exclusion *excl;
-	const float *temps;     /* sampling only */
-	const uint64_t *seeds;  /* sampling only */
+	const float *temps;    /* sampling only */
+	const uint64_t *seeds; /* sampling only */
 	struct fresh_hit *hits;
-	float *logprob;         /* sampling only */
+	float *logprob; /* sampling only */
 	size_t *counts;
 	const struct fresh_sample_detail *detail; /* sampling, may be NULL */
 };
@@ -412,30 +413,26 @@ static enum fresh_status run_selection(const struct fresh_model *m,
 
 enum fresh_status fresh_model_search(const struct fresh_model *m,
 				     struct fresh_pool *pool,
-				     enum fresh_scoring scoring,
-				     const float *q, size_t b, size_t k,
+				     enum fresh_scoring scoring, const float *q,
+				     size_t b, size_t k,
 				     const struct fresh_exclusion *excl,
 				     struct fresh_hit *hits, size_t *counts)
 {
-	struct selection sel = {k,    false, excl,   NULL,
-				NULL, hits,  NULL,   counts, NULL};
+	struct selection sel = {k,    false, excl,   NULL, NULL,
+				hits, NULL,  counts, NULL};
 
 	return run_selection(m, pool, scoring, q, b, &sel);
 }
 
-enum fresh_status fresh_model_sample(const struct fresh_model *m,
-				     struct fresh_pool *pool,
-				     enum fresh_scoring scoring,
-				     const float *q, size_t b, size_t n,
-				     bool gumbel,
-				     const struct fresh_exclusion *excl,
-				     const float *temps, const uint64_t *seeds,
-				     struct fresh_hit *hits, float *logprob,
-				     size_t *counts,
-				     const struct fresh_sample_detail *detail)
+enum fresh_status fresh_model_sample(
+	const struct fresh_model *m, struct fresh_pool *pool,
+	enum fresh_scoring scoring, const float *q, size_t b, size_t n,
+	bool gumbel, const struct fresh_exclusion *excl, const float *temps,
+	const uint64_t *seeds, struct fresh_hit *hits, float *logprob,
+	size_t *counts, const struct fresh_sample_detail *detail)
 {
-	struct selection sel = {n,     gumbel, excl,  temps,  seeds,
-				hits,  logprob, counts, detail};
+	struct selection sel = {n,    gumbel,  excl,   temps, seeds,
+				hits, logprob, counts, detail};
 
 	return run_selection(m, pool, scoring, q, b, &sel);
 }

@@ -62,7 +62,8 @@ void fresh_model_release(struct fresh_model *m);
 uint64_t fresh_model_version(const struct fresh_model *m);
 /* Borrowed for as long as the model is held. */
 struct fresh_index *fresh_model_index(const struct fresh_model *m);
-const struct fresh_corrector *fresh_model_corrector(const struct fresh_model *m);
+const struct fresh_corrector *fresh_model_corrector(
+	const struct fresh_model *m);
 /* Width of a query for that scoring (fresh width for corrected). */
 size_t fresh_model_query_dim(const struct fresh_model *m,
 			     enum fresh_scoring scoring);
@@ -80,8 +81,8 @@ size_t fresh_model_extra_bytes(const struct fresh_model *m);
  */
 enum fresh_status fresh_model_search(const struct fresh_model *m,
 				     struct fresh_pool *pool,
-				     enum fresh_scoring scoring,
-				     const float *q, size_t b, size_t k,
+				     enum fresh_scoring scoring, const float *q,
+				     size_t b, size_t k,
 				     const struct fresh_exclusion *excl,
 				     struct fresh_hit *hits, size_t *counts);
 
@@ -90,16 +91,12 @@ enum fresh_status fresh_model_search(const struct fresh_model *m,
  * scoring (see sample.h for the method and the outputs; detail may be
  * NULL).
  */
-enum fresh_status fresh_model_sample(const struct fresh_model *m,
-				     struct fresh_pool *pool,
-				     enum fresh_scoring scoring,
-				     const float *q, size_t b, size_t n,
-				     bool gumbel,
-				     const struct fresh_exclusion *excl,
-				     const float *temps, const uint64_t *seeds,
-				     struct fresh_hit *hits, float *logprob,
-				     size_t *counts,
-				     const struct fresh_sample_detail *detail);
+enum fresh_status fresh_model_sample(
+	const struct fresh_model *m, struct fresh_pool *pool,
+	enum fresh_scoring scoring, const float *q, size_t b, size_t n,
+	bool gumbel, const struct fresh_exclusion *excl, const float *temps,
+	const uint64_t *seeds, struct fresh_hit *hits, float *logprob,
+	size_t *counts, const struct fresh_sample_detail *detail);
 
 /*
  * The corrected vectors of rows[0..n) as scored (normalized when the
@@ -136,9 +133,8 @@ void fresh_model_plan(const struct fresh_model *m, enum fresh_scoring scoring,
  * Transforms b queries for the plan: q2 (b x matrix.dim) and offsets (b).
  * When the plan has no fold, q2 is a copy and offsets are zero.
  */
-enum fresh_status fresh_model_prepare_queries(const struct fresh_model *m,
-					      const struct fresh_scan_plan *plan,
-					      const float *q, size_t b,
-					      float *q2, float *offsets);
+enum fresh_status fresh_model_prepare_queries(
+	const struct fresh_model *m, const struct fresh_scan_plan *plan,
+	const float *q, size_t b, float *q2, float *offsets);
 
 #endif

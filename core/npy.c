@@ -121,23 +121,27 @@ enum fresh_status fresh_npy_parse(const void *buf, size_t len,
 
 	memset(h, 0, sizeof *h);
 	if (len < 10 || memcmp(b, magic, sizeof magic) != 0)
-		return fresh_fail(err, FRESH_FORMAT, "not a .npy file (bad magic)");
+		return fresh_fail(err, FRESH_FORMAT,
+				  "not a .npy file (bad magic)");
 	if (b[6] == 1) {
 		hlen = (size_t)b[8] | (size_t)b[9] << 8;
 		pre = 10;
 	} else if (b[6] == 2 || b[6] == 3) {
 		if (len < 12)
-			return fresh_fail(err, FRESH_FORMAT, "truncated header");
+			return fresh_fail(err, FRESH_FORMAT,
+					  "truncated header");
 		hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 |
 		       (size_t)b[11] << 24;
 		pre = 12;
 	} else {
 		return fresh_fail(err, FRESH_FORMAT,
-				  "unsupported .npy version %u", (unsigned)b[6]);
+				  "unsupported .npy version %u",
+				  (unsigned)b[6]);
 	}
 	if (hlen > FRESH_NPY_MAX_HEADER || len - pre < hlen)
 		return fresh_fail(err, FRESH_FORMAT,
-				  "truncated header (%zu bytes announced)", hlen);
+				  "truncated header (%zu bytes announced)",
+				  hlen);
 	h->data_offset = pre + hlen;
 
 	c.p = (const char *)b + pre;

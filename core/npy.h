@@ -18,7 +18,7 @@
 #define FRESH_NPY_MAX_HEADER 65536
 
 struct fresh_npy_header {
-	char descr[16];     /* e.g. "<f4" */
+	char descr[16]; /* e.g. "<f4" */
 	bool fortran_order;
 	size_t ndim;
 	size_t shape[FRESH_NPY_MAX_DIMS];

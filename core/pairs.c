@@ -60,12 +60,20 @@ void fresh_pairs_free(struct fresh_pairs *p)
 	free(p);
 }
 
-size_t fresh_pairs_count(const struct fresh_pairs *p) { return p->count; }
-size_t fresh_pairs_dim(const struct fresh_pairs *p) { return p->dim; }
-size_t fresh_pairs_capacity(const struct fresh_pairs *p) { return p->max; }
+size_t fresh_pairs_count(const struct fresh_pairs *p)
+{
+	return p->count;
+}
+size_t fresh_pairs_dim(const struct fresh_pairs *p)
+{
+	return p->dim;
+}
+size_t fresh_pairs_capacity(const struct fresh_pairs *p)
+{
+	return p->max;
+}
 
-static size_t find_bucket(const struct fresh_pairs *p, uint64_t id,
-			  bool *found)
+static size_t find_bucket(const struct fresh_pairs *p, uint64_t id, bool *found)
 {
 	size_t i = fresh_mix64(id) & p->mask;
 

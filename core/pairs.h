@@ -28,17 +28,17 @@ struct fresh_pair {
 	const float *g; /* dim floats */
 	bool has_step;
 	int64_t step;
-	uint64_t seq;   /* the update-log record that brought it */
+	uint64_t seq; /* the update-log record that brought it */
 };
 
 /* A copy of the buffer for a refit, in arrival order. Owned by caller. */
 struct fresh_pairs_snapshot {
 	size_t n, dim;
 	uint64_t *ids;
-	float *g;        /* n x dim */
-	int64_t *steps;  /* meaningful where has_step */
+	float *g;	/* n x dim */
+	int64_t *steps; /* meaningful where has_step */
 	bool *has_step;
-	uint64_t *seqs;  /* the record each pair came from */
+	uint64_t *seqs;	  /* the record each pair came from */
 	uint64_t max_seq; /* newest record any pair came from */
 };
 

@@ -241,9 +241,8 @@ enum fresh_status fresh_qbuf_save(const struct fresh_queries_buf *b,
 	return st;
 }
 
-enum fresh_status fresh_qbuf_load(struct fresh_queries_buf *b,
-				  const char *path, uint64_t through,
-				  struct fresh_error *err)
+enum fresh_status fresh_qbuf_load(struct fresh_queries_buf *b, const char *path,
+				  uint64_t through, struct fresh_error *err)
 {
 	unsigned char *buf = NULL;
 	size_t size, off = 16, count;
@@ -253,8 +252,8 @@ enum fresh_status fresh_qbuf_load(struct fresh_queries_buf *b,
 
 	if (fd < 0)
 		return errno == ENOENT ? FRESH_NOT_FOUND
-				       : fresh_fail(err, FRESH_IO, "%s: %s", path,
-						    strerror(errno));
+				       : fresh_fail(err, FRESH_IO, "%s: %s",
+						    path, strerror(errno));
 	if (fstat(fd, &sb) != 0) {
 		close(fd);
 		return fresh_fail(err, FRESH_IO, "%s: cannot stat", path);

@@ -20,9 +20,9 @@
 
 struct fresh_qgroup {
 	size_t n_targets, n_queries, dim;
-	uint64_t *ids;      /* n_targets */
-	float *targets;     /* n_targets x dim, fresh */
-	float *queries;     /* n_queries x dim */
+	uint64_t *ids;	     /* n_targets */
+	float *targets;	     /* n_targets x dim, fresh */
+	float *queries;	     /* n_queries x dim */
 	uint64_t *positives; /* n_queries */
 	uint64_t seq;
 };
@@ -57,8 +57,7 @@ void fresh_qgroups_free(struct fresh_qgroups *s);
 enum fresh_status fresh_qbuf_save(const struct fresh_queries_buf *b,
 				  const char *path, struct fresh_error *err);
 /* Loads the groups of path with seq <= through (the rest the log replays). */
-enum fresh_status fresh_qbuf_load(struct fresh_queries_buf *b,
-				  const char *path, uint64_t through,
-				  struct fresh_error *err);
+enum fresh_status fresh_qbuf_load(struct fresh_queries_buf *b, const char *path,
+				  uint64_t through, struct fresh_error *err);
 
 #endif

@@ -17,8 +17,8 @@ size_t fresh_record_size(const struct fresh_update *u)
 	if (t > UINT32_MAX || q > UINT32_MAX || d > FRESH_MAX_DIM)
 		return 0;
 	/* t, q < 2^32 and d <= 2^14: no product below overflows 64 bits. */
-	return (FRESH_RECORD_HEADER + t * 8 + q * 8 + (t + q) * d * 4 + 7) /
-	       8 * 8;
+	return (FRESH_RECORD_HEADER + t * 8 + q * 8 + (t + q) * d * 4 + 7) / 8 *
+	       8;
 }
 
 void fresh_record_encode(const struct fresh_update *u, void *buf)

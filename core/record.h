@@ -28,12 +28,12 @@ enum fresh_record_type {
 struct fresh_update {
 	size_t n_targets;
 	const uint64_t *ids;
-	const float *vectors;     /* n_targets x dim */
+	const float *vectors; /* n_targets x dim */
 	size_t dim;
 	bool has_step;
 	int64_t step;
 	size_t n_queries;
-	const float *queries;     /* n_queries x dim */
+	const float *queries;	   /* n_queries x dim */
 	const uint64_t *positives; /* n_queries */
 };
 

@@ -134,8 +134,8 @@ static void train_and_publish(struct fresh_refitter *r, double t0,
 
 	memset(&snap, 0, sizeof snap);
 	err.msg[0] = '\0';
-	st = r->host.snapshot(r->host.ctx, r->cfg.refit.logit_weight > 0,
-			      &snap, &groups, &seq);
+	st = r->host.snapshot(r->host.ctx, r->cfg.refit.logit_weight > 0, &snap,
+			      &groups, &seq);
 	pthread_mutex_lock(&r->mu);
 	r->running_seq = seq;
 	r->running_seq_known = st == FRESH_OK;
@@ -145,9 +145,9 @@ static void train_and_publish(struct fresh_refitter *r, double t0,
 	base = fresh_model_version(cur);
 	if (st == FRESH_OK)
 		st = fresh_refit_train(fresh_model_index(cur), &snap, &groups,
-				       fresh_model_corrector(cur), &r->cfg.refit,
-				       &r->train_prog, &r->cancel, &cand,
-				       &out->report, &err);
+				       fresh_model_corrector(cur),
+				       &r->cfg.refit, &r->train_prog,
+				       &r->cancel, &cand, &out->report, &err);
 	fresh_pairs_snapshot_free(&snap);
 	fresh_qgroups_free(&groups);
 	out->train_seconds = now() - t0;
@@ -186,8 +186,8 @@ static void train_and_publish(struct fresh_refitter *r, double t0,
 	if (st != FRESH_OK) {
 		out->report.accepted = false;
 		snprintf(out->report.reason, sizeof out->report.reason,
-			 "refit failed: %s", err.msg[0] ? err.msg
-						       : fresh_status_str(st));
+			 "refit failed: %s",
+			 err.msg[0] ? err.msg : fresh_status_str(st));
 	}
 }
 
@@ -235,8 +235,8 @@ static void run_refit(struct fresh_refitter *r)
 		      out.report.holdout.corrected_mse, out.report.current_mse,
 		      now() - t0);
 	else
-		logf_(r, out.status == FRESH_OK ? FRESH_LOG_INFO
-						: FRESH_LOG_WARN,
+		logf_(r,
+		      out.status == FRESH_OK ? FRESH_LOG_INFO : FRESH_LOG_WARN,
 		      "refit not published: %s", out.report.reason);
 	pthread_mutex_lock(&r->mu);
 }
@@ -340,8 +340,8 @@ void fresh_refitter_request_compact(struct fresh_refitter *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
-enum fresh_status fresh_refitter_request(struct fresh_refitter *r,
-					 uint64_t seq, bool wait,
+enum fresh_status fresh_refitter_request(struct fresh_refitter *r, uint64_t seq,
+					 bool wait,
 					 struct fresh_refit_outcome *out)
 {
 	enum fresh_status st = FRESH_OK;

@@ -55,8 +55,8 @@ struct fresh_refit_host {
 
 struct fresh_refitter_config {
 	struct fresh_refit_config refit; /* the recipe (trainer.h) */
-	size_t every_pairs;   /* automatic refit after M new pairs; 0 off */
-	double every_seconds; /* ... or T seconds after the first new pair */
+	size_t every_pairs;	 /* automatic refit after M new pairs; 0 off */
+	double every_seconds;	 /* ... or T seconds after the first new pair */
 	struct fresh_pool *pool; /* where models are built (low priority) */
 };
 
@@ -82,13 +82,13 @@ void fresh_refitter_request_compact(struct fresh_refitter *r);
  * With wait, returns that refit's outcome; FRESH_CANCELLED if stopped
  * first.
  */
-enum fresh_status fresh_refitter_request(struct fresh_refitter *r,
-					 uint64_t seq, bool wait,
+enum fresh_status fresh_refitter_request(struct fresh_refitter *r, uint64_t seq,
+					 bool wait,
 					 struct fresh_refit_outcome *out);
 
 struct fresh_refitter_status {
 	enum fresh_refit_state state;
-	double progress;                      /* 0..1 within the state */
+	double progress;		      /* 0..1 within the state */
 	size_t progress_done, progress_total; /* epochs, or rows */
 	struct fresh_refit_outcome last;      /* the last attempt */
 	uint64_t started, accepted, rejected, failed;

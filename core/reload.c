@@ -101,7 +101,8 @@ static enum fresh_status probe_dim(const char *path, size_t *d,
 	n = fread(head, 1, sizeof head, f);
 	fclose(f);
 	if (n >= 6 && memcmp(head, "\x93NUMPY", 6) == 0) {
-		if (fresh_npy_parse(head, n, &h, NULL) == FRESH_OK && h.ndim == 2)
+		if (fresh_npy_parse(head, n, &h, NULL) == FRESH_OK &&
+		    h.ndim == 2)
 			*d = h.shape[1];
 	} else if (n >= 40 && memcmp(head, "FRESHIDX", 8) == 0) {
 		*d = (size_t)fresh_get64(head + 32);
@@ -287,10 +288,11 @@ enum fresh_status fresh_engine_reload(struct fresh_engine *e, const char *path,
 		size_t d = 0;
 		st = probe_dim(a->path, &d, err);
 		if (st == FRESH_OK && d && d != e->shape.d_in)
-			st = fresh_fail(err, FRESH_INVALID,
-					"path: %s has dimension %zu, the served "
-					"index %zu",
-					path, d, e->shape.d_in);
+			st = fresh_fail(
+				err, FRESH_INVALID,
+				"path: %s has dimension %zu, the served "
+				"index %zu",
+				path, d, e->shape.d_in);
 	}
 	if (st != FRESH_OK) {
 		free(a);
@@ -366,9 +368,9 @@ void fresh_reload_recorded_switch(const char *data_dir, uint64_t *seq,
 	fclose(f);
 }
 
-enum fresh_status fresh_engine_recorded_index(const char *data_dir,
-					      char *path, size_t cap,
-					      char *ids_path, size_t ids_cap)
+enum fresh_status fresh_engine_recorded_index(const char *data_dir, char *path,
+					      size_t cap, char *ids_path,
+					      size_t ids_cap)
 {
 	char file[4200];
 	FILE *f;

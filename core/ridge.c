@@ -41,8 +41,7 @@ static void ws_free(struct ws *w)
 	fresh_free(w->pred);
 }
 
-static void center(const float *a, size_t n, size_t w, float *out,
-		   float *mean)
+static void center(const float *a, size_t n, size_t w, float *out, float *mean)
 {
 	for (size_t j = 0; j < w; j++) {
 		double s = 0.0;
@@ -56,17 +55,16 @@ static void center(const float *a, size_t n, size_t w, float *out,
 }
 
 /* Leave-one-out MSE (per pair, summed over outputs) of penalty lambda. */
-static enum fresh_status loo_error(struct ws *w, size_t n, size_t p,
-				   size_t q, double lambda, double *out)
+static enum fresh_status loo_error(struct ws *w, size_t n, size_t p, size_t q,
+				   double lambda, double *out)
 {
 	double total = 0.0;
 	enum fresh_status st;
 
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; j < p; j++)
-			w->zs[i * p + j] =
-				w->z[i * p + j] /
-				(float)((double)w->eig[j] + lambda);
+			w->zs[i * p + j] = w->z[i * p + j] /
+					   (float)((double)w->eig[j] + lambda);
 	st = fresh_sgemm(false, false, n, q, p, 1.0f, w->zs, p, w->r, q, 0.0f,
 			 w->pred, q);
 	if (st != FRESH_OK)
@@ -168,8 +166,8 @@ enum fresh_status fresh_ridge_fit(const float *x, const float *y, size_t n,
 		for (size_t k = 0; k < q; k++)
 			w.r[j * q + k] /=
 				(float)((double)w.eig[j] + best_lambda);
-	st = fresh_sgemm(true, false, q, p, p, 1.0f, w.r, q, w.gram, p, 0.0f,
-			 m, p);
+	st = fresh_sgemm(true, false, q, p, p, 1.0f, w.r, q, w.gram, p, 0.0f, m,
+			 p);
 	if (st != FRESH_OK)
 		goto out;
 	/* c = ȳ - M x̄. */

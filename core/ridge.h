@@ -13,9 +13,9 @@
 #include "status.h"
 
 struct fresh_ridge_result {
-	double lambda;   /* chosen penalty */
-	double loo_mse;  /* its leave-one-out mean squared error per pair */
-	size_t tried;    /* penalties evaluated */
+	double lambda;	/* chosen penalty */
+	double loo_mse; /* its leave-one-out mean squared error per pair */
+	size_t tried;	/* penalties evaluated */
 };
 
 /*

@@ -52,9 +52,9 @@
 #endif
 #if defined(__x86_64__) && defined(__has_attribute) && !defined(FRESH_NO_CLONES)
 #if __has_attribute(target_clones)
-#define VECTOR_CLONES                                                      \
-	__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",  \
-				     "default")))
+#define VECTOR_CLONES   \
+	__attribute__(( \
+		target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 #endif
 #ifndef VECTOR_CLONES
@@ -135,7 +135,7 @@ double fresh_sample_uniform(uint64_t seed, uint64_t id)
  */
 static inline float exp_nonpos(float x)
 {
-	const float shifter = 12582912.0f; /* 1.5 * 2^23: rounds to integer */
+	const float shifter = 12582912.0f;   /* 1.5 * 2^23: rounds to integer */
 	float xc = x >= -87.0f ? x : -87.0f; /* NaN too */
 	float kf = (xc * 1.44269504f + shifter) - shifter;
 	float r = xc - kf * 0.693145752f;
@@ -274,9 +274,9 @@ struct job {
 	const uint64_t *ids;
 	size_t n, q_begin, nq, group_rows;
 	bool gumbel;
-	struct entry **heaps;   /* [worker][(q - q_begin) * n] */
-	struct qstate **states; /* [worker][q - q_begin] */
-	struct lse *lse;        /* [group * nq + q - q_begin] */
+	struct entry **heaps;	 /* [worker][(q - q_begin) * n] */
+	struct qstate **states;	 /* [worker][q - q_begin] */
+	struct lse *lse;	 /* [group * nq + q - q_begin] */
 	struct scratch *scratch; /* [worker] */
 };
 
@@ -303,8 +303,8 @@ static void offer_best(struct job *j, struct entry *h, struct qstate *st,
  * again against the current one before its key is computed.
  */
 static void offer_drawn(struct job *j, struct scratch *sc, struct entry *h,
-			struct qstate *st, const float *s, size_t r0,
-			size_t nr, double inv_t, uint64_t seed)
+			struct qstate *st, const float *s, size_t r0, size_t nr,
+			double inv_t, uint64_t seed)
 {
 	uint32_t sa = (uint32_t)seed, sb = (uint32_t)(seed >> 32);
 
@@ -422,8 +422,8 @@ enum fresh_status fresh_sample(struct fresh_pool *pool,
 			       struct fresh_hit *hits, float *logprob,
 			       size_t *counts)
 {
-	return fresh_sample_detailed(pool, m, qs, n, gumbel, excl, temps,
-				     seeds, hits, logprob, counts, NULL);
+	return fresh_sample_detailed(pool, m, qs, n, gumbel, excl, temps, seeds,
+				     hits, logprob, counts, NULL);
 }
 
 enum fresh_status fresh_sample_detailed(
@@ -478,8 +478,8 @@ enum fresh_status fresh_sample_detailed(
 		sc->idb = fresh_alloc(FRESH_SCAN_TILE_ROWS, sizeof(uint32_t));
 		sc->cand = fresh_alloc(FRESH_SCAN_TILE_ROWS, 1);
 		sc->r0 = SIZE_MAX;
-		if (!j.heaps[w] || !j.states[w] || !sc->masked ||
-		    !sc->weight || !sc->ida || !sc->idb || !sc->cand) {
+		if (!j.heaps[w] || !j.states[w] || !sc->masked || !sc->weight ||
+		    !sc->ida || !sc->idb || !sc->cand) {
 			st = FRESH_NOMEM;
 			goto out;
 		}
@@ -526,8 +526,9 @@ enum fresh_status fresh_sample_detailed(
 			for (size_t c = 0; c < count; c++) {
 				hits[q * n + c].id = all[c].id;
 				hits[q * n + c].score = all[c].score;
-				logprob[q * n + c] = (float)(
-					(double)all[c].score * inv_t - log_z);
+				logprob[q * n + c] =
+					(float)((double)all[c].score * inv_t -
+						log_z);
 				if (detail && detail->keys)
 					detail->keys[q * n + c] = all[c].key;
 			}

@@ -68,7 +68,8 @@ static void scan_task(void *arg, size_t task, size_t worker)
 				fresh_bf16_tile(qs->q + q0 * dim,
 						j->qh + (q0 - j->q0) * dim, dim,
 						nq, m->xh + r0 * dim, dim, nr,
-						dim, tile, nr, j->widen[worker]);
+						dim, tile, nr,
+						j->widen[worker]);
 				j->fn(j->ctx, worker, q0, nq, r0, nr, tile);
 				continue;
 			}
@@ -118,8 +119,7 @@ void fresh_scan_plan(size_t threads, size_t n, size_t *rows_per_task,
 static enum fresh_status scan(struct fresh_pool *pool,
 			      const struct fresh_matrix *m,
 			      const struct fresh_queries *qs, size_t q0,
-			      size_t nq, fresh_tile_fn fn, void *ctx,
-			      bool bf16)
+			      size_t nq, fresh_tile_fn fn, void *ctx, bool bf16)
 {
 	size_t threads = fresh_pool_threads(pool);
 	size_t tile_q = nq < QUERY_BLOCK ? nq : QUERY_BLOCK;

@@ -29,9 +29,9 @@
 #define FRESH_SCAN_TILE_ROWS ((size_t)256)
 
 struct fresh_matrix {
-	const float *x;         /* n x dim, row-major */
+	const float *x; /* n x dim, row-major */
 	size_t n, dim;
-	const uint64_t *ids;    /* n: the id of each row */
+	const uint64_t *ids;	/* n: the id of each row */
 	const float *row_scale; /* n or NULL */
 	/*
 	 * With --store bf16: the same rows rounded to bfloat16 (n x dim) and
@@ -44,7 +44,7 @@ struct fresh_matrix {
 };
 
 struct fresh_queries {
-	const float *q;      /* b x dim (the matrix's dim), row-major */
+	const float *q; /* b x dim (the matrix's dim), row-major */
 	size_t b;
 	const float *offset; /* b or NULL */
 };

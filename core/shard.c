@@ -70,8 +70,8 @@ static void get_floats(const unsigned char *p, float *x, size_t n)
 	}
 }
 
-enum fresh_status fresh_engine_export_pairs(struct fresh_engine *e,
-					    void **buf, size_t *len)
+enum fresh_status fresh_engine_export_pairs(struct fresh_engine *e, void **buf,
+					    size_t *len)
 {
 	struct fresh_pairs_snapshot snap;
 	struct fresh_model *m;
@@ -124,8 +124,8 @@ enum fresh_status fresh_engine_export_pairs(struct fresh_engine *e,
 }
 
 enum fresh_status fresh_engine_pairs_import(const void *buf, size_t len,
-				     struct fresh_shard_pairs *into,
-				     struct fresh_error *err)
+					    struct fresh_shard_pairs *into,
+					    struct fresh_error *err)
 {
 	const unsigned char *p = buf;
 	uint64_t n, d_in, d_out;
@@ -140,11 +140,11 @@ enum fresh_status fresh_engine_pairs_import(const void *buf, size_t len,
 	if (d_in == 0 || d_out == 0 || d_in > FRESH_MAX_DIM ||
 	    d_out > FRESH_MAX_DIM)
 		return fresh_fail(err, FRESH_FORMAT,
-				  "pair export of widths %" PRIu64 " and %" PRIu64,
+				  "pair export of widths %" PRIu64
+				  " and %" PRIu64,
 				  d_in, d_out);
 	rec = fresh_engine_pairs_record(d_in, d_out);
-	if (n > (len - EXPORT_HEADER) / rec ||
-	    len != EXPORT_HEADER + n * rec)
+	if (n > (len - EXPORT_HEADER) / rec || len != EXPORT_HEADER + n * rec)
 		return fresh_fail(err, FRESH_FORMAT,
 				  "pair export of %" PRIu64 " pairs is %zu "
 				  "bytes, expected %zu",
@@ -158,8 +158,8 @@ enum fresh_status fresh_engine_pairs_import(const void *buf, size_t len,
 		return FRESH_OK;
 	old = into->n;
 	if (fresh_engine_pairs_reserve(into, old + n, d_in, d_out) != FRESH_OK)
-		return fresh_fail(err, FRESH_NOMEM, "no memory for %" PRIu64
-				  " pairs", n);
+		return fresh_fail(err, FRESH_NOMEM,
+				  "no memory for %" PRIu64 " pairs", n);
 	p += EXPORT_HEADER;
 	for (size_t i = old; i < old + n; i++, p += rec) {
 		into->ids[i] = fresh_get64(p);
@@ -174,8 +174,8 @@ enum fresh_status fresh_engine_pairs_import(const void *buf, size_t len,
 }
 
 enum fresh_status fresh_engine_pairs_reserve(struct fresh_shard_pairs *p,
-					    size_t n, size_t d_in,
-					    size_t d_out)
+					     size_t n, size_t d_in,
+					     size_t d_out)
 {
 	void *a, *b, *c, *d, *f;
 
@@ -256,8 +256,8 @@ enum fresh_status fresh_engine_fit(const void *current, size_t current_len,
 		fresh_corrector_free(cur);
 		return FRESH_OK;
 	}
-	st = fresh_index_create(pairs->n, pairs->d_in, pairs->stale,
-				pairs->ids, "pairs from the shards", &idx, err);
+	st = fresh_index_create(pairs->n, pairs->d_in, pairs->stale, pairs->ids,
+				"pairs from the shards", &idx, err);
 	if (st != FRESH_OK) {
 		fresh_corrector_free(cur);
 		return st;

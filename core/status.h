@@ -12,26 +12,26 @@
 
 #include <stddef.h>
 
-#define FRESH_STATUS_MAP(X)                                                   \
-	X(OK, "ok")                                                           \
-	X(NOMEM, "out of memory")                                             \
-	X(IO, "input/output error")                                           \
-	X(FORMAT, "malformed file")                                           \
-	X(CHECKSUM, "checksum mismatch")                                      \
-	X(INVALID, "invalid argument")                                        \
-	X(NOT_FOUND, "not found")                                             \
-	X(CONFLICT, "conflict")                                               \
-	X(TOO_LARGE, "too large")                                             \
-	X(NOT_READY, "not ready")                                             \
-	X(BUSY, "busy")                                                       \
-	X(CANCELLED, "cancelled")                                             \
+#define FRESH_STATUS_MAP(X)              \
+	X(OK, "ok")                      \
+	X(NOMEM, "out of memory")        \
+	X(IO, "input/output error")      \
+	X(FORMAT, "malformed file")      \
+	X(CHECKSUM, "checksum mismatch") \
+	X(INVALID, "invalid argument")   \
+	X(NOT_FOUND, "not found")        \
+	X(CONFLICT, "conflict")          \
+	X(TOO_LARGE, "too large")        \
+	X(NOT_READY, "not ready")        \
+	X(BUSY, "busy")                  \
+	X(CANCELLED, "cancelled")        \
 	X(NO_SPACE, "no space left on device")
 
 enum fresh_status {
 #define FRESH_STATUS_ENUM(name, msg) FRESH_##name,
 	FRESH_STATUS_MAP(FRESH_STATUS_ENUM)
 #undef FRESH_STATUS_ENUM
-	FRESH_STATUS_COUNT
+		FRESH_STATUS_COUNT
 };
 
 /* The code's fixed message, e.g. "out of memory". Never NULL. */

@@ -99,11 +99,11 @@ struct topk_job {
 	const struct fresh_exclusion *excl;
 	size_t k, q_begin, nq;
 	struct fresh_hit **heaps; /* [worker][(q - q_begin) * k + i] */
-	size_t **sizes;           /* [worker][q - q_begin] */
+	size_t **sizes;		  /* [worker][q - q_begin] */
 };
 
-static void topk_tile(void *ctx, size_t worker, size_t q0, size_t nq,
-		      size_t r0, size_t nr, const float *scores)
+static void topk_tile(void *ctx, size_t worker, size_t q0, size_t nq, size_t r0,
+		      size_t nr, const float *scores)
 {
 	struct topk_job *j = ctx;
 	const uint64_t *ids = j->m->ids + r0;

@@ -46,7 +46,7 @@ struct cand {
 };
 
 struct qstate {
-	float *lo;   /* min-heap of the k largest lower bounds */
+	float *lo; /* min-heap of the k largest lower bounds */
 	size_t nlo;
 	struct cand *c;
 	size_t nc, cap;
@@ -58,7 +58,7 @@ struct bounded_job {
 	const struct fresh_exclusion *excl;
 	size_t k, q_begin, threads;
 	float *slope, *flo; /* the bound's terms, per query of the block */
-	struct qstate **st;         /* [worker][q - q_begin] */
+	struct qstate **st; /* [worker][q - q_begin] */
 	struct fresh_hit *hits;
 	size_t *counts;
 	atomic_bool nomem;
@@ -241,7 +241,8 @@ enum fresh_status fresh_topk_bounded(struct fresh_pool *pool,
 				     struct fresh_hit *hits, size_t *counts)
 {
 	size_t threads = fresh_pool_threads(pool);
-	size_t per_query = threads * k * (sizeof(float) + 4 * sizeof(struct cand));
+	size_t per_query =
+		threads * k * (sizeof(float) + 4 * sizeof(struct cand));
 	size_t block = STATE_BUDGET_BYTES / per_query;
 	size_t cap0 = 4 * k + 60;
 	struct bounded_job j;
@@ -300,8 +301,8 @@ enum fresh_status fresh_topk_bounded(struct fresh_pool *pool,
 			 * float's range), bound nothing: every row is a
 			 * candidate, scored exactly.
 			 */
-			if (!((double)j.slope[i] * 128.0 *
-				      (double)m->max_norm < 0x1p120))
+			if (!((double)j.slope[i] * 128.0 * (double)m->max_norm <
+			      0x1p120))
 				j.slope[i] = INFINITY;
 		}
 		for (size_t w = 0; w < threads; w++)

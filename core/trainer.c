@@ -85,8 +85,8 @@ static enum fresh_status evaluate(const struct fresh_corrector *c,
 				  struct fresh_holdout *out, double *rows);
 
 enum fresh_status fresh_refit_evaluate(const struct fresh_corrector *c,
-				       const float *x, const float *g,
-				       size_t n, struct fresh_holdout *out)
+				       const float *x, const float *g, size_t n,
+				       struct fresh_holdout *out)
 {
 	return evaluate(c, x, g, n, out, NULL);
 }
@@ -145,7 +145,8 @@ static void split_free(struct fresh_fit_data *s)
 
 static enum fresh_status split_pairs(const struct fresh_index *idx,
 				     const struct fresh_pairs_snapshot *p,
-				     unsigned permille, struct fresh_fit_data *s)
+				     unsigned permille,
+				     struct fresh_fit_data *s)
 {
 	const float *sv = fresh_index_vectors(idx);
 	size_t d = fresh_index_dim(idx), dd = p->dim, row;
@@ -220,8 +221,8 @@ static enum fresh_status fit_affine(struct fresh_corrector *c,
 			resid[i] = s->gtr[i] - s->xtr[i];
 		target = resid;
 	}
-	st = fresh_ridge_fit(s->xtr, target, s->ntr, s->d, s->dd, 0.0,
-			     p + l.a, p + l.b, &rr);
+	st = fresh_ridge_fit(s->xtr, target, s->ntr, s->d, s->dd, 0.0, p + l.a,
+			     p + l.b, &rr);
 	if (st == FRESH_OK)
 		rep->lambda = rr.lambda;
 	fresh_free(resid);
@@ -237,7 +238,8 @@ static enum fresh_status fit_affine(struct fresh_corrector *c,
  */
 static enum fresh_status clearly_better(const struct fresh_corrector *a,
 					const struct fresh_corrector *b,
-					const struct fresh_fit_data *s, bool *yes)
+					const struct fresh_fit_data *s,
+					bool *yes)
 {
 	struct fresh_holdout ha, hb;
 	double *ea = malloc(s->nho * sizeof *ea);
@@ -300,7 +302,8 @@ static enum fresh_status refit_affine_on_all(struct fresh_corrector *c,
 
 	if (x && y) {
 		memcpy(x, s->xtr, s->ntr * s->d * sizeof(float));
-		memcpy(x + s->ntr * s->d, s->xho, s->nho * s->d * sizeof(float));
+		memcpy(x + s->ntr * s->d, s->xho,
+		       s->nho * s->d * sizeof(float));
 		memcpy(y, s->gtr, s->ntr * s->dd * sizeof(float));
 		memcpy(y + s->ntr * s->dd, s->gho,
 		       s->nho * s->dd * sizeof(float));
@@ -315,16 +318,13 @@ static enum fresh_status refit_affine_on_all(struct fresh_corrector *c,
 	return st;
 }
 
-enum fresh_status fresh_refit_train(const struct fresh_index *idx,
-				    const struct fresh_pairs_snapshot *pairs,
-				    const struct fresh_qgroups *groups,
-				    const struct fresh_corrector *current,
-				    const struct fresh_refit_config *cfg,
-				    struct fresh_progress *prog,
-				    const atomic_bool *cancel,
-				    struct fresh_corrector **out,
-				    struct fresh_refit_report *rep,
-				    struct fresh_error *err)
+enum fresh_status fresh_refit_train(
+	const struct fresh_index *idx, const struct fresh_pairs_snapshot *pairs,
+	const struct fresh_qgroups *groups,
+	const struct fresh_corrector *current,
+	const struct fresh_refit_config *cfg, struct fresh_progress *prog,
+	const atomic_bool *cancel, struct fresh_corrector **out,
+	struct fresh_refit_report *rep, struct fresh_error *err)
 {
 	const struct fresh_corrector_shape *sh = fresh_corrector_shape(current);
 	struct fresh_corrector *cand = NULL;
@@ -338,9 +338,10 @@ enum fresh_status fresh_refit_train(const struct fresh_index *idx,
 	memset(rep, 0, sizeof *rep);
 	rep->method = "none";
 	if (pairs->dim != sh->d_out || fresh_index_dim(idx) != sh->d_in)
-		return fresh_fail(err, FRESH_CONFLICT,
-				  "pairs of width %zu for a corrector %zu -> %zu",
-				  pairs->dim, sh->d_in, sh->d_out);
+		return fresh_fail(
+			err, FRESH_CONFLICT,
+			"pairs of width %zu for a corrector %zu -> %zu",
+			pairs->dim, sh->d_in, sh->d_out);
 	if (sh->kind == FRESH_CORRECTOR_NONE) {
 		snprintf(rep->reason, sizeof rep->reason,
 			 "corrector 'none' has nothing to fit");
@@ -363,9 +364,9 @@ enum fresh_status fresh_refit_train(const struct fresh_index *idx,
 	st = fresh_corrector_create(sh, &cand, err);
 	if (st != FRESH_OK)
 		goto done;
-	rep->normalize = cfg->normalize == FRESH_NORMALIZE_ON ||
-			 (cfg->normalize == FRESH_NORMALIZE_AUTO &&
-			  all_unit_norm(&s));
+	rep->normalize =
+		cfg->normalize == FRESH_NORMALIZE_ON ||
+		(cfg->normalize == FRESH_NORMALIZE_AUTO && all_unit_norm(&s));
 	fresh_corrector_set_normalize(cand, rep->normalize);
 	st = fit_affine(cand, &s, rep);
 	rep->method = "ridge";
@@ -381,10 +382,11 @@ enum fresh_status fresh_refit_train(const struct fresh_index *idx,
 
 		st = fresh_corrector_clone(cand, &ridge);
 		if (st == FRESH_OK)
-			st = fresh_fit_gradient(cand, &s, logits, FRESH_GRAD_MLP,
-					    cfg, prog, cancel, rep);
-		rep->method = rep->logit_groups ? "ridge+mlp+logits"
-						: "ridge+mlp";
+			st = fresh_fit_gradient(cand, &s, logits,
+						FRESH_GRAD_MLP, cfg, prog,
+						cancel, rep);
+		rep->method =
+			rep->logit_groups ? "ridge+mlp+logits" : "ridge+mlp";
 		if (st == FRESH_OK && !rep->logit_groups)
 			st = clearly_better(cand, ridge, &s, &keep);
 		if (st == FRESH_OK && !keep) {
@@ -396,8 +398,8 @@ enum fresh_status fresh_refit_train(const struct fresh_index *idx,
 		}
 		fresh_corrector_free(ridge);
 	} else if (st == FRESH_OK && rep->logit_groups) {
-		st = fresh_fit_gradient(cand, &s, logits, FRESH_GRAD_LINEAR, cfg,
-				    prog, cancel, rep);
+		st = fresh_fit_gradient(cand, &s, logits, FRESH_GRAD_LINEAR,
+					cfg, prog, cancel, rep);
 		rep->method = "ridge+logits";
 	}
 	if (st == FRESH_OK)

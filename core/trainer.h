@@ -39,35 +39,35 @@ enum fresh_normalize_mode {
 };
 
 struct fresh_refit_config {
-	size_t min_pairs;         /* fewer pairs: no refit (default 64) */
+	size_t min_pairs;	   /* fewer pairs: no refit (default 64) */
 	unsigned holdout_permille; /* share held out, per mille (100) */
-	size_t max_epochs;        /* MLP epochs at most (200) */
-	size_t max_steps;         /* MLP optimizer steps at most (4000) */
-	double max_seconds;       /* wall-clock budget of the MLP (60) */
-	size_t patience;          /* epochs without held-out gain (12) */
-	size_t batch;             /* minibatch (256) */
-	float lr;                 /* Adam step size (1e-3) */
-	float clip_norm;          /* global gradient norm clip (10) */
-	uint64_t seed;            /* initialisation and shuffling */
+	size_t max_epochs;	   /* MLP epochs at most (200) */
+	size_t max_steps;	   /* MLP optimizer steps at most (4000) */
+	double max_seconds;	   /* wall-clock budget of the MLP (60) */
+	size_t patience;	   /* epochs without held-out gain (12) */
+	size_t batch;		   /* minibatch (256) */
+	float lr;		   /* Adam step size (1e-3) */
+	float clip_norm;	   /* global gradient norm clip (10) */
+	uint64_t seed;		   /* initialisation and shuffling */
 	enum fresh_normalize_mode normalize;
-	float logit_weight;       /* weight of the logit-matching term (0) */
-	float logit_temperature;  /* its softmax temperature (0.05) */
+	float logit_weight;	 /* weight of the logit-matching term (0) */
+	float logit_temperature; /* its softmax temperature (0.05) */
 };
 
 struct fresh_refit_config fresh_refit_config_default(void);
 
 struct fresh_refit_report {
 	bool accepted;
-	char reason[256];         /* why not, when not accepted */
-	struct fresh_holdout holdout; /* the candidate's */
+	char reason[256];		     /* why not, when not accepted */
+	struct fresh_holdout holdout;	     /* the candidate's */
 	double current_mse, current_rel_err; /* published one, same pairs */
 	size_t pairs, train, held_out;
 	size_t epochs, steps, skipped_steps, rollbacks;
-	double lambda;            /* ridge penalty chosen */
-	bool refit_on_all;        /* the affine fit was redone on every pair */
-	bool mlp_dropped;         /* trained, not clearly better than ridge */
-	const char *method;       /* "ridge", "ridge+mlp", "ridge+logits" */
-	size_t logit_groups;      /* query groups the logit term used */
+	double lambda;	     /* ridge penalty chosen */
+	bool refit_on_all;   /* the affine fit was redone on every pair */
+	bool mlp_dropped;    /* trained, not clearly better than ridge */
+	const char *method;  /* "ridge", "ridge+mlp", "ridge+logits" */
+	size_t logit_groups; /* query groups the logit term used */
 	bool normalize;
 	double seconds;
 };
@@ -80,16 +80,13 @@ struct fresh_refit_report {
  * not yet set; caller owns it), else *out is NULL. prog counts epochs.
  * Errors (FRESH_NOMEM, FRESH_CANCELLED) leave *out NULL.
  */
-enum fresh_status fresh_refit_train(const struct fresh_index *idx,
-				    const struct fresh_pairs_snapshot *pairs,
-				    const struct fresh_qgroups *groups,
-				    const struct fresh_corrector *current,
-				    const struct fresh_refit_config *cfg,
-				    struct fresh_progress *prog,
-				    const atomic_bool *cancel,
-				    struct fresh_corrector **out,
-				    struct fresh_refit_report *rep,
-				    struct fresh_error *err);
+enum fresh_status fresh_refit_train(
+	const struct fresh_index *idx, const struct fresh_pairs_snapshot *pairs,
+	const struct fresh_qgroups *groups,
+	const struct fresh_corrector *current,
+	const struct fresh_refit_config *cfg, struct fresh_progress *prog,
+	const atomic_bool *cancel, struct fresh_corrector **out,
+	struct fresh_refit_report *rep, struct fresh_error *err);
 
 /* Whether the pair of id is held out (the fixed hash split). */
 bool fresh_refit_is_holdout(uint64_t id, unsigned permille);
@@ -100,7 +97,7 @@ bool fresh_refit_is_holdout(uint64_t id, unsigned permille);
  * squared error. Also the stale errors when the widths agree.
  */
 enum fresh_status fresh_refit_evaluate(const struct fresh_corrector *c,
-				       const float *x, const float *g,
-				       size_t n, struct fresh_holdout *out);
+				       const float *x, const float *g, size_t n,
+				       struct fresh_holdout *out);
 
 #endif

@@ -103,7 +103,8 @@ enum fresh_status fresh_wal_open(const struct fresh_wal_config *cfg,
 			w->broken = true;
 			w->good_len = w->synced_len = tail;
 			snprintf(rec->note, sizeof rec->note,
-				 "no space for a new segment (%.400s); updates are "
+				 "no space for a new segment (%.400s); updates "
+				 "are "
 				 "refused until there is",
 				 err ? err->msg : "no space");
 			st = FRESH_OK;
@@ -113,8 +114,10 @@ enum fresh_status fresh_wal_open(const struct fresh_wal_config *cfg,
 			goto fail;
 	}
 	if (w->cfg.sync == FRESH_SYNC_INTERVAL) {
-		if (pthread_create(&w->syncer, NULL, fresh_wal_syncer_main, w) != 0) {
-			st = fresh_fail(err, FRESH_NOMEM, "cannot start syncer");
+		if (pthread_create(&w->syncer, NULL, fresh_wal_syncer_main,
+				   w) != 0) {
+			st = fresh_fail(err, FRESH_NOMEM,
+					"cannot start syncer");
 			goto fail;
 		}
 		w->have_syncer = true;
@@ -228,8 +231,7 @@ void fresh_wal_stats(struct fresh_wal *w, struct fresh_wal_stats *out)
 	pthread_mutex_unlock(&w->mu);
 }
 
-void fresh_wal_fail_after(struct fresh_wal *w, unsigned writes,
-			  unsigned syncs)
+void fresh_wal_fail_after(struct fresh_wal *w, unsigned writes, unsigned syncs)
 {
 	pthread_mutex_lock(&w->mu);
 	w->fail_writes = writes;

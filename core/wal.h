@@ -40,9 +40,9 @@ enum fresh_sync {
 struct fresh_wal_config {
 	const char *dir;
 	enum fresh_sync sync;
-	unsigned interval_ms;  /* FRESH_SYNC_INTERVAL */
-	size_t segment_bytes;  /* roll to a new segment past this size */
-	bool salvage;          /* on mid-log corruption keep what precedes */
+	unsigned interval_ms; /* FRESH_SYNC_INTERVAL */
+	size_t segment_bytes; /* roll to a new segment past this size */
+	bool salvage;	      /* on mid-log corruption keep what precedes */
 	/*
 	 * Tests only: keep written records in memory until a sync writes and
 	 * syncs them, as a disk's volatile cache would, so that killing the
@@ -52,15 +52,15 @@ struct fresh_wal_config {
 };
 
 /* Called for each record, in sequence order (replay and append). */
-typedef void (*fresh_wal_apply_fn)(void *ctx, uint64_t seq,
-				   const void *payload, size_t len);
+typedef void (*fresh_wal_apply_fn)(void *ctx, uint64_t seq, const void *payload,
+				   size_t len);
 
 /* What recovery found, for the operator's log. */
 struct fresh_wal_recovery {
 	size_t segments, records, replayed;
-	size_t torn_bytes;      /* cut off a torn tail */
-	size_t salvaged_bytes;  /* dropped after mid-log corruption (salvage) */
-	char note[512];         /* human-readable, empty when clean */
+	size_t torn_bytes;     /* cut off a torn tail */
+	size_t salvaged_bytes; /* dropped after mid-log corruption (salvage) */
+	char note[512];	       /* human-readable, empty when clean */
 };
 
 struct fresh_wal;
@@ -114,7 +114,6 @@ void fresh_wal_stats(struct fresh_wal *w, struct fresh_wal_stats *out);
  * Fault injection for tests: when set, the n-th following write (or
  * fdatasync) fails with EIO. 0 disables. Not for production use.
  */
-void fresh_wal_fail_after(struct fresh_wal *w, unsigned writes,
-			  unsigned syncs);
+void fresh_wal_fail_after(struct fresh_wal *w, unsigned writes, unsigned syncs);
 
 #endif

@@ -48,7 +48,6 @@ static void mark_broken(struct fresh_wal *w)
 	fail_waiters(w);
 }
 
-
 /* Marks records through target durable and applies their waiters. */
 static void complete(struct fresh_wal *w, uint64_t target, uint64_t len)
 {
@@ -155,7 +154,8 @@ void *fresh_wal_syncer_main(void *arg)
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += (long)(w->cfg.interval_ms % 1000) * 1000000L;
-		ts.tv_sec += w->cfg.interval_ms / 1000 + ts.tv_nsec / 1000000000L;
+		ts.tv_sec +=
+			w->cfg.interval_ms / 1000 + ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
 		pthread_cond_timedwait(&w->cv, &w->mu, &ts);
 		if (!w->stopping && !w->syncing && !w->broken && w->fd >= 0 &&
@@ -214,8 +214,9 @@ static enum fresh_status write_record(struct fresh_wal *w, uint64_t seq,
 		done += (size_t)r;
 		/* Advance the iovecs past what was written. */
 		for (int i = 0; i < 2; i++) {
-			size_t take = (size_t)r < iov[i].iov_len ? (size_t)r
-								 : iov[i].iov_len;
+			size_t take = (size_t)r < iov[i].iov_len
+					      ? (size_t)r
+					      : iov[i].iov_len;
 			iov[i].iov_base = (char *)iov[i].iov_base + take;
 			iov[i].iov_len -= take;
 			r -= (ssize_t)take;
@@ -241,15 +242,17 @@ enum fresh_status fresh_wal_append(struct fresh_wal *w, const void *payload,
 	while (w->syncing && (w->broken || w->good_len >= w->cfg.segment_bytes))
 		pthread_cond_wait(&w->cv, &w->mu);
 	if (w->broken) {
-		uint64_t valid = w->cfg.sync == FRESH_SYNC_ALWAYS ? w->synced_len
-								 : w->good_len;
+		uint64_t valid = w->cfg.sync == FRESH_SYNC_ALWAYS
+					 ? w->synced_len
+					 : w->good_len;
 		st = fresh_wal_roll(w, valid, err);
 		if (st != FRESH_OK) {
 			char why[sizeof err->msg];
 			pthread_mutex_unlock(&w->mu);
 			snprintf(why, sizeof why, "%s",
 				 err ? err->msg : "roll failed");
-			return fresh_fail(err, st, "update log not writable: %.400s",
+			return fresh_fail(err, st,
+					  "update log not writable: %.400s",
 					  why);
 		}
 	} else if (w->good_len >= w->cfg.segment_bytes) {

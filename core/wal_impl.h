@@ -54,8 +54,8 @@ struct fresh_wal {
 	uint64_t next_seq;    /* seq of the next record */
 	uint64_t written_seq; /* newest record fully written */
 	uint64_t synced_seq;  /* newest record covered by a sync */
-	uint64_t good_len;    /* current segment: end of the last whole record */
-	uint64_t synced_len;  /* current segment: length at the last sync */
+	uint64_t good_len;   /* current segment: end of the last whole record */
+	uint64_t synced_len; /* current segment: length at the last sync */
 	bool syncing, broken, stopping;
 	int last_errno; /* of the last failed write or sync (mu) */
 	struct waiter *head, *tail;

@@ -66,7 +66,7 @@ static enum fresh_status push_seg(struct fresh_wal *w, uint64_t first,
 }
 
 enum fresh_status fresh_wal_list_segments(struct fresh_wal *w,
-				       struct fresh_error *err)
+					  struct fresh_error *err)
 {
 	DIR *d = opendir(w->dir);
 	struct dirent *e;
@@ -80,7 +80,8 @@ enum fresh_status fresh_wal_list_segments(struct fresh_wal *w,
 		char tail[8];
 		struct stat sb;
 		char path[4200];
-		if (sscanf(e->d_name, "wal-%20llu.lo%1[g]", &first, tail) != 2 ||
+		if (sscanf(e->d_name, "wal-%20llu.lo%1[g]", &first, tail) !=
+			    2 ||
 		    strlen(e->d_name) != 28)
 			continue;
 		snprintf(path, sizeof path, "%s/%s", w->dir, e->d_name);
@@ -94,8 +95,7 @@ enum fresh_status fresh_wal_list_segments(struct fresh_wal *w,
 	return st;
 }
 
-static void make_seg_header(unsigned char *h, uint64_t first,
-			    uint64_t prev_len)
+static void make_seg_header(unsigned char *h, uint64_t first, uint64_t prev_len)
 {
 	memset(h, 0, SEG_HEADER);
 	memcpy(h, SEG_MAGIC, 8);
@@ -175,8 +175,8 @@ static void drop_segments_from(struct fresh_wal *w, size_t from)
  * (0: any, for the first record seen).
  */
 enum fresh_status fresh_wal_replay(struct fresh_wal *w, uint64_t after_seq,
-				struct fresh_wal_recovery *rec,
-				struct fresh_error *err)
+				   struct fresh_wal_recovery *rec,
+				   struct fresh_error *err)
 {
 	uint64_t expect = 0;
 
@@ -205,7 +205,8 @@ enum fresh_status fresh_wal_replay(struct fresh_wal *w, uint64_t after_seq,
 			}
 			if (!w->cfg.salvage)
 				return fresh_fail(err, FRESH_FORMAT,
-						  "%s: bad segment header", s->path);
+						  "%s: bad segment header",
+						  s->path);
 			rec->salvaged_bytes += s->size;
 			drop_segments_from(w, i);
 			break;
@@ -235,10 +236,12 @@ enum fresh_status fresh_wal_replay(struct fresh_wal *w, uint64_t after_seq,
 		/* The next segment says how much of this one is valid. */
 		if (!last) {
 			unsigned char nh[SEG_HEADER];
-			int fd = open(w->segs[i + 1].path, O_RDONLY | O_CLOEXEC);
+			int fd =
+				open(w->segs[i + 1].path, O_RDONLY | O_CLOEXEC);
 			uint64_t nfirst, nprev;
 			if (fd >= 0 && w->segs[i + 1].size >= SEG_HEADER &&
-			    fresh_pread_full(fd, nh, SEG_HEADER, 0) == FRESH_OK &&
+			    fresh_pread_full(fd, nh, SEG_HEADER, 0) ==
+				    FRESH_OK &&
 			    parse_seg_header(nh, &nfirst, &nprev) &&
 			    nprev >= SEG_HEADER && nprev < limit)
 				limit = nprev;
@@ -261,7 +264,8 @@ enum fresh_status fresh_wal_replay(struct fresh_wal *w, uint64_t after_seq,
 				problem = "truncated record";
 				break;
 			}
-			if (fresh_wal_record_crc(seq, buf + off + REC_HEADER, len) != crc) {
+			if (fresh_wal_record_crc(seq, buf + off + REC_HEADER,
+						 len) != crc) {
 				problem = "checksum mismatch";
 				/* Torn only if it is the very last record. */
 				final_bad = off + REC_HEADER + len == limit;
@@ -287,15 +291,16 @@ enum fresh_status fresh_wal_replay(struct fresh_wal *w, uint64_t after_seq,
 			 * segment. A truncated record is always at the end; a
 			 * bad checksum only counts when it is the final record.
 			 */
-			bool torn = last && (strcmp(problem, "truncated record") == 0 ||
-					     strcmp(problem,
-						    "truncated record header") == 0 ||
-					     final_bad);
+			bool torn = last &&
+				    (strcmp(problem, "truncated record") == 0 ||
+				     strcmp(problem,
+					    "truncated record header") == 0 ||
+				     final_bad);
 			if (torn) {
 				rec->torn_bytes += s->size - off;
 				snprintf(rec->note, sizeof rec->note,
-					 "%.400s: torn tail (%s) at offset %" PRIu64
-					 ", %" PRIu64 " bytes cut",
+					 "%.400s: torn tail (%s) at offset "
+					 "%" PRIu64 ", %" PRIu64 " bytes cut",
 					 s->path, problem, off, s->size - off);
 			} else if (w->cfg.salvage) {
 				rec->salvaged_bytes += s->size - off;
@@ -311,12 +316,14 @@ enum fresh_status fresh_wal_replay(struct fresh_wal *w, uint64_t after_seq,
 					err, FRESH_FORMAT,
 					"%s: %s at offset %" PRIu64
 					" with records after it (start with "
-					"--salvage-log to keep what precedes it)",
+					"--salvage-log to keep what precedes "
+					"it)",
 					s->path, problem, off);
 			}
 			if (truncate_file(s->path, off) != FRESH_OK)
 				return fresh_fail(err, FRESH_IO,
-						  "%s: cannot truncate", s->path);
+						  "%s: cannot truncate",
+						  s->path);
 			s->size = off;
 			break;
 		}
@@ -324,7 +331,8 @@ enum fresh_status fresh_wal_replay(struct fresh_wal *w, uint64_t after_seq,
 			/* Beyond what the next segment vouches for. */
 			if (truncate_file(s->path, limit) != FRESH_OK)
 				return fresh_fail(err, FRESH_IO,
-						  "%s: cannot truncate", s->path);
+						  "%s: cannot truncate",
+						  s->path);
 			s->size = limit;
 		}
 	}
@@ -343,7 +351,7 @@ enum fresh_status fresh_wal_io_status(int e)
 /* Creates a new segment starting at w->next_seq; prev_len vouches for the
  * current one. Called under mu with no sync running. */
 enum fresh_status fresh_wal_roll(struct fresh_wal *w, uint64_t prev_len,
-			      struct fresh_error *err)
+				 struct fresh_error *err)
 {
 	unsigned char h[SEG_HEADER];
 	char path[4096];
@@ -369,8 +377,8 @@ enum fresh_status fresh_wal_roll(struct fresh_wal *w, uint64_t prev_len,
 			    0644);
 	if (fd < 0) {
 		w->last_errno = errno;
-		return fresh_fail(err, fresh_wal_io_status(errno), "%s: %s", path,
-				  strerror(errno));
+		return fresh_fail(err, fresh_wal_io_status(errno), "%s: %s",
+				  path, strerror(errno));
 	}
 	make_seg_header(h, w->next_seq, prev_len);
 	if (fresh_write_full(fd, h, SEG_HEADER) != FRESH_OK ||
@@ -380,8 +388,8 @@ enum fresh_status fresh_wal_roll(struct fresh_wal *w, uint64_t prev_len,
 		close(fd);
 		unlink(path);
 		w->last_errno = e;
-		return fresh_fail(err, fresh_wal_io_status(e), "%s: cannot create: %s",
-				  path, strerror(e));
+		return fresh_fail(err, fresh_wal_io_status(e),
+				  "%s: cannot create: %s", path, strerror(e));
 	}
 	if (w->fd >= 0)
 		close(w->fd);

@@ -17,13 +17,12 @@
 
 static json_t *holdout_json(const struct fresh_holdout *h)
 {
-	return json_pack("{s:I,s:o,s:f,s:o,s:f}", "pairs", (json_int_t)h->n,
-			 "stale_mse",
-			 h->stale_defined ? json_real(h->stale_mse) : json_null(),
-			 "corrected_mse", h->corrected_mse, "stale_rel_err",
-			 h->stale_defined ? json_real(h->stale_rel_err)
-					  : json_null(),
-			 "corrected_rel_err", h->corrected_rel_err);
+	return json_pack(
+		"{s:I,s:o,s:f,s:o,s:f}", "pairs", (json_int_t)h->n, "stale_mse",
+		h->stale_defined ? json_real(h->stale_mse) : json_null(),
+		"corrected_mse", h->corrected_mse, "stale_rel_err",
+		h->stale_defined ? json_real(h->stale_rel_err) : json_null(),
+		"corrected_rel_err", h->corrected_rel_err);
 }
 
 json_t *srv_refit_json(const struct fresh_refit_outcome *o)
@@ -38,7 +37,8 @@ json_t *srv_refit_json(const struct fresh_refit_outcome *o)
 	json_object_set_new(j, "reason",
 			    r->accepted ? json_null() : json_string(r->reason));
 	json_object_set_new(j, "holdout",
-			    r->held_out ? holdout_json(&r->holdout) : json_null());
+			    r->held_out ? holdout_json(&r->holdout)
+					: json_null());
 	json_object_set_new(j, "previous_corrected_mse",
 			    r->held_out ? json_real(r->current_mse)
 					: json_null());
@@ -55,16 +55,16 @@ json_t *srv_refit_json(const struct fresh_refit_outcome *o)
 			    r->lambda > 0 ? json_real(r->lambda) : json_null());
 	json_object_set_new(j, "refit_on_all_pairs",
 			    json_boolean(r->refit_on_all));
-	json_object_set_new(j, "duration_ms",
-			    json_integer((json_int_t)((o->train_seconds +
-						       o->build_seconds +
-						       o->publish_seconds) *
-						      1000.0)));
 	json_object_set_new(
-		j, "timings_ms",
-		json_pack("{s:f,s:f,s:f}", "train", o->train_seconds * 1e3,
-			  "materialize", o->build_seconds * 1e3, "publish",
-			  o->publish_seconds * 1e3));
+		j, "duration_ms",
+		json_integer((json_int_t)((o->train_seconds + o->build_seconds +
+					   o->publish_seconds) *
+					  1000.0)));
+	json_object_set_new(j, "timings_ms",
+			    json_pack("{s:f,s:f,s:f}", "train",
+				      o->train_seconds * 1e3, "materialize",
+				      o->build_seconds * 1e3, "publish",
+				      o->publish_seconds * 1e3));
 	json_object_set_new(j, "trained_through_seq",
 			    json_integer((json_int_t)o->trained_through));
 	json_object_set_new(j, "finished_at", srv_iso_time(o->finished_at));
@@ -81,9 +81,11 @@ json_t *srv_corrector_json(struct srv_server *srv)
 	if (!j)
 		return NULL;
 	json_object_set_new(j, "version", json_integer((json_int_t)st.version));
-	json_object_set_new(j, "kind",
-			    json_string(fresh_corrector_kind_name(st.shape.kind)));
-	json_object_set_new(j, "hidden", json_integer((json_int_t)st.shape.hidden));
+	json_object_set_new(
+		j, "kind",
+		json_string(fresh_corrector_kind_name(st.shape.kind)));
+	json_object_set_new(j, "hidden",
+			    json_integer((json_int_t)st.shape.hidden));
 	json_object_set_new(j, "activation",
 			    json_string(fresh_activation_name(st.shape.act)));
 	json_object_set_new(j, "dim", json_integer((json_int_t)st.shape.d_in));
@@ -101,20 +103,21 @@ json_t *srv_corrector_json(struct srv_server *srv)
 			    json_pack("{s:I,s:I}", "buffered",
 				      (json_int_t)st.pairs_buffered, "total",
 				      (json_int_t)st.pairs_total));
-	json_object_set_new(j, "last_seq", json_integer((json_int_t)st.last_seq));
+	json_object_set_new(j, "last_seq",
+			    json_integer((json_int_t)st.last_seq));
 	json_object_set_new(j, "holdout",
 			    st.have_holdout ? holdout_json(&st.holdout)
 					    : json_null());
 	json_object_set_new(j, "last_refit",
 			    st.last.valid ? srv_refit_json(&st.last)
 					  : json_null());
-	json_object_set_new(
-		j, "refits",
-		json_pack("{s:I,s:I,s:I,s:I}", "started",
-			  (json_int_t)st.refits_started, "accepted",
-			  (json_int_t)st.refits_accepted, "rejected",
-			  (json_int_t)st.refits_rejected, "failed",
-			  (json_int_t)st.refits_failed));
+	json_object_set_new(j, "refits",
+			    json_pack("{s:I,s:I,s:I,s:I}", "started",
+				      (json_int_t)st.refits_started, "accepted",
+				      (json_int_t)st.refits_accepted,
+				      "rejected",
+				      (json_int_t)st.refits_rejected, "failed",
+				      (json_int_t)st.refits_failed));
 	json_object_set_new(j, "writable", json_boolean(st.writable));
 	return j;
 }
@@ -156,10 +159,11 @@ void srv_api_refit(struct srv_request *req, struct srv_reply *r)
 	}
 	st = fresh_engine_refit(req->srv->engine, wait, &out);
 	if (st != FRESH_OK) {
-		srv_error_from_status(&e, st, st == FRESH_CANCELLED
-						      ? "shutting down; the "
-							"refit was abandoned"
-						      : NULL);
+		srv_error_from_status(&e, st,
+				      st == FRESH_CANCELLED
+					      ? "shutting down; the "
+						"refit was abandoned"
+					      : NULL);
 		srv_reply_error(r, &e);
 		return;
 	}

@@ -77,8 +77,8 @@ done:
 
 void srv_api_demo_truth(struct srv_request *req, struct srv_reply *r)
 {
-	static const char *const keys[] = {"vector", "vectors", "vector_b64",
-					   "vectors_b64", "k", NULL};
+	static const char *const keys[] = {
+		"vector", "vectors", "vector_b64", "vectors_b64", "k", NULL};
 	struct srv_server *srv = req->srv;
 	struct srv_error e;
 	json_t *body = NULL, *results;
@@ -115,9 +115,11 @@ void srv_api_demo_truth(struct srv_request *req, struct srv_reply *r)
 			json_array_append_new(
 				list,
 				json_pack("{s:o,s:o}", "id",
-					  srv_json_u64(hits[i * (size_t)k + h].id),
+					  srv_json_u64(
+						  hits[i * (size_t)k + h].id),
 					  "score",
-					  srv_json_float(hits[i * (size_t)k + h].score)));
+					  srv_json_float(hits[i * (size_t)k + h]
+								 .score)));
 		json_array_append_new(results, list);
 	}
 	srv_reply_json(r, 200, json_pack("{s:o}", "results", results));

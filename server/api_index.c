@@ -40,7 +40,8 @@ void srv_api_reload(struct srv_request *req, struct srv_reply *r)
 	pv = json_object_get(body, "path");
 	iv = json_object_get(body, "ids_path");
 	if (!json_is_string(pv) || !string_field(pv, path, sizeof path)) {
-		srv_bad(&e, "path: %s", pv ? "expected a file name" : "missing");
+		srv_bad(&e, "path: %s",
+			pv ? "expected a file name" : "missing");
 		goto fail;
 	}
 	if (iv && !json_is_null(iv) &&

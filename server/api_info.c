@@ -77,15 +77,15 @@ static json_t *reload_json(struct srv_server *srv)
 	fresh_engine_reload_status(srv->engine, &rs);
 	if (rs.state == FRESH_RELOAD_NONE)
 		return json_null();
-	return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o}", "state",
-			 fresh_reload_state_name(rs.state), "path", rs.path,
-			 "started_at", srv_iso_time(rs.started_at), "finished_at",
-			 rs.finished_at > 0 ? srv_iso_time(rs.finished_at)
-					    : json_null(),
-			 "error", rs.error[0] ? json_string(rs.error) : json_null(),
-			 "version",
-			 rs.version ? json_integer((json_int_t)rs.version)
-				    : json_null());
+	return json_pack(
+		"{s:s,s:s,s:o,s:o,s:o,s:o}", "state",
+		fresh_reload_state_name(rs.state), "path", rs.path,
+		"started_at", srv_iso_time(rs.started_at), "finished_at",
+		rs.finished_at > 0 ? srv_iso_time(rs.finished_at) : json_null(),
+		"error", rs.error[0] ? json_string(rs.error) : json_null(),
+		"version",
+		rs.version ? json_integer((json_int_t)rs.version)
+			   : json_null());
 }
 
 void srv_api_info(struct srv_request *req, struct srv_reply *r)
@@ -99,16 +99,17 @@ void srv_api_info(struct srv_request *req, struct srv_reply *r)
 	fresh_engine_info(srv->engine, &info);
 	fresh_engine_reload_status(srv->engine, &rs);
 	snprintf(fp, sizeof fp, "%016" PRIx64, info.fingerprint);
-	j = json_pack("{s:I,s:I,s:I,s:o,s:{s:s,s:o,s:s,s:o},s:s,s:f}",
-		      "targets", (json_int_t)info.targets, "dim",
-		      (json_int_t)info.dim, "fresh_dim",
-		      (json_int_t)info.fresh_dim,
-		      "corrector", srv_corrector_json(srv), "index", "source",
-		      info.source, "loaded_at",
-		      srv_iso_time(rs.state == FRESH_RELOAD_DONE ? rs.finished_at
-							    : srv->index_loaded_at),
-		      "fingerprint", fp, "reload", reload_json(srv), "version", FRESHD_VERSION,
-		      "uptime_s", srv_unix_now() - srv->started_at);
+	j = json_pack(
+		"{s:I,s:I,s:I,s:o,s:{s:s,s:o,s:s,s:o},s:s,s:f}", "targets",
+		(json_int_t)info.targets, "dim", (json_int_t)info.dim,
+		"fresh_dim", (json_int_t)info.fresh_dim, "corrector",
+		srv_corrector_json(srv), "index", "source", info.source,
+		"loaded_at",
+		srv_iso_time(rs.state == FRESH_RELOAD_DONE
+				     ? rs.finished_at
+				     : srv->index_loaded_at),
+		"fingerprint", fp, "reload", reload_json(srv), "version",
+		FRESHD_VERSION, "uptime_s", srv_unix_now() - srv->started_at);
 	if (j) {
 		json_object_set_new(j, "store",
 				    json_string(fresh_store_name(info.store)));

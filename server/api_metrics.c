@@ -16,40 +16,44 @@
 void srv_route_metrics(struct srv_server *srv, struct srv_buf *b)
 {
 	srv_buf_printf(b, "# HELP freshd_http_requests_total HTTP requests "
-			   "answered, by endpoint and status code.\n"
-			   "# TYPE freshd_http_requests_total counter\n");
+			  "answered, by endpoint and status code.\n"
+			  "# TYPE freshd_http_requests_total counter\n");
 	for (int i = 0; i < SRV_ROUTE_COUNT; i++)
 		for (int c = 0; c < SRV_CODES && srv_counted_codes[c]; c++) {
-			unsigned long long v = atomic_load_explicit(
-				&srv->routes[i].by_code[c], memory_order_relaxed);
+			unsigned long long v =
+				atomic_load_explicit(&srv->routes[i].by_code[c],
+						     memory_order_relaxed);
 			if (v)
 				srv_buf_printf(b,
 					       "freshd_http_requests_total{"
 					       "endpoint=\"%s\",code=\"%d\"} "
 					       "%llu\n",
-					       srv_route_names[i], srv_counted_codes[c], v);
+					       srv_route_names[i],
+					       srv_counted_codes[c], v);
 		}
 	srv_buf_printf(b, "# HELP freshd_http_request_duration_seconds Time "
-			   "from request headers to reply, by endpoint.\n"
-			   "# TYPE freshd_http_request_duration_seconds "
-			   "histogram\n");
+			  "from request headers to reply, by endpoint.\n"
+			  "# TYPE freshd_http_request_duration_seconds "
+			  "histogram\n");
 	for (int i = 0; i < SRV_ROUTE_COUNT; i++) {
 		char labels[64];
-		snprintf(labels, sizeof labels, "endpoint=\"%s\"", srv_route_names[i]);
+		snprintf(labels, sizeof labels, "endpoint=\"%s\"",
+			 srv_route_names[i]);
 		srv_hist_render(b, "freshd_http_request_duration_seconds",
 				labels, &srv->routes[i].latency);
 	}
 	srv_buf_printf(b, "# HELP freshd_http_requests_in_progress Requests "
-			   "being handled (a refit?wait=true waits here), by "
-			   "endpoint.\n"
-			   "# TYPE freshd_http_requests_in_progress gauge\n");
+			  "being handled (a refit?wait=true waits here), by "
+			  "endpoint.\n"
+			  "# TYPE freshd_http_requests_in_progress gauge\n");
 	for (int i = 0; i < SRV_ROUTE_COUNT; i++)
-		srv_buf_printf(b,
-			       "freshd_http_requests_in_progress{endpoint=\"%s\"}"
-			       " %llu\n",
-			       srv_route_names[i],
-			       (unsigned long long)atomic_load(
-				       &srv->routes[i].in_handler));
+		srv_buf_printf(
+			b,
+			"freshd_http_requests_in_progress{endpoint=\"%s\"}"
+			" %llu\n",
+			srv_route_names[i],
+			(unsigned long long)atomic_load(
+				&srv->routes[i].in_handler));
 }
 
 void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
@@ -72,7 +76,8 @@ void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 	srv_hist_render(&b, "freshd_search_batch_size", "", &ds->batch_size);
 	srv_buf_printf(
 		&b,
-		"# HELP freshd_search_queue_depth Queries waiting to be scored.\n"
+		"# HELP freshd_search_queue_depth Queries waiting to be "
+		"scored.\n"
 		"# TYPE freshd_search_queue_depth gauge\n"
 		"freshd_search_queue_depth %llu\n"
 		"# HELP freshd_search_queries_total Queries scored.\n"
@@ -111,10 +116,11 @@ void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 			       "%.9g\n",
 			       st.holdout.corrected_mse);
 		if (st.holdout.stale_defined)
-			srv_buf_printf(&b,
-				       "freshd_holdout_mse{embedding=\"stale\"} "
-				       "%.9g\n",
-				       st.holdout.stale_mse);
+			srv_buf_printf(
+				&b,
+				"freshd_holdout_mse{embedding=\"stale\"} "
+				"%.9g\n",
+				st.holdout.stale_mse);
 	}
 	srv_buf_printf(
 		&b,
@@ -158,8 +164,10 @@ void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 		"# TYPE freshd_resident_memory_bytes gauge\n"
 		"freshd_resident_memory_bytes %lld\n",
 		st.pairs_buffered, st.pairs_total, st.log_bytes, st.wal.syncs,
-		st.wal.sync_seconds, st.wal.sync_failures + st.wal.write_failures,
-		st.writable ? 1 : 0, info.targets, index_bytes, extra, srv_rss_bytes());
+		st.wal.sync_seconds,
+		st.wal.sync_failures + st.wal.write_failures,
+		st.writable ? 1 : 0, info.targets, index_bytes, extra,
+		srv_rss_bytes());
 	if (b.failed || !b.data) {
 		struct srv_error e;
 		free(b.data);

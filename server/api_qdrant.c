@@ -24,8 +24,7 @@
 /* The Qdrant release whose REST shapes this surface follows. */
 #define QDRANT_VERSION "1.19.0"
 
-static bool is_collection(struct srv_server *srv, const char *name,
-			  size_t len)
+static bool is_collection(struct srv_server *srv, const char *name, size_t len)
 {
 	return strlen(srv->cfg.collection) == len &&
 	       memcmp(srv->cfg.collection, name, len) == 0;
@@ -40,12 +39,13 @@ static bool no_collection(struct srv_error *e, const char *name, size_t len)
 
 /* A point id: an unsigned integer (freshd has no UUID ids). */
 bool srv_qdrant_point_id(json_t *v, const char *path, uint64_t *id,
-		     struct srv_error *e)
+			 struct srv_error *e)
 {
 	if (srv_is_text(v))
-		return srv_bad(e, "%s: freshd's point ids are unsigned "
-				  "integers (the target ids); UUIDs are not "
-				  "supported",
+		return srv_bad(e,
+			       "%s: freshd's point ids are unsigned "
+			       "integers (the target ids); UUIDs are not "
+			       "supported",
 			       path);
 	return srv_get_u64(v, path, id, e);
 }
@@ -59,14 +59,15 @@ bool srv_qdrant_uuid_free(json_t *list, const char *path, struct srv_error *e)
 		uint64_t id;
 		snprintf(at, sizeof at, "%s[%zu]", path, i);
 		if (srv_is_text(json_array_get(list, i)))
-			return srv_qdrant_point_id(json_array_get(list, i), at, &id, e);
+			return srv_qdrant_point_id(json_array_get(list, i), at,
+						   &id, e);
 	}
 	return true;
 }
 
 /* with_payload / with_vector: a bool, or a selector (a list, include/exclude). */
 bool srv_qdrant_selector(json_t *obj, const char *key, bool def, bool *out,
-		     struct srv_error *e)
+			 struct srv_error *e)
 {
 	json_t *v = json_object_get(obj, key);
 	size_t n;
@@ -114,11 +115,11 @@ static json_t *collection_info(struct srv_server *srv)
 		"s:{s:f,s:i,s:i,s:n,s:n,s:n,s:i,s:n},"
 		"s:{s:i,s:i},s:n},"
 		"s:{},s:{s:i}}",
-		"status", "green", "optimizer_status", "ok",
-		"points_count", (json_int_t)info.targets,
-		"indexed_vectors_count", (json_int_t)0, "segments_count", 1,
-		"config", "params", "vectors", "size", (json_int_t)info.fresh_dim,
-		"distance", "Dot", "shard_number", 1, "replication_factor", 1,
+		"status", "green", "optimizer_status", "ok", "points_count",
+		(json_int_t)info.targets, "indexed_vectors_count",
+		(json_int_t)0, "segments_count", 1, "config", "params",
+		"vectors", "size", (json_int_t)info.fresh_dim, "distance",
+		"Dot", "shard_number", 1, "replication_factor", 1,
 		"write_consistency_factor", 1, "on_disk_payload", 1,
 		"hnsw_config", "m", 0, "ef_construct", 100,
 		"full_scan_threshold", 10000, "max_indexing_threads", 0,
@@ -189,7 +190,7 @@ void srv_api_qdrant(struct srv_request *req, struct srv_reply *r)
 		 strcmp(rest, "/points/query/batch") == 0 ||
 		 strcmp(rest, "/points/search") == 0 ||
 		 strcmp(rest, "/points/search/batch") == 0) {
-		const char *allow = strcmp(rest, "") == 0	  ? "GET"
+		const char *allow = strcmp(rest, "") == 0	   ? "GET"
 				    : strcmp(rest, "/points") == 0 ? "POST, PUT"
 								   : "POST";
 		srv_fail(&e, 405, "method_not_allowed",
@@ -198,12 +199,14 @@ void srv_api_qdrant(struct srv_request *req, struct srv_reply *r)
 		snprintf(r->allow, sizeof r->allow, "%s", allow);
 		srv_reply_error(r, &e);
 	} else {
-		srv_fail(&e, 404, "not_found",
-			 "freshd does not implement %s %.300s (its Qdrant-"
-			 "compatible subset: GET /collections[/{name}[/exists]], "
-			 "POST /collections/{name}/points[/query[/batch]|/search"
-			 "[/batch]], PUT /collections/{name}/points)",
-			 m, url);
+		srv_fail(
+			&e, 404, "not_found",
+			"freshd does not implement %s %.300s (its Qdrant-"
+			"compatible subset: GET "
+			"/collections[/{name}[/exists]], "
+			"POST /collections/{name}/points[/query[/batch]|/search"
+			"[/batch]], PUT /collections/{name}/points)",
+			m, url);
 		srv_reply_error(r, &e);
 	}
 }

@@ -18,8 +18,7 @@
 bool srv_qdrant_point_id(json_t *v, const char *path, uint64_t *id,
 			 struct srv_error *e);
 /* Refuses UUIDs in a list of point ids with point_id's message. */
-bool srv_qdrant_uuid_free(json_t *list, const char *path,
-			  struct srv_error *e);
+bool srv_qdrant_uuid_free(json_t *list, const char *path, struct srv_error *e);
 /* with_payload / with_vector: a bool, or a selector (a list,
  * include/exclude). */
 bool srv_qdrant_selector(json_t *obj, const char *key, bool def, bool *out,

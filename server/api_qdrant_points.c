@@ -16,8 +16,9 @@
 /* POST .../points: the points of some ids (unknown ids are left out). */
 void srv_qdrant_retrieve(struct srv_request *req, struct srv_reply *r)
 {
-	static const char *const keys[] = {"ids", "with_payload", "with_vector",
-					   "with_vectors", "shard_key", NULL};
+	static const char *const keys[] = {"ids",	  "with_payload",
+					   "with_vector", "with_vectors",
+					   "shard_key",	  NULL};
 	struct srv_server *srv = req->srv;
 	size_t dim = srv_qdrant_width(srv, FRESH_SCORING_CORRECTED), n;
 	struct srv_error e;
@@ -29,11 +30,13 @@ void srv_qdrant_retrieve(struct srv_request *req, struct srv_reply *r)
 
 	if (!srv_parse_body(req->body, req->body_len, false, &body, &e) ||
 	    !srv_check_keys(body, keys, &e) ||
-	    !srv_qdrant_selector(body, "with_payload", false, &with_payload, &e) ||
+	    !srv_qdrant_selector(body, "with_payload", false, &with_payload,
+				 &e) ||
 	    !srv_qdrant_selector(body,
-		      json_object_get(body, "with_vectors") ? "with_vectors"
-							    : "with_vector",
-		      false, &with_vector, &e))
+				 json_object_get(body, "with_vectors")
+					 ? "with_vectors"
+					 : "with_vector",
+				 false, &with_vector, &e))
 		goto fail;
 	ids_j = json_object_get(body, "ids");
 	if (!ids_j) {
@@ -68,8 +71,9 @@ void srv_qdrant_retrieve(struct srv_request *req, struct srv_reply *r)
 		if (with_payload)
 			json_object_set_new(p, "payload", json_object());
 		if (with_vector)
-			json_object_set_new(p, "vector",
-					    srv_json_floats(vecs + i * dim, dim));
+			json_object_set_new(
+				p, "vector",
+				srv_json_floats(vecs + i * dim, dim));
 		json_array_append_new(out, p);
 	}
 	srv_reply_qdrant(r, 200, out);
@@ -92,9 +96,10 @@ static bool upsert_vector(json_t *v, const char *path, size_t dim, float *out,
 	if (json_is_object(v)) {
 		json_t *d = json_object_get(v, "");
 		if (!d || json_object_size(v) != 1)
-			return srv_bad(e, "%s: only the default (unnamed) vector "
-					  "can be upserted: it is the fresh "
-					  "embedding of the target",
+			return srv_bad(e,
+				       "%s: only the default (unnamed) vector "
+				       "can be upserted: it is the fresh "
+				       "embedding of the target",
 				       path);
 		snprintf(at, sizeof at, "%s[\"\"]", path);
 		return srv_get_vector(d, false, at, dim, out, e);
@@ -104,10 +109,12 @@ static bool upsert_vector(json_t *v, const char *path, size_t dim, float *out,
 
 static bool empty_payload(json_t *p, const char *path, struct srv_error *e)
 {
-	if (!p || json_is_null(p) || (json_is_object(p) && !json_object_size(p)))
+	if (!p || json_is_null(p) ||
+	    (json_is_object(p) && !json_object_size(p)))
 		return true;
-	return srv_bad(e, "%s: freshd stores no payloads; upsert points "
-			  "without one",
+	return srv_bad(e,
+		       "%s: freshd stores no payloads; upsert points "
+		       "without one",
 		       path);
 }
 
@@ -115,8 +122,8 @@ static bool empty_payload(json_t *p, const char *path, struct srv_error *e)
  * Qdrant would create a point it does not have; freshd's targets are the
  * index's rows, so an unknown id is refused (400) before anything is kept.
  */
-static bool known_points(struct srv_server *srv, const uint64_t *ids,
-			 size_t n, bool points, struct srv_error *e)
+static bool known_points(struct srv_server *srv, const uint64_t *ids, size_t n,
+			 bool points, struct srv_error *e)
 {
 	size_t dim = fresh_engine_dim(srv->engine);
 	float *tmp = malloc(n * dim * sizeof *tmp);
@@ -130,10 +137,11 @@ static bool known_points(struct srv_server *srv, const uint64_t *ids,
 		srv_fail(e, 503, "overloaded", "out of memory");
 	for (size_t i = 0; ok && i < n; i++)
 		if (!found[i])
-			ok = srv_bad(e, "%s[%zu]%s: no point with id %" PRIu64
-					" (freshd cannot add points: an upsert is "
-					"the fresh embedding of an existing "
-					"target)",
+			ok = srv_bad(e,
+				     "%s[%zu]%s: no point with id %" PRIu64
+				     " (freshd cannot add points: an upsert is "
+				     "the fresh embedding of an existing "
+				     "target)",
 				     points ? "points" : "batch.ids", i,
 				     points ? ".id" : "", ids[i]);
 	free(tmp);
@@ -149,14 +157,14 @@ static bool known_points(struct srv_server *srv, const uint64_t *ids,
  */
 void srv_qdrant_upsert(struct srv_request *req, struct srv_reply *r)
 {
-	static const char *const keys[] = {"points", "batch", "shard_key",
-					   "update_filter", "update_mode", NULL};
+	static const char *const keys[] = {"points",	  "batch",
+					   "shard_key",	  "update_filter",
+					   "update_mode", NULL};
 	static const char *const modes[] = {"upsert", "update_only",
 					    "insert_only", NULL};
 	int mode;
 	static const char *const pkeys[] = {"id", "vector", "payload", NULL};
-	static const char *const bkeys[] = {"ids", "vectors", "payloads",
-					    NULL};
+	static const char *const bkeys[] = {"ids", "vectors", "payloads", NULL};
 	struct srv_server *srv = req->srv;
 	size_t dim = fresh_engine_fresh_dim(srv->engine), n = 0;
 	struct srv_error e;
@@ -202,7 +210,8 @@ void srv_qdrant_upsert(struct srv_request *req, struct srv_reply *r)
 		}
 		n = json_array_size(points);
 	} else {
-		if (!json_is_object(batch) || !srv_check_keys(batch, bkeys, &e)) {
+		if (!json_is_object(batch) ||
+		    !srv_check_keys(batch, bkeys, &e)) {
 			if (json_is_object(batch))
 				goto fail;
 			srv_bad(&e, "batch: expected an object");
@@ -211,7 +220,8 @@ void srv_qdrant_upsert(struct srv_request *req, struct srv_reply *r)
 		bids = json_object_get(batch, "ids");
 		bvecs = json_object_get(batch, "vectors");
 		if (!bids || !bvecs) {
-			srv_bad(&e, "batch.%s: missing", bids ? "vectors" : "ids");
+			srv_bad(&e, "batch.%s: missing",
+				bids ? "vectors" : "ids");
 			goto fail;
 		}
 		if (!srv_qdrant_uuid_free(bids, "batch.ids", &e) ||
@@ -219,8 +229,9 @@ void srv_qdrant_upsert(struct srv_request *req, struct srv_reply *r)
 				     &ids, &n, &e))
 			goto fail;
 		if (!json_is_array(bvecs) || json_array_size(bvecs) != n) {
-			srv_bad(&e, "batch.vectors: expected %zu vectors, one "
-				    "per id",
+			srv_bad(&e,
+				"batch.vectors: expected %zu vectors, one "
+				"per id",
 				n);
 			goto fail;
 		}
@@ -228,13 +239,16 @@ void srv_qdrant_upsert(struct srv_request *req, struct srv_reply *r)
 		    !json_is_null(json_object_get(batch, "payloads"))) {
 			json_t *ps = json_object_get(batch, "payloads");
 			if (!json_is_array(ps)) {
-				srv_bad(&e, "batch.payloads: expected an array");
+				srv_bad(&e,
+					"batch.payloads: expected an array");
 				goto fail;
 			}
 			for (size_t i = 0; i < json_array_size(ps); i++) {
 				char path[48];
-				snprintf(path, sizeof path, "batch.payloads[%zu]", i);
-				if (!empty_payload(json_array_get(ps, i), path, &e))
+				snprintf(path, sizeof path,
+					 "batch.payloads[%zu]", i);
+				if (!empty_payload(json_array_get(ps, i), path,
+						   &e))
 					goto fail;
 			}
 		}
@@ -275,8 +289,8 @@ void srv_qdrant_upsert(struct srv_request *req, struct srv_reply *r)
 			id = json_object_get(p, "id");
 			v = json_object_get(p, "vector");
 			snprintf(vpath, sizeof vpath, "%s.vector", path);
-			snprintf(path + strlen(path), sizeof path - strlen(path),
-				 ".id");
+			snprintf(path + strlen(path),
+				 sizeof path - strlen(path), ".id");
 		} else {
 			id = NULL; /* read above */
 			v = json_array_get(bvecs, i);

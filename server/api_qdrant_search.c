@@ -16,12 +16,12 @@
 /* One nearest-neighbour request of a query or search body. */
 struct qd_search {
 	enum fresh_scoring scoring;
-	float *q;            /* width of the scoring */
+	float *q; /* width of the scoring */
 	size_t limit, offset;
 	bool has_threshold;
 	float threshold;
 	bool with_vector, with_payload;
-	bool by_id;          /* the query is a point's vector: skip that point */
+	bool by_id; /* the query is a point's vector: skip that point */
 	uint64_t id;
 };
 
@@ -44,9 +44,10 @@ static bool vector_name(json_t *v, const char *path,
 		*scoring = FRESH_SCORING_STALE;
 		return true;
 	}
-	return srv_bad(e, "%s: no vector named '%.64s' (this collection has the "
-			  "default vector, the corrected embeddings, and "
-			  "'stale')",
+	return srv_bad(e,
+		       "%s: no vector named '%.64s' (this collection has the "
+		       "default vector, the corrected embeddings, and "
+		       "'stale')",
 		       path, s);
 }
 
@@ -60,17 +61,17 @@ static bool common_fields(json_t *o, const char *path, struct qd_search *s,
 	json_t *t = json_object_get(o, "score_threshold");
 
 	if (f && !json_is_null(f))
-		return srv_bad(e, "%sfilter: freshd stores no payloads, so it "
-				  "cannot filter; leave filter out",
+		return srv_bad(e,
+			       "%sfilter: freshd stores no payloads, so it "
+			       "cannot filter; leave filter out",
 			       path);
-	const char *lkey = !json_object_get(o, "limit") && json_object_get(o, "top")
-				   ? "top" /* the search API's alias */
-				   : "limit";
+	const char *lkey =
+		!json_object_get(o, "limit") && json_object_get(o, "top")
+			? "top" /* the search API's alias */
+			: "limit";
 
-	if (!srv_field_int(o, lkey, 1, (int64_t)FRESH_MAX_K, 10, &limit,
-			   e) ||
-	    !srv_field_int(o, "offset", 0, (int64_t)FRESH_MAX_K, 0, &offset,
-			   e))
+	if (!srv_field_int(o, lkey, 1, (int64_t)FRESH_MAX_K, 10, &limit, e) ||
+	    !srv_field_int(o, "offset", 0, (int64_t)FRESH_MAX_K, 0, &offset, e))
 		return false;
 	if ((size_t)(limit + offset) > FRESH_MAX_K)
 		return srv_bad(e, "%slimit + offset: %" PRId64 ", at most %d",
@@ -83,10 +84,13 @@ static bool common_fields(json_t *o, const char *path, struct qd_search *s,
 		s->has_threshold = true;
 		s->threshold = (float)thr;
 	}
-	return srv_qdrant_selector(o, json_object_get(o, "with_vectors") ? "with_vectors"
-							       : "with_vector",
-			false, &s->with_vector, e) &&
-	       srv_qdrant_selector(o, "with_payload", false, &s->with_payload, e);
+	return srv_qdrant_selector(o,
+				   json_object_get(o, "with_vectors")
+					   ? "with_vectors"
+					   : "with_vector",
+				   false, &s->with_vector, e) &&
+	       srv_qdrant_selector(o, "with_payload", false, &s->with_payload,
+				   e);
 }
 
 /* A query vector of the scoring's width into s->q. */
@@ -131,11 +135,13 @@ static bool point_vector(struct srv_server *srv, struct qd_search *s,
 static bool parse_query(struct srv_server *srv, json_t *o, const char *path,
 			struct qd_search *s, struct srv_error *e)
 {
-	static const char *const keys[] = {
-		"query",        "using",       "limit",  "offset",
-		"score_threshold", "with_vector", "with_vectors", "with_payload",
-		"filter",       "params",      "prefetch", "lookup_from",
-		"shard_key",    NULL};
+	static const char *const keys[] = {"query",	      "using",
+					   "limit",	      "offset",
+					   "score_threshold", "with_vector",
+					   "with_vectors",    "with_payload",
+					   "filter",	      "params",
+					   "prefetch",	      "lookup_from",
+					   "shard_key",	      NULL};
 	json_t *q, *p = NULL;
 	char at[96];
 
@@ -143,29 +149,33 @@ static bool parse_query(struct srv_server *srv, json_t *o, const char *path,
 	if (!json_is_object(o))
 		return srv_bad(e, "%sexpected an object", path);
 	if (!srv_check_keys(o, keys, e) ||
-	    !vector_name(json_object_get(o, "using"), "using", &s->scoring, e) ||
+	    !vector_name(json_object_get(o, "using"), "using", &s->scoring,
+			 e) ||
 	    !common_fields(o, path, s, e))
 		return false;
 	p = json_object_get(o, "prefetch");
 	if (p && !json_is_null(p) && !(json_is_array(p) && !json_array_size(p)))
-		return srv_bad(e, "%sprefetch: not supported (freshd answers "
-				  "exact nearest neighbours in one stage)",
+		return srv_bad(e,
+			       "%sprefetch: not supported (freshd answers "
+			       "exact nearest neighbours in one stage)",
 			       path);
 	p = json_object_get(o, "lookup_from");
 	if (p && !json_is_null(p))
 		return srv_bad(e, "%slookup_from: not supported", path);
 	q = json_object_get(o, "query");
 	if (!q || json_is_null(q))
-		return srv_bad(e, "%squery: missing (freshd answers nearest-"
-				  "neighbour queries: a vector, a point id or "
-				  "{\"nearest\": ...})",
+		return srv_bad(e,
+			       "%squery: missing (freshd answers nearest-"
+			       "neighbour queries: a vector, a point id or "
+			       "{\"nearest\": ...})",
 			       path);
 	if (json_is_object(q)) {
 		json_t *n = json_object_get(q, "nearest");
 		if (!n || json_object_size(q) != 1)
-			return srv_bad(e, "%squery: only nearest-neighbour "
-					  "queries are supported (a vector, a "
-					  "point id or {\"nearest\": ...})",
+			return srv_bad(e,
+				       "%squery: only nearest-neighbour "
+				       "queries are supported (a vector, a "
+				       "point id or {\"nearest\": ...})",
 				       path);
 		q = n;
 		snprintf(at, sizeof at, "%squery.nearest", path);
@@ -175,10 +185,12 @@ static bool parse_query(struct srv_server *srv, json_t *o, const char *path,
 	if (srv_is_list(q, NULL))
 		return query_vector(srv, q, at, s, e);
 	if (json_is_object(q))
-		return srv_bad(e, "%s: sparse and multi-vectors are not "
-				  "supported; give a dense vector",
+		return srv_bad(e,
+			       "%s: sparse and multi-vectors are not "
+			       "supported; give a dense vector",
 			       at);
-	return srv_qdrant_point_id(q, at, &s->id, e) && point_vector(srv, s, at, e);
+	return srv_qdrant_point_id(q, at, &s->id, e) &&
+	       point_vector(srv, s, at, e);
 }
 
 /* A SearchRequest (POST .../points/search, Qdrant before 1.16's clients). */
@@ -186,9 +198,10 @@ static bool parse_search(struct srv_server *srv, json_t *o, const char *path,
 			 struct qd_search *s, struct srv_error *e)
 {
 	static const char *const keys[] = {
-		"vector",       "limit",       "top",    "offset",
-		"score_threshold", "with_vector", "with_vectors", "with_payload",
-		"filter",       "params",      "shard_key", NULL};
+		"vector",	"limit",	   "top",
+		"offset",	"score_threshold", "with_vector",
+		"with_vectors", "with_payload",	   "filter",
+		"params",	"shard_key",	   NULL};
 	json_t *v;
 	char at[96];
 
@@ -236,15 +249,16 @@ static json_t *scored_points(const struct qd_search *s,
 			break;
 		p = json_object();
 		json_object_set_new(p, "id", srv_json_u64(hit->id));
-		json_object_set_new(p, "version", json_integer((json_int_t)rq->version));
+		json_object_set_new(p, "version",
+				    json_integer((json_int_t)rq->version));
 		json_object_set_new(p, "score", srv_json_float(hit->score));
 		/* Qdrant leaves out what was not asked for. */
 		if (s->with_payload)
 			json_object_set_new(p, "payload", json_object());
 		if (s->with_vector)
-			json_object_set_new(p, "vector",
-					    srv_json_floats(vecs + (*vi)++ * dim,
-							    dim));
+			json_object_set_new(
+				p, "vector",
+				srv_json_floats(vecs + (*vi)++ * dim, dim));
 		json_array_append_new(list, p);
 	}
 	return list;
@@ -257,9 +271,8 @@ static json_t *scored_points(const struct qd_search *s,
  * for from the model that scored. If a refit publishes between the two,
  * the whole is asked again, so that no answer mixes versions.
  */
-static bool run_searches(struct srv_server *srv, struct qd_search *s,
-			 size_t n, bool query_shape, json_t **out,
-			 struct srv_error *e)
+static bool run_searches(struct srv_server *srv, struct qd_search *s, size_t n,
+			 bool query_shape, json_t **out, struct srv_error *e)
 {
 	for (int attempt = 0; attempt < 8; attempt++) {
 		json_t *res = json_array();
@@ -269,7 +282,8 @@ static bool run_searches(struct srv_server *srv, struct qd_search *s,
 			json_array_append_new(res, json_null());
 		for (int sc = 0; ok && sc < 2; sc++) {
 			enum fresh_scoring scoring = (enum fresh_scoring)sc;
-			size_t dim = srv_qdrant_width(srv, scoring), b = 0, k = 1, nv = 0;
+			size_t dim = srv_qdrant_width(srv, scoring), b = 0,
+			       k = 1, nv = 0;
 			size_t *which = malloc((n ? n : 1) * sizeof *which);
 			uint64_t **excl = calloc(n ? n : 1, sizeof *excl);
 			size_t *ecount = calloc(n ? n : 1, sizeof *ecount);
@@ -287,7 +301,9 @@ static bool run_searches(struct srv_server *srv, struct qd_search *s,
 			for (size_t i = 0; i < n; i++)
 				if (s[i].scoring == scoring) {
 					which[b++] = i;
-					if (s[i].limit + s[i].offset + s[i].by_id > k)
+					if (s[i].limit + s[i].offset +
+						    s[i].by_id >
+					    k)
 						k = s[i].limit + s[i].offset +
 						    s[i].by_id;
 				}
@@ -342,7 +358,8 @@ static bool run_searches(struct srv_server *srv, struct qd_search *s,
 					     h < x->offset + x->limit;
 					     h++) {
 						const struct fresh_hit *hit =
-							&job.req.hits[j * k + h];
+							&job.req.hits[j * k +
+								      h];
 						if (x->has_threshold &&
 						    hit->score < x->threshold)
 							break;
@@ -350,8 +367,8 @@ static bool run_searches(struct srv_server *srv, struct qd_search *s,
 					}
 				}
 				enum fresh_status vst = fresh_engine_vectors(
-					srv->engine, scoring, vid, nv, vecs, found,
-					&version);
+					srv->engine, scoring, vid, nv, vecs,
+					found, &version);
 				if (vst != FRESH_OK) {
 					srv_error_corrected(e, vst);
 					ok = false;
@@ -364,8 +381,9 @@ static bool run_searches(struct srv_server *srv, struct qd_search *s,
 			}
 			nv = 0;
 			for (size_t j = 0; j < b; j++) {
-				json_t *pts = scored_points(&s[which[j]], &job.req,
-							    j, vecs, dim, &nv);
+				json_t *pts =
+					scored_points(&s[which[j]], &job.req, j,
+						      vecs, dim, &nv);
 				if (query_shape)
 					pts = json_pack("{s:o}", "points", pts);
 				json_array_set_new(res, which[j], pts);

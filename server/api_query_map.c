@@ -96,7 +96,8 @@ void srv_api_query_map(struct srv_request *req, struct srv_reply *r)
 			if (strcmp(f, formats[format]) == 0)
 				break;
 		if (!formats[format]) {
-			srv_bad(&e, "format: '%.32s' is not one of b64, json", f);
+			srv_bad(&e, "format: '%.32s' is not one of b64, json",
+				f);
 			srv_reply_error(r, &e);
 			return;
 		}
@@ -126,7 +127,8 @@ void srv_api_query_map(struct srv_request *req, struct srv_reply *r)
 		w = json_array();
 		for (size_t i = 0; w && i < qm.d_out; i++)
 			json_array_append_new(
-				w, srv_json_floats(qm.w + i * qm.d_in, qm.d_in));
+				w,
+				srv_json_floats(qm.w + i * qm.d_in, qm.d_in));
 		b = srv_json_floats(qm.b, qm.d_out);
 	} else {
 		w = b64_floats(qm.w, qm.d_out * qm.d_in);
@@ -136,8 +138,8 @@ void srv_api_query_map(struct srv_request *req, struct srv_reply *r)
 		      (json_int_t)qm.version, "kind", qm.kind, "d_in",
 		      (json_int_t)qm.d_in, "d_out", (json_int_t)qm.d_out,
 		      "encoding", format == 1 ? "json" : "base64 float32",
-		      format == 1 ? "w" : "w_b64", w, format == 1 ? "b" : "b_b64",
-		      b, "formula", formula);
+		      format == 1 ? "w" : "w_b64", w,
+		      format == 1 ? "b" : "b_b64", b, "formula", formula);
 	srv_reply_json(r, 200, j);
 	free(qm.w);
 	free(qm.b);

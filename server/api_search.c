@@ -65,10 +65,12 @@ static bool read_lists(struct query_req *qr, const char *key,
 	if (!v || json_is_null(v))
 		return true;
 	if (!json_is_array(v))
-		return srv_bad(e, "%s: expected one list of ids per query", key);
+		return srv_bad(e, "%s: expected one list of ids per query",
+			       key);
 	if (json_array_size(v) != qr->b)
-		return srv_bad(e, "%s: %zu lists for %zu queries; give one per "
-				  "query",
+		return srv_bad(e,
+			       "%s: %zu lists for %zu queries; give one per "
+			       "query",
 			       key, json_array_size(v), qr->b);
 	out->lists = calloc(qr->b, sizeof *out->lists);
 	out->counts = calloc(qr->b, sizeof *out->counts);
@@ -105,7 +107,7 @@ static bool parse_queries(struct srv_request *req, const char *const *keys,
 }
 
 bool srv_run_query_job(struct srv_server *srv, struct srv_job *job,
-		    struct srv_error *e)
+		       struct srv_error *e)
 {
 	struct fresh_request *rq = &job->req;
 	bool logprob = rq->op != FRESH_OP_TOPK;
@@ -128,16 +130,17 @@ bool srv_run_query_job(struct srv_server *srv, struct srv_job *job,
 	if (st == FRESH_OK)
 		return true;
 	if (st == FRESH_NOT_FOUND)
-		return srv_fail(e, 404, "not_found",
-				"positives[%zu][%zu]: unknown target id %" PRIu64,
-				rq->missing_query, rq->missing_index,
-				rq->missing_id);
+		return srv_fail(
+			e, 404, "not_found",
+			"positives[%zu][%zu]: unknown target id %" PRIu64,
+			rq->missing_query, rq->missing_index, rq->missing_id);
 	if (st == FRESH_NOT_READY)
-		srv_error_from_status(e, st,
-				      "corrected scoring is not ready: the fresh "
-				      "width differs from the index's and no "
-				      "corrector has been fitted yet (post "
-				      "updates, then POST /v1/refit)");
+		srv_error_from_status(
+			e, st,
+			"corrected scoring is not ready: the fresh "
+			"width differs from the index's and no "
+			"corrector has been fitted yet (post "
+			"updates, then POST /v1/refit)");
 	else if (st == FRESH_BUSY)
 		srv_error_from_status(e, st,
 				      "too many queries queued; retry shortly");
@@ -169,11 +172,13 @@ static json_t *results_json(const struct fresh_request *rq)
 			const struct fresh_hit *hit = &rq->hits[i * rq->k + h];
 			json_t *o = json_object();
 			json_object_set_new(o, "id", srv_json_u64(hit->id));
-			json_object_set_new(o, "score", srv_json_float(hit->score));
+			json_object_set_new(o, "score",
+					    srv_json_float(hit->score));
 			if (rq->logprob)
 				json_object_set_new(
 					o, "logprob",
-					srv_json_float(rq->logprob[i * rq->k + h]));
+					srv_json_float(
+						rq->logprob[i * rq->k + h]));
 			if (rq->keys)
 				json_object_set_new(
 					o, "key",
@@ -185,7 +190,8 @@ static json_t *results_json(const struct fresh_request *rq)
 	if (rq->log_z) {
 		log_z = json_array();
 		for (size_t i = 0; log_z && i < rq->b; i++)
-			json_array_append_new(log_z, exact_double(rq->log_z[i]));
+			json_array_append_new(log_z,
+					      exact_double(rq->log_z[i]));
 		return json_pack("{s:o,s:I,s:o}", "results", results,
 				 "corrector_version", (json_int_t)rq->version,
 				 "log_z", log_z);
@@ -205,9 +211,9 @@ void srv_job_free(struct srv_job *job)
 
 void srv_api_search(struct srv_request *req, struct srv_reply *r)
 {
-	static const char *const keys[] = {"vector",  "vectors", "vector_b64",
-					   "vectors_b64", "k", "exclude",
-					   "scoring", NULL};
+	static const char *const keys[] = {
+		"vector", "vectors", "vector_b64", "vectors_b64",
+		"k",	  "exclude", "scoring",	   NULL};
 	struct srv_server *srv = req->srv;
 	struct query_req qr;
 	struct srv_job job;
@@ -239,10 +245,9 @@ done:
 void srv_api_negatives(struct srv_request *req, struct srv_reply *r)
 {
 	static const char *const keys[] = {
-		"vector",  "vectors",     "vector_b64", "vectors_b64",
-		"positives", "exclude",   "n",          "method",
-		"temperature", "seed",    "scoring",    "detail",
-		NULL};
+		"vector",  "vectors", "vector_b64", "vectors_b64", "positives",
+		"exclude", "n",	      "method",	    "temperature", "seed",
+		"scoring", "detail",  NULL};
 	static const char *const methods[] = {"topk", "sample", NULL};
 	struct srv_server *srv = req->srv;
 	struct query_req qr;

@@ -19,7 +19,8 @@ void srv_api_ids(struct srv_request *req, struct srv_reply *r)
 	size_t n;
 	unsigned char *buf;
 	struct srv_error e;
-	enum fresh_status st = fresh_engine_ids(req->srv->engine, &ids, &n, &fp);
+	enum fresh_status st =
+		fresh_engine_ids(req->srv->engine, &ids, &n, &fp);
 
 	if (st == FRESH_OK) {
 		buf = malloc(24 + n * 8);

@@ -14,8 +14,8 @@
 
 /* One item of "targets" or "queries": an id or positive and a vector. */
 bool srv_update_item(json_t *item, const char *list, size_t i,
-		      const char *id_key, size_t dim, uint64_t *id, float *vec,
-		      struct srv_error *e)
+		     const char *id_key, size_t dim, uint64_t *id, float *vec,
+		     struct srv_error *e)
 {
 	const char *keys[] = {id_key, "vector", "vector_b64", NULL};
 	json_t *v, *b;
@@ -36,8 +36,9 @@ bool srv_update_item(json_t *item, const char *list, size_t i,
 	v = json_object_get(item, "vector");
 	b = json_object_get(item, "vector_b64");
 	if ((v != NULL) == (b != NULL))
-		return srv_bad(e, "%s[%zu]: give exactly one of vector and "
-				  "vector_b64",
+		return srv_bad(e,
+			       "%s[%zu]: give exactly one of vector and "
+			       "vector_b64",
 			       list, i);
 	snprintf(path, sizeof path, "%s[%zu].%s", list, i,
 		 v ? "vector" : "vector_b64");
@@ -66,8 +67,8 @@ void srv_api_updates(struct srv_request *req, struct srv_reply *r)
 	targets = json_object_get(body, "targets");
 	queries = json_object_get(body, "queries");
 	if (!targets || !json_is_array(targets)) {
-		srv_bad(&e, "targets: %s", targets ? "expected an array"
-						  : "missing");
+		srv_bad(&e, "targets: %s",
+			targets ? "expected an array" : "missing");
 		goto fail;
 	}
 	nt = json_array_size(targets);
@@ -96,12 +97,13 @@ void srv_api_updates(struct srv_request *req, struct srv_reply *r)
 		goto fail;
 	}
 	for (size_t i = 0; i < nt; i++)
-		if (!srv_update_item(json_array_get(targets, i), "targets", i, "id",
-			       dim, ids + i, vec + i * dim, &e))
+		if (!srv_update_item(json_array_get(targets, i), "targets", i,
+				     "id", dim, ids + i, vec + i * dim, &e))
 			goto fail;
 	for (size_t i = 0; i < nq; i++)
 		if (!srv_update_item(json_array_get(queries, i), "queries", i,
-			       "positive", dim, pos + i, qv + i * dim, &e))
+				     "positive", dim, pos + i, qv + i * dim,
+				     &e))
 			goto fail;
 	memset(&u, 0, sizeof u);
 	u.n_targets = nt;
@@ -138,7 +140,8 @@ void srv_api_pairs_delete(struct srv_request *req, struct srv_reply *r)
 {
 	struct fresh_error ferr;
 	struct srv_error e;
-	enum fresh_status st = fresh_engine_clear_pairs(req->srv->engine, &ferr);
+	enum fresh_status st =
+		fresh_engine_clear_pairs(req->srv->engine, &ferr);
 
 	if (st != FRESH_OK) {
 		srv_error_from_status(&e, st, ferr.msg);

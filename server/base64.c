@@ -65,7 +65,8 @@ bool srv_base64_decode(const char *s, size_t len, unsigned char *out)
 				return false;
 			out[o++] = (unsigned char)(a << 2 | b >> 4);
 			if (c != 64)
-				out[o++] = (unsigned char)((b & 15) << 4 | c >> 2);
+				out[o++] =
+					(unsigned char)((b & 15) << 4 | c >> 2);
 			continue;
 		}
 		if (c > 63 || d > 63)

@@ -291,8 +291,8 @@ bool srv_call_send(struct srv_call *call, struct srv_client *c,
 		if (!call->reused)
 			break;
 	}
-	snprintf(call->error, sizeof call->error, "%s: cannot send: %s",
-		 c->url, strerror(errno));
+	snprintf(call->error, sizeof call->error, "%s: cannot send: %s", c->url,
+		 strerror(errno));
 	return false;
 }
 
@@ -438,8 +438,8 @@ static bool read_answer(struct srv_call *call, bool *nothing)
 			size_t got = b.len - hlen;
 			bool broken;
 
-			if (chunked && dechunk(b.p + hlen, got, &call->len,
-					       &broken))
+			if (chunked &&
+			    dechunk(b.p + hlen, got, &call->len, &broken))
 				break;
 			if (chunked && broken)
 				goto fail;
@@ -497,7 +497,8 @@ bool srv_call_recv(struct srv_call *call)
 		call->fd = -1;
 		if (!call->error[0])
 			snprintf(call->error, sizeof call->error,
-				 "%s: cannot send", srv_client_url(call->client));
+				 "%s: cannot send",
+				 srv_client_url(call->client));
 		return false;
 	}
 	return read_answer(call, &nothing);
@@ -513,8 +514,8 @@ void srv_call_done(struct srv_call *call)
 }
 
 bool srv_call(struct srv_call *call, struct srv_client *c, const char *method,
-	      const char *path, const char *ctype, const void *body,
-	      size_t len, double timeout_s)
+	      const char *path, const char *ctype, const void *body, size_t len,
+	      double timeout_s)
 {
 	return srv_call_send(call, c, method, path, ctype, body, len,
 			     timeout_s) &&

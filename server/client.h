@@ -52,7 +52,7 @@ void srv_call_done(struct srv_call *call);
 
 /* send + recv. */
 bool srv_call(struct srv_call *call, struct srv_client *c, const char *method,
-	      const char *path, const char *ctype, const void *body,
-	      size_t len, double timeout_s);
+	      const char *path, const char *ctype, const void *body, size_t len,
+	      double timeout_s);
 
 #endif

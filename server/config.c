@@ -51,7 +51,8 @@ static size_t build(struct flag *f, size_t cap, struct srv_config *c,
 	struct fresh_refit_config *r = &e->refit;
 	const struct flag all[] = {
 		{"demo", BOOL, &c->demo, NULL,
-		 "serve a built-in seeded corpus (no files needed)", 0, 0, NULL},
+		 "serve a built-in seeded corpus (no files needed)", 0, 0,
+		 NULL},
 		{"shard", BOOL, &c->shard, NULL,
 		 "serve one part of a sharded index under a coordinator: no "
 		 "refits of its own (it installs the coordinator's)",
@@ -71,7 +72,8 @@ static size_t build(struct flag *f, size_t cap, struct srv_config *c,
 		 "snapshot",
 		 0, 0, NULL},
 		{"store", CHOICE, &x->store, "STORE",
-		 "f32, or bf16: the scan holds half the bytes and rescores its "
+		 "f32, or bf16: the scan holds half the bytes and rescores "
+		 "its "
 		 "candidates exactly from the float32 rows left in the index "
 		 "file (same answers)",
 		 0, 0, stores},
@@ -81,8 +83,8 @@ static size_t build(struct flag *f, size_t cap, struct srv_config *c,
 		{"data-dir", STR, &e->data_dir, "DIR",
 		 "update log, pair snapshots and checkpoints", 0, 0, NULL},
 		{"collection", STR, &c->collection, "NAME",
-		 "the collection's name on the Qdrant-compatible surface", 0,
-		 0, NULL},
+		 "the collection's name on the Qdrant-compatible surface", 0, 0,
+		 NULL},
 		{"listen", STR, &c->listen, "HOST:PORT",
 		 "address to serve on (port 0 picks a free one)", 0, 0, NULL},
 		{"api-key-file", STR, &c->api_key_file, "FILE",
@@ -91,8 +93,8 @@ static size_t build(struct flag *f, size_t cap, struct srv_config *c,
 		 "a second key that may only read and search", 0, 0, NULL},
 		{"insecure", BOOL, &c->insecure, NULL,
 		 "allow a non-loopback --listen without a key", 0, 0, NULL},
-		{"corrector", CHOICE, &x->kind, "KIND", "mlp, affine or none", 0,
-		 0, kinds},
+		{"corrector", CHOICE, &x->kind, "KIND", "mlp, affine or none",
+		 0, 0, kinds},
 		{"hidden", SIZE, &e->hidden, "H", "mlp hidden width", 1, 16384,
 		 NULL},
 		{"activation", CHOICE, &x->act, "ACT", "relu or gelu", 0, 0,
@@ -110,18 +112,19 @@ static size_t build(struct flag *f, size_t cap, struct srv_config *c,
 		{"refit-every-pairs", SIZE, &e->refit_every_pairs, "M",
 		 "refit after M new pairs (0: off)", 0, 1e12, NULL},
 		{"refit-every-seconds", DOUBLE, &e->refit_every_seconds, "T",
-		 "refit T seconds after the last one when pairs arrived (0: off)",
+		 "refit T seconds after the last one when pairs arrived (0: "
+		 "off)",
 		 0, 1e9, NULL},
 		{"max-step-lag", I64, &e->max_step_lag, "L",
 		 "at refit, drop pairs whose step is more than L behind the "
 		 "newest (0: keep all)",
 		 0, 9.2e18, NULL},
-		{"refit-epochs", SIZE, &r->max_epochs, "N", "MLP epochs at most",
-		 0, 1e6, NULL},
+		{"refit-epochs", SIZE, &r->max_epochs, "N",
+		 "MLP epochs at most", 0, 1e6, NULL},
 		{"refit-max-seconds", DOUBLE, &r->max_seconds, "S",
 		 "time budget of MLP training in a refit", 0.1, 1e6, NULL},
-		{"refit-lr", FLOAT, &r->lr, "LR", "Adam step size of refits", 1e-7,
-		 1.0, NULL},
+		{"refit-lr", FLOAT, &r->lr, "LR", "Adam step size of refits",
+		 1e-7, 1.0, NULL},
 		{"logit-weight", FLOAT, &r->logit_weight, "W",
 		 "weight of the logit-matching term over updates' queries "
 		 "(0: off)",
@@ -158,8 +161,8 @@ static size_t build(struct flag *f, size_t cap, struct srv_config *c,
 		 NULL},
 		{"max-header-bytes", BYTES, &c->max_header, "BYTES",
 		 "request header memory (431 beyond)", 4096, 1 << 24, NULL},
-		{"log-format", CHOICE, &x->format, "FORMAT", "logfmt or json", 0,
-		 0, formats},
+		{"log-format", CHOICE, &x->format, "FORMAT", "logfmt or json",
+		 0, 0, formats},
 		{"log-level", CHOICE, &x->level, "LEVEL",
 		 "debug, info, warn or error", 0, 0, levels},
 		{"help", BOOL, &x->help, NULL, "print this help", 0, 0, NULL},
@@ -231,8 +234,9 @@ static bool set(const struct flag *f, const char *v, const char *from,
 			 !strcmp(v, "no"))
 			*(bool *)f->dst = false;
 		else
-			return fail(err, cap, "%s: expected true or false, got "
-					      "'%s'",
+			return fail(err, cap,
+				    "%s: expected true or false, got "
+				    "'%s'",
 				    from, v);
 		return true;
 	case STR:
@@ -255,18 +259,21 @@ static bool set(const struct flag *f, const char *v, const char *from,
 			if (end != v + 9 && !*end && ms >= 1 && ms <= 3600000) {
 				((struct extra *)f->dst)->sync =
 					FRESH_SYNC_INTERVAL;
-				((struct extra *)f->dst)->sync_ms = (unsigned)ms;
+				((struct extra *)f->dst)->sync_ms =
+					(unsigned)ms;
 				return true;
 			}
 		}
-		return fail(err, cap,
-			    "%s: expected 'always' or 'interval=MS' (1..3600000), "
-			    "got '%s'",
-			    from, v);
+		return fail(
+			err, cap,
+			"%s: expected 'always' or 'interval=MS' (1..3600000), "
+			"got '%s'",
+			from, v);
 	case BYTES:
 		if (!parse_bytes(v, &d))
-			return fail(err, cap, "%s: expected a size like 64M, "
-					      "got '%s'",
+			return fail(err, cap,
+				    "%s: expected a size like 64M, "
+				    "got '%s'",
 				    from, v);
 		break;
 	default:
@@ -277,8 +284,9 @@ static bool set(const struct flag *f, const char *v, const char *from,
 				    from, v);
 		if (f->kind != DOUBLE && f->kind != FLOAT &&
 		    d != (double)(long long)d)
-			return fail(err, cap, "%s: expected an integer, got '%s'",
-				    from, v);
+			return fail(err, cap,
+				    "%s: expected an integer, got '%s'", from,
+				    v);
 		break;
 	}
 	if ((f->lo != 0 || f->hi != 0) && (d < f->lo || d > f->hi))
@@ -365,8 +373,10 @@ enum srv_parse_result srv_config_parse(int argc, char **argv,
 		char env[64], from[80];
 		const char *v;
 		size_t k = snprintf(env, sizeof env, "FRESHD_");
-		for (const char *p = flags[i].name; *p && k + 1 < sizeof env; p++)
-			env[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+		for (const char *p = flags[i].name; *p && k + 1 < sizeof env;
+		     p++)
+			env[k++] = *p == '-' ? '_'
+					     : (char)toupper((unsigned char)*p);
 		env[k] = '\0';
 		v = getenv(env);
 		if (!v || !strcmp(flags[i].name, "help") ||
@@ -403,8 +413,8 @@ enum srv_parse_result srv_config_parse(int argc, char **argv,
 			v = eq + 1;
 		else if (f->kind != BOOL) {
 			if (a + 1 >= argc) {
-				fail(err, cap, "--%s needs a value (%s)", f->name,
-				     f->meta);
+				fail(err, cap, "--%s needs a value (%s)",
+				     f->name, f->meta);
 				return SRV_CONFIG_ERROR;
 			}
 			v = argv[++a];
@@ -430,14 +440,16 @@ enum srv_parse_result srv_config_parse(int argc, char **argv,
 	cfg->log_level = x.level;
 	if (cfg->shards) {
 		if (cfg->demo || cfg->index_path || cfg->shard) {
-			fail(err, cap, "--shards runs a coordinator: it takes "
-				       "no --index, --demo or --shard");
+			fail(err, cap,
+			     "--shards runs a coordinator: it takes "
+			     "no --index, --demo or --shard");
 			return SRV_CONFIG_ERROR;
 		}
 	} else if (cfg->demo == (cfg->index_path != NULL)) {
-		fail(err, cap, cfg->demo ? "give --demo or --index, not both"
-					 : "give --index FILE or --demo "
-					   "(see --help)");
+		fail(err, cap,
+		     cfg->demo ? "give --demo or --index, not both"
+			       : "give --index FILE or --demo "
+				 "(see --help)");
 		return SRV_CONFIG_ERROR;
 	}
 	if (cfg->ids_path && !cfg->index_path) {

@@ -88,7 +88,7 @@ int coord_owner_locked(const struct srv_coord *c, uint64_t id)
 /* ---- replies ---------------------------------------------------------- */
 
 void coord_reply_unavailable(struct srv_reply *r, const struct shard *sh,
-			      const char *why)
+			     const char *why)
 {
 	struct srv_error e;
 
@@ -103,7 +103,7 @@ void coord_reply_unavailable(struct srv_reply *r, const struct shard *sh,
  * request alike), a 5xx as shard_unavailable naming it.
  */
 void coord_reply_from_shard(struct srv_reply *r, const struct shard *sh,
-			     const struct srv_call *call)
+			    const struct srv_call *call)
 {
 	if (call->status >= 400 && call->status < 500) {
 		srv_reply_text(r, call->status, "application/json", call->body,
@@ -153,9 +153,9 @@ bool coord_is_ready(struct srv_coord *c)
  * calls[] must be srv_call_done'd by the caller either way.
  */
 int coord_fan_out(struct srv_coord *c, const bool *which, const char *method,
-		   const char *path, const char *ctype, char *const *bodies,
-		   const size_t *lens, const char *body, size_t len,
-		   double timeout, struct srv_call *calls)
+		  const char *path, const char *ctype, char *const *bodies,
+		  const size_t *lens, const char *body, size_t len,
+		  double timeout, struct srv_call *calls)
 {
 	/* An update stops at the first shard it cannot reach: the fewer
 	 * shards log a part of a failed request, the better. */
@@ -197,7 +197,7 @@ void coord_fan_done(struct srv_coord *c, struct srv_call *calls)
  * and returns false; true when every asked shard answered 2xx.
  */
 bool coord_fan_check(struct srv_coord *c, const bool *which, int bad,
-		      struct srv_call *calls, struct srv_reply *r)
+		     struct srv_call *calls, struct srv_reply *r)
 {
 	if (bad >= 0) {
 		coord_reply_unavailable(r, &c->shards[bad], calls[bad].error);
@@ -258,8 +258,7 @@ char *coord_dump(json_t *j, size_t *len)
 
 /* ---- start and stop --------------------------------------------------- */
 
-enum fresh_status srv_coord_start(struct srv_server *srv, char *err,
-				  size_t cap)
+enum fresh_status srv_coord_start(struct srv_server *srv, char *err, size_t cap)
 {
 	struct srv_coord *c = calloc(1, sizeof *c);
 	pthread_rwlockattr_t wa;
@@ -289,8 +288,9 @@ enum fresh_status srv_coord_start(struct srv_server *srv, char *err,
 		size_t len = strcspn(p, ",");
 		char url[300];
 		if (len == 0 || len >= sizeof url) {
-			snprintf(err, cap, "--shards: shard %zu: expected "
-					   "http://HOST:PORT",
+			snprintf(err, cap,
+				 "--shards: shard %zu: expected "
+				 "http://HOST:PORT",
 				 s + 1);
 			c->n = s;
 			srv_coord_stop(c);

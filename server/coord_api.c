@@ -81,8 +81,8 @@ json_t *coord_corrector_json(struct srv_coord *c, struct srv_reply *r)
 		srv_reply_error(r, &e);
 		return NULL;
 	}
-	bad = coord_fan_out(c, NULL, "GET", "/v1/corrector", NULL, NULL, NULL, NULL,
-		      0, 30.0, calls);
+	bad = coord_fan_out(c, NULL, "GET", "/v1/corrector", NULL, NULL, NULL,
+			    NULL, 0, 30.0, calls);
 	answered = coord_fan_check(c, NULL, bad, calls, r);
 	if (answered) {
 		for (size_t s = 0; s < c->n; s++) {
@@ -118,13 +118,12 @@ json_t *coord_corrector_json(struct srv_coord *c, struct srv_reply *r)
 	json_object_set_new(j, "last_refit",
 			    c->last.valid ? srv_refit_json(&c->last)
 					  : json_null());
-	json_object_set_new(
-		j, "refits",
-		json_pack("{s:I,s:I,s:I,s:I}", "started",
-			  (json_int_t)c->started, "accepted",
-			  (json_int_t)c->accepted, "rejected",
-			  (json_int_t)c->rejected, "failed",
-			  (json_int_t)c->failed));
+	json_object_set_new(j, "refits",
+			    json_pack("{s:I,s:I,s:I,s:I}", "started",
+				      (json_int_t)c->started, "accepted",
+				      (json_int_t)c->accepted, "rejected",
+				      (json_int_t)c->rejected, "failed",
+				      (json_int_t)c->failed));
 	pthread_mutex_unlock(&c->mu);
 	json_object_del(j, "last_seq");
 	return j;
@@ -246,7 +245,7 @@ static void to_all(struct srv_request *req, struct srv_reply *r,
 	}
 	pthread_rwlock_wrlock(&c->publish);
 	bad = coord_fan_out(c, NULL, method, path, ctype, NULL, NULL, req->body,
-		      req->body_len, LONG_TIMEOUT, calls);
+			    req->body_len, LONG_TIMEOUT, calls);
 	pthread_rwlock_unlock(&c->publish);
 	if (coord_fan_check(c, NULL, bad, calls, r))
 		srv_reply_text(r, calls[0].status, "application/json",
@@ -270,8 +269,9 @@ void srv_coord_pairs_delete(struct srv_request *req, struct srv_reply *r)
 void srv_coord_checkpoint_put(struct srv_request *req, struct srv_reply *r)
 {
 	to_all(req, r, "PUT",
-	       srv_query_flag(req, "force") ? "/v1/corrector/checkpoint?force=true"
-					     : "/v1/corrector/checkpoint",
+	       srv_query_flag(req, "force")
+		       ? "/v1/corrector/checkpoint?force=true"
+		       : "/v1/corrector/checkpoint",
 	       "application/octet-stream");
 }
 
@@ -290,9 +290,10 @@ static void to_one(struct srv_request *req, struct srv_reply *r, size_t s,
 		coord_reply_from_shard(r, &c->shards[s], &call);
 	} else {
 		ctype = call.status == 200 &&
-				strcmp(path, "/v1/corrector/checkpoint") == 0
-			? "application/octet-stream"
-			: "application/json";
+					strcmp(path,
+					       "/v1/corrector/checkpoint") == 0
+				? "application/octet-stream"
+				: "application/json";
 		srv_reply_text(r, call.status, ctype, call.body, call.len);
 	}
 	srv_call_done(&call);

@@ -30,8 +30,7 @@ struct facts {
 };
 
 /* A shard's facts from GET /v1/info; false with why. */
-static bool read_info(struct shard *sh, struct facts *f, char *why,
-		      size_t cap)
+static bool read_info(struct shard *sh, struct facts *f, char *why, size_t cap)
 {
 	struct srv_call call;
 	json_t *j, *corr, *idx;
@@ -168,8 +167,7 @@ static void probe(struct srv_coord *c, struct shard *sh)
 }
 
 /* Whether two shards serve an id both (caller holds ids_lock). */
-static bool overlap(const struct shard *a, const struct shard *b,
-		    uint64_t *id)
+static bool overlap(const struct shard *a, const struct shard *b, uint64_t *id)
 {
 	size_t i = 0, j = 0;
 
@@ -257,7 +255,8 @@ static void repair_versions(struct srv_coord *c)
 			newest = s;
 	v = c->shards[newest].version;
 	for (size_t s = 0; s < c->n; s++)
-		due += c->shards[s].version < v && c->shards[s].repair_at <= now;
+		due += c->shards[s].version < v &&
+		       c->shards[s].repair_at <= now;
 	pthread_mutex_unlock(&c->mu);
 	if (due == 0)
 		return; /* every shard behind is backing off */
@@ -293,14 +292,16 @@ static void repair_versions(struct srv_coord *c)
 							  : 1.0;
 				if (sh->repair_wait > 60)
 					sh->repair_wait = 60;
-				sh->repair_at = coord_mono_now() + sh->repair_wait;
+				sh->repair_at =
+					coord_mono_now() + sh->repair_wait;
 				srv_log(SRV_ERROR,
 					"shard %s: could not install version "
 					"%" PRIu64 " (next try in %.0f s): %s",
 					srv_client_url(sh->client), v,
 					sh->repair_wait,
-					put.error[0] ? put.error
-						     : (put.body ? put.body : ""));
+					put.error[0]
+						? put.error
+						: (put.body ? put.body : ""));
 			}
 			srv_call_done(&put);
 		}

@@ -20,7 +20,7 @@
 #define CALL_TIMEOUT 120.0  /* searches, updates */
 #define LONG_TIMEOUT 3600.0 /* id tables, pairs, installing a corrector */
 #define VERSION_TRIES 3
-#define PUBLISH_WAIT 30     /* seconds a request waits for an install */
+#define PUBLISH_WAIT 30 /* seconds a request waits for an install */
 
 struct shard {
 	struct srv_client *client;
@@ -45,11 +45,11 @@ struct srv_coord {
 	pthread_rwlock_t ids_lock; /* the id tables */
 	pthread_rwlock_t publish;  /* read: a fan-out; write: a publish */
 	pthread_mutex_t mu;
-	pthread_cond_t cv;         /* health and refit wake-ups, refit done */
+	pthread_cond_t cv; /* health and refit wake-ups, refit done */
 	bool stopping;
-	uint64_t rounds;           /* (mu) probe rounds finished */
-	bool ready;                /* (mu) every shard up, known, agreeing */
-	char not_ready[400];       /* (mu) why not */
+	uint64_t rounds;     /* (mu) probe rounds finished */
+	bool ready;	     /* (mu) every shard up, known, agreeing */
+	char not_ready[400]; /* (mu) why not */
 	size_t dim, fresh_dim, targets; /* (mu) once ready */
 	/* The refitter; (mu). */
 	bool running, want;

@@ -67,8 +67,8 @@ static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 		goto out;
 	}
 	/* The pairs, with their stale rows, from every shard. */
-	bad = coord_fan_out(c, NULL, "GET", "/v1/pairs", NULL, NULL, NULL, NULL, 0,
-		      LONG_TIMEOUT, calls);
+	bad = coord_fan_out(c, NULL, "GET", "/v1/pairs", NULL, NULL, NULL, NULL,
+			    0, LONG_TIMEOUT, calls);
 	for (size_t s = 0; s < c->n && st == FRESH_OK; s++) {
 		if ((int)s == bad || calls[s].status != 200) {
 			snprintf(why, sizeof why, "shard %s: %s",
@@ -77,9 +77,8 @@ static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 						   : "could not export pairs");
 			st = FRESH_IO;
 		} else {
-			st = fresh_engine_pairs_import(calls[s].body,
-						       calls[s].len, &pairs,
-						       &ferr);
+			st = fresh_engine_pairs_import(
+				calls[s].body, calls[s].len, &pairs, &ferr);
 		}
 		srv_call_done(&calls[s]); /* one shard's export at a time */
 	}
@@ -107,10 +106,10 @@ static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 			size_t installed = 0;
 			uint64_t v = checkpoint_version(&cur) + 1;
 
-			bad = coord_fan_out(c, NULL, "PUT",
-					    "/v1/corrector/checkpoint",
-					    "application/octet-stream", NULL,
-					    NULL, ckpt, len, LONG_TIMEOUT, calls);
+			bad = coord_fan_out(
+				c, NULL, "PUT", "/v1/corrector/checkpoint",
+				"application/octet-stream", NULL, NULL, ckpt,
+				len, LONG_TIMEOUT, calls);
 			for (size_t s = 0; s < c->n; s++) {
 				if ((int)s != bad && calls[s].sent &&
 				    calls[s].status == 200) {
@@ -121,9 +120,11 @@ static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 					continue;
 				}
 				srv_log(SRV_WARN,
-					"refit: shard %s did not install version "
+					"refit: shard %s did not install "
+					"version "
 					"%" PRIu64 ": %s; the health check "
-					"installs it when the shard can take it",
+					"installs it when the shard can take "
+					"it",
 					srv_client_url(c->shards[s].client), v,
 					calls[s].error[0] ? calls[s].error
 					: calls[s].body	  ? calls[s].body
@@ -152,8 +153,9 @@ out:
 		out->report.accepted = false;
 		snprintf(out->report.reason, sizeof out->report.reason,
 			 "refit failed: %s",
-			 why[0] ? why : ferr.msg[0] ? ferr.msg
-						    : fresh_status_str(st));
+			 why[0]	       ? why
+			 : ferr.msg[0] ? ferr.msg
+				       : fresh_status_str(st));
 	}
 	if (out->version)
 		srv_log(SRV_INFO,

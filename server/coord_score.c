@@ -29,9 +29,9 @@ struct hitd {
 
 /* One shard's answer: hits of b queries, at most k each. */
 struct answer {
-	size_t *counts;   /* b */
+	size_t *counts;	   /* b */
 	struct hitd *hits; /* b x k */
-	double *log_z;    /* b, negatives */
+	double *log_z;	   /* b, negatives */
 	uint64_t version;
 };
 
@@ -75,8 +75,8 @@ static bool read_answer_json(const struct srv_call *call, size_t b, size_t k,
 		log_z = json_object_get(body, "log_z");
 	if (!json_is_array(results) || json_array_size(results) != b ||
 	    !json_is_integer(json_object_get(body, "corrector_version")) ||
-	    (detail && (!json_is_array(log_z) ||
-			json_array_size(log_z) != b))) {
+	    (detail &&
+	     (!json_is_array(log_z) || json_array_size(log_z) != b))) {
 		snprintf(why, cap, "answer of another shape");
 		goto out;
 	}
@@ -106,8 +106,8 @@ static bool read_answer_json(const struct srv_call *call, size_t b, size_t k,
 					: 0.0;
 		}
 		a->counts[i] = n;
-		a->log_z[i] = detail ? exact_of(json_array_get(log_z, i))
-				     : -INFINITY;
+		a->log_z[i] =
+			detail ? exact_of(json_array_get(log_z, i)) : -INFINITY;
 	}
 	ok = true;
 out:
@@ -192,9 +192,10 @@ static json_t *merge(struct srv_coord *c, struct srv_call *calls, size_t b,
 			if (negatives)
 				json_object_set_new(
 					o, "logprob",
-					srv_json_float((float)(
-						(double)all[h].score * inv_t -
-						log_z)));
+					srv_json_float(
+						(float)((double)all[h].score *
+								inv_t -
+							log_z)));
 			json_array_append_new(list, o);
 		}
 		json_array_append_new(results, list);
@@ -237,8 +238,9 @@ static void score_all(struct srv_coord *c, char *const *bodies,
 			skew = false;
 			break;
 		}
-		bad = coord_fan_out(c, NULL, "POST", path, "application/json", bodies,
-			      lens, body, len, CALL_TIMEOUT, calls);
+		bad = coord_fan_out(c, NULL, "POST", path, "application/json",
+				    bodies, lens, body, len, CALL_TIMEOUT,
+				    calls);
 		pthread_rwlock_unlock(&c->publish);
 		if (coord_fan_check(c, NULL, bad, calls, r))
 			j = merge(c, calls, b, k, negatives, inv_t, &skew, r);
@@ -280,9 +282,9 @@ static bool read_queries(struct srv_coord *c, json_t *body,
 
 void srv_coord_search(struct srv_request *req, struct srv_reply *r)
 {
-	static const char *const keys[] = {"vector",  "vectors", "vector_b64",
-					   "vectors_b64", "k", "exclude",
-					   "scoring", NULL};
+	static const char *const keys[] = {
+		"vector", "vectors", "vector_b64", "vectors_b64",
+		"k",	  "exclude", "scoring",	   NULL};
 	struct srv_coord *c = req->srv->coord;
 	struct srv_error e;
 	json_t *body = NULL;
@@ -334,8 +336,8 @@ static void lists_free(struct lists *l, size_t b)
 	free(l->n);
 }
 
-static bool read_lists(json_t *body, const char *key, size_t b,
-		       struct lists *l, struct srv_error *e)
+static bool read_lists(json_t *body, const char *key, size_t b, struct lists *l,
+		       struct srv_error *e)
 {
 	json_t *v = json_object_get(body, key);
 	size_t n;
@@ -344,10 +346,12 @@ static bool read_lists(json_t *body, const char *key, size_t b,
 	if (!v || json_is_null(v))
 		return true;
 	if (!srv_is_list(v, &n) || !json_is_array(v))
-		return srv_bad(e, "%s: expected one list of ids per query", key);
+		return srv_bad(e, "%s: expected one list of ids per query",
+			       key);
 	if (n != b)
-		return srv_bad(e, "%s: %zu lists for %zu queries; give one per "
-				  "query",
+		return srv_bad(e,
+			       "%s: %zu lists for %zu queries; give one per "
+			       "query",
 			       key, n, b);
 	l->ids = calloc(b, sizeof *l->ids);
 	l->n = calloc(b, sizeof *l->n);
@@ -373,8 +377,8 @@ static json_t *lists_for(struct srv_coord *c, const struct lists *l, size_t b,
 		json_t *list = json_array();
 		for (size_t j = 0; list && j < l->n[i]; j++)
 			if (coord_owner_locked(c, l->ids[i][j]) == s)
-				json_array_append_new(list,
-						      srv_json_u64(l->ids[i][j]));
+				json_array_append_new(
+					list, srv_json_u64(l->ids[i][j]));
 		json_array_append_new(out, list);
 	}
 	return out;
@@ -383,9 +387,9 @@ static json_t *lists_for(struct srv_coord *c, const struct lists *l, size_t b,
 void srv_coord_negatives(struct srv_request *req, struct srv_reply *r)
 {
 	static const char *const keys[] = {
-		"vector",  "vectors",     "vector_b64", "vectors_b64",
-		"positives", "exclude",   "n",          "method",
-		"temperature", "seed",    "scoring",    NULL};
+		"vector",      "vectors", "vector_b64", "vectors_b64",
+		"positives",   "exclude", "n",		"method",
+		"temperature", "seed",	  "scoring",	NULL};
 	static const char *const methods[] = {"topk", "sample", NULL};
 	struct srv_coord *c = req->srv->coord;
 	struct lists pos = {NULL, NULL}, exc = {NULL, NULL};
@@ -408,15 +412,15 @@ void srv_coord_negatives(struct srv_request *req, struct srv_reply *r)
 	     read_queries(c, body, keys, &q, &b, &scoring, &dim, &e) &&
 	     srv_field_int(body, "n", 1, (int64_t)FRESH_MAX_K, 16, &n, &e) &&
 	     srv_field_choice(body, "method", methods, 0, &method, &e) &&
-	     srv_field_double(body, "temperature", 1e-6, 1e6, 1.0, &temp,
-			      &e) &&
+	     srv_field_double(body, "temperature", 1e-6, 1e6, 1.0, &temp, &e) &&
 	     srv_field_int(body, "seed", 0, INT64_MAX, -1, &seed, &e) &&
 	     read_lists(body, "positives", b, &pos, &e) &&
 	     read_lists(body, "exclude", b, &exc, &e);
 	srv_body_release(body);
 	if (ok && seed < 0) {
 		/* One seed for every shard, so that they draw as one. */
-		uint64_t s = (uint64_t)(coord_wall_now() * 1e9) ^ (req->id << 32);
+		uint64_t s =
+			(uint64_t)(coord_wall_now() * 1e9) ^ (req->id << 32);
 		seed = (int64_t)(s >> 1);
 	}
 	bodies = calloc(c->n, sizeof *bodies);
@@ -437,7 +441,8 @@ void srv_coord_negatives(struct srv_request *req, struct srv_reply *r)
 			json_t *vecs = json_array(), *j;
 			for (size_t i = 0; vecs && i < b; i++)
 				if (json_array_append_new(
-					    vecs, coord_b64(q + i * dim, dim))) {
+					    vecs,
+					    coord_b64(q + i * dim, dim))) {
 					json_decref(vecs);
 					vecs = NULL;
 				}
@@ -448,11 +453,13 @@ void srv_coord_negatives(struct srv_request *req, struct srv_reply *r)
 				      (json_int_t)seed, "scoring",
 				      scorings[scoring], "detail", 1);
 			if (j && pos.ids)
-				json_object_set_new(j, "positives",
-						    lists_for(c, &pos, b, (int)s));
+				json_object_set_new(
+					j, "positives",
+					lists_for(c, &pos, b, (int)s));
 			if (j && exc.ids)
-				json_object_set_new(j, "exclude",
-						    lists_for(c, &exc, b, (int)s));
+				json_object_set_new(
+					j, "exclude",
+					lists_for(c, &exc, b, (int)s));
 			bodies[s] = j ? coord_dump(j, &lens[s]) : NULL;
 			if (!bodies[s])
 				ok = srv_fail(&e, 503, "overloaded",

@@ -103,8 +103,9 @@ void srv_coord_updates(struct srv_request *req, struct srv_reply *r)
 		while (t < nt && ids[t] != pos[q])
 			t++;
 		if (t == nt)
-			ok = srv_bad(&e, "queries[%zu].positive: %" PRIu64
-					 " is not among this update's targets",
+			ok = srv_bad(&e,
+				     "queries[%zu].positive: %" PRIu64
+				     " is not among this update's targets",
 				     q, pos[q]);
 	}
 	/* Each shard's part: its targets, the queries of its positives. */
@@ -129,10 +130,11 @@ void srv_coord_updates(struct srv_request *req, struct srv_reply *r)
 			if (own[t] != (int)s)
 				continue;
 			b64 = coord_b64(qv + q * dim, dim);
-			if (!b64 || json_array_append_new(
-					    qs, json_pack("{s:o,s:o}", "positive",
-							  srv_json_u64(pos[q]),
-							  "vector_b64", b64)))
+			if (!b64 ||
+			    json_array_append_new(
+				    qs, json_pack("{s:o,s:o}", "positive",
+						  srv_json_u64(pos[q]),
+						  "vector_b64", b64)))
 				ok = false;
 		}
 		if (!ok || !ts || !qs) {
@@ -161,7 +163,7 @@ void srv_coord_updates(struct srv_request *req, struct srv_reply *r)
 		goto done;
 	}
 	bad = coord_fan_out(c, which, "POST", "/v1/updates", "application/json",
-		      bodies, lens, NULL, 0, CALL_TIMEOUT, calls);
+			    bodies, lens, NULL, 0, CALL_TIMEOUT, calls);
 	if (coord_fan_check(c, which, bad, calls, r)) {
 		pthread_mutex_lock(&c->mu);
 		for (size_t s = 0; s < c->n; s++) {
@@ -196,8 +198,9 @@ void srv_coord_updates(struct srv_request *req, struct srv_reply *r)
 					 (json_int_t)buffered));
 	} else if (bad >= 0 || r->status >= 500) {
 		/* Say what may have been logged. */
-		srv_log(SRV_WARN, "update %" PRIu64 " failed on a shard; other "
-				  "shards may have logged their part",
+		srv_log(SRV_WARN,
+			"update %" PRIu64 " failed on a shard; other "
+			"shards may have logged their part",
 			req->id);
 	}
 	coord_fan_done(c, calls);
@@ -215,7 +218,6 @@ done:
 	free(pos);
 	free(qv);
 }
-
 
 void srv_coord_corrected(struct srv_request *req, struct srv_reply *r)
 {
@@ -272,9 +274,11 @@ void srv_coord_corrected(struct srv_request *req, struct srv_reply *r)
 		json_t *list = json_array();
 		for (size_t i = 0; i < n; i++)
 			if (own[i] == (int)s)
-				json_array_append_new(list, srv_json_u64(ids[i]));
+				json_array_append_new(list,
+						      srv_json_u64(ids[i]));
 		which[s] = json_array_size(list) > 0;
-		bodies[s] = coord_dump(json_pack("{s:o}", "ids", list), &lens[s]);
+		bodies[s] =
+			coord_dump(json_pack("{s:o}", "ids", list), &lens[s]);
 		if (!bodies[s])
 			ok = srv_fail(&e, 503, "overloaded", "out of memory");
 	}
@@ -284,8 +288,9 @@ void srv_coord_corrected(struct srv_request *req, struct srv_reply *r)
 	}
 	if (!coord_publish_rdlock(c, r))
 		goto done;
-	bad = coord_fan_out(c, which, "POST", "/v1/corrected", "application/json",
-		      bodies, lens, NULL, 0, CALL_TIMEOUT, calls);
+	bad = coord_fan_out(c, which, "POST", "/v1/corrected",
+			    "application/json", bodies, lens, NULL, 0,
+			    CALL_TIMEOUT, calls);
 	pthread_rwlock_unlock(&c->publish);
 	if (coord_fan_check(c, which, bad, calls, r)) {
 		bool first = true;
@@ -298,7 +303,7 @@ void srv_coord_corrected(struct srv_request *req, struct srv_reply *r)
 					    &j, &e)) {
 				ok = false;
 				coord_reply_unavailable(r, &c->shards[s],
-						  "answer is not JSON");
+							"answer is not JSON");
 				break;
 			}
 			vecs = json_object_get(j, "vectors");
@@ -317,8 +322,9 @@ void srv_coord_corrected(struct srv_request *req, struct srv_reply *r)
 			}
 			srv_body_release(j);
 			if (!ok)
-				coord_reply_unavailable(r, &c->shards[s],
-						  "answer of another shape");
+				coord_reply_unavailable(
+					r, &c->shards[s],
+					"answer of another shape");
 		}
 		if (first) { /* no id asked: the version served now */
 			pthread_mutex_lock(&c->mu);
@@ -336,7 +342,8 @@ void srv_coord_corrected(struct srv_request *req, struct srv_reply *r)
 			json_t *vecs = json_array();
 			for (size_t i = 0; i < n; i++)
 				json_array_append_new(
-					vecs, srv_json_floats(out + i * dim, dim));
+					vecs,
+					srv_json_floats(out + i * dim, dim));
 			srv_reply_json(r, 200,
 				       json_pack("{s:o,s:I}", "vectors", vecs,
 						 "corrector_version",

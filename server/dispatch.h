@@ -54,8 +54,7 @@ void srv_dispatch_stop(struct srv_dispatch *d);
  * returns its status (FRESH_BUSY when the queue is full, FRESH_CANCELLED
  * when stopping, else the request's status from fresh_engine_score).
  */
-enum fresh_status srv_dispatch_run(struct srv_dispatch *d,
-				   struct srv_job *job);
+enum fresh_status srv_dispatch_run(struct srv_dispatch *d, struct srv_job *job);
 
 struct srv_dispatch_stats *srv_dispatch_stats(struct srv_dispatch *d);
 

@@ -8,8 +8,8 @@
 
 #include "errors.h"
 
-bool srv_fail(struct srv_error *e, int http, const char *code,
-	      const char *fmt, ...)
+bool srv_fail(struct srv_error *e, int http, const char *code, const char *fmt,
+	      ...)
 {
 	va_list ap;
 

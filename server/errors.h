@@ -18,8 +18,8 @@ struct srv_error {
 };
 
 /* Sets e and returns false, so that a check reads `return srv_fail(...)`. */
-bool srv_fail(struct srv_error *e, int http, const char *code,
-	      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+bool srv_fail(struct srv_error *e, int http, const char *code, const char *fmt,
+	      ...) __attribute__((format(printf, 4, 5)));
 /* 400 invalid_argument. */
 bool srv_bad(struct srv_error *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

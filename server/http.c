@@ -43,8 +43,8 @@ struct ctx {
 	struct timespec start;
 	char *body;
 	size_t len, cap;
-	bool replied;   /* a reply was queued before the body was read */
-	double t0;      /* srv_now() at the start */
+	bool replied; /* a reply was queued before the body was read */
+	double t0;    /* srv_now() at the start */
 	int status;
 };
 
@@ -176,7 +176,6 @@ static enum srv_auth authenticate(struct srv_server *srv,
 	}
 }
 
-
 static bool json_content_type(struct MHD_Connection *conn)
 {
 	const char *t = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -194,7 +193,7 @@ static bool json_content_type(struct MHD_Connection *conn)
 }
 
 static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind,
-					const char *key, const char *value)
+				       const char *key, const char *value)
 {
 	size_t *total = cls;
 
@@ -221,11 +220,11 @@ static enum MHD_Result on_headers(struct srv_server *srv, struct ctx *c,
 	MHD_get_connection_values(c->req.conn, MHD_HEADER_KIND, add_header_size,
 				  &header_bytes);
 	if (header_bytes > srv->cfg.max_header)
-		return send_error(c, 431, "request_header_fields_too_large",
-				  NULL,
-				  "request headers of %zu bytes exceed the limit "
-				  "of %zu (--max-header-bytes)",
-				  header_bytes, srv->cfg.max_header);
+		return send_error(
+			c, 431, "request_header_fields_too_large", NULL,
+			"request headers of %zu bytes exceed the limit "
+			"of %zu (--max-header-bytes)",
+			header_bytes, srv->cfg.max_header);
 
 	c->req.url = url;
 	c->req.qdrant = strcmp(url, "/") == 0 ||
@@ -235,19 +234,21 @@ static enum MHD_Result on_headers(struct srv_server *srv, struct ctx *c,
 	    (c->req.qdrant && strcmp(url, "/") != 0)) {
 		auth = authenticate(srv, c->req.conn);
 		if (auth == SRV_AUTH_NONE)
-			return send_error(c, 401, "unauthorized", NULL,
-					  "a valid 'Authorization: Bearer <key>' "
-					  "or 'api-key: <key>' header is "
-					  "required");
+			return send_error(
+				c, 401, "unauthorized", NULL,
+				"a valid 'Authorization: Bearer <key>' "
+				"or 'api-key: <key>' header is "
+				"required");
 	}
 	c->req.auth = auth;
 	c->def = srv_find_route(srv, url, method, allow, sizeof allow, &known);
 	if (!c->def) {
 		c->req.route = SRV_ROUTE_UNKNOWN;
 		if (known)
-			return send_error(c, 405, "method_not_allowed", allow,
-					  "%s is not allowed on %s (allowed: %s)",
-					  method, url, allow);
+			return send_error(
+				c, 405, "method_not_allowed", allow,
+				"%s is not allowed on %s (allowed: %s)", method,
+				url, allow);
 		return send_error(c, 404, "not_found", NULL, "no such path: %s",
 				  url);
 	}
@@ -267,10 +268,11 @@ static enum MHD_Result on_headers(struct srv_server *srv, struct ctx *c,
 		errno = 0;
 		n = strtoull(len_s, &end, 10);
 		if (errno == 0 && *end == '\0' && n > srv->cfg.max_body)
-			return send_error(c, 413, "payload_too_large", NULL,
-					  "body of %llu bytes exceeds the limit "
-					  "of %zu (--max-body)",
-					  n, srv->cfg.max_body);
+			return send_error(
+				c, 413, "payload_too_large", NULL,
+				"body of %llu bytes exceeds the limit "
+				"of %zu (--max-body)",
+				n, srv->cfg.max_body);
 		if (errno == 0 && *end == '\0' && n > 0) {
 			c->body = malloc((size_t)n + 1);
 			if (!c->body)
@@ -396,8 +398,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	return send_reply(c, &r);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn,
-			 void **con_cls, enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
 {
 	struct srv_server *srv = cls;
 	struct ctx *c = *con_cls;
@@ -447,7 +449,8 @@ enum fresh_status srv_http_start(struct srv_server *srv, struct srv_http **out,
 		srv_hist_init(&srv->routes[i].latency, srv_latency_bounds);
 		atomic_init(&srv->routes[i].in_handler, 0);
 	}
-	if (!srv_resolve_listen(srv->cfg.listen, &ss, &sslen, host, sizeof host, err, cap))
+	if (!srv_resolve_listen(srv->cfg.listen, &ss, &sslen, host, sizeof host,
+				err, cap))
 		return FRESH_INVALID;
 	if (!srv_is_loopback(&ss) && !srv->write_key[0] && !srv->cfg.insecure) {
 		snprintf(err, cap,
@@ -468,9 +471,9 @@ enum fresh_status srv_http_start(struct srv_server *srv, struct srv_http **out,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->cfg.max_connections,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)srv->cfg.max_per_ip,
-		MHD_OPTION_CONNECTION_TIMEOUT, srv->cfg.connection_timeout,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned)srv->cfg.max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+		srv->cfg.connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		(size_t)(4 * srv->cfg.max_header + (256 << 10)),
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U, MHD_OPTION_END);
 	if (!h->mhd) {

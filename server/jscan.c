@@ -21,10 +21,10 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define MARK_LEN 17     /* "\x01" + 16 hex digits, as decoded by jansson */
-#define MIN_ARRAY 8     /* shorter numeric arrays are left to jansson */
-#define MIN_STRING 32   /* shorter strings too */
-#define MAX_TOKEN 64    /* longer numbers are left to jansson */
+#define MARK_LEN 17   /* "\x01" + 16 hex digits, as decoded by jansson */
+#define MIN_ARRAY 8   /* shorter numeric arrays are left to jansson */
+#define MIN_STRING 32 /* shorter strings too */
+#define MAX_TOKEN 64  /* longer numbers are left to jansson */
 
 static char mark[MARK_LEN + 1];
 static pthread_once_t mark_once = PTHREAD_ONCE_INIT;
@@ -128,8 +128,8 @@ static bool is_space(char c)
 
 static bool is_b64(unsigned char c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit((char)c) ||
-	       c == '+' || c == '/' || c == '=';
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       is_digit((char)c) || c == '+' || c == '/' || c == '=';
 }
 
 /*
@@ -148,7 +148,8 @@ static bool all_b64(const char *s, size_t n)
 	const __m128i eq = _mm_set1_epi8('=');
 
 	for (; i + 16 <= n; i += 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+		__m128i v =
+			_mm_loadu_si128((const __m128i *)(const void *)(s + i));
 		__m128i ok = _mm_and_si128(_mm_cmpgt_epi8(v, a0),
 					   _mm_cmplt_epi8(v, a1));
 		ok = _mm_or_si128(ok, _mm_and_si128(_mm_cmpgt_epi8(v, l0),
@@ -338,7 +339,8 @@ enum jscan_status jscan_run(const char *b, size_t len, int max_depth,
 					if (b[j] == '\\') {
 						escaped = true;
 						j++;
-					} else if (!is_b64((unsigned char)b[j])) {
+					} else if (!is_b64((unsigned char)
+								   b[j])) {
 						b64 = false;
 					}
 					j++;
@@ -378,8 +380,8 @@ enum jscan_status jscan_run(const char *b, size_t len, int max_depth,
 			} else if (nomem) {
 				st = JSCAN_NOMEM;
 			} else if (end > i &&
-				   grow((void **)&t->arrays, &t->capa, t->na + 1,
-					sizeof *t->arrays)) {
+				   grow((void **)&t->arrays, &t->capa,
+					t->na + 1, sizeof *t->arrays)) {
 				t->arrays[t->na].off = first;
 				t->arrays[t->na].n = t->nv - first;
 				t->arrays[t->na].text = NULL;

@@ -29,15 +29,15 @@
 
 /* What a number of a marked array is. */
 enum jscan_kind {
-	JSCAN_REAL,      /* has a fraction or exponent */
-	JSCAN_UINT,      /* integer in 0..2^64-1: u holds it exactly */
-	JSCAN_NEGATIVE,  /* integer below zero */
-	JSCAN_HUGE,      /* integer above 2^64-1 */
+	JSCAN_REAL,	/* has a fraction or exponent */
+	JSCAN_UINT,	/* integer in 0..2^64-1: u holds it exactly */
+	JSCAN_NEGATIVE, /* integer below zero */
+	JSCAN_HUGE,	/* integer above 2^64-1 */
 };
 
 struct jscan_num {
-	double v;           /* the value (as strtod reads it) */
-	uint64_t u;         /* exact, for JSCAN_UINT */
+	double v;   /* the value (as strtod reads it) */
+	uint64_t u; /* exact, for JSCAN_UINT */
 	enum jscan_kind kind;
 };
 

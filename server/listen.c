@@ -41,7 +41,8 @@ bool srv_resolve_listen(const char *listen, struct sockaddr_storage *ss,
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
 	if (rc != 0) {
-		snprintf(err, ecap, "--listen %s: %s", listen, gai_strerror(rc));
+		snprintf(err, ecap, "--listen %s: %s", listen,
+			 gai_strerror(rc));
 		return false;
 	}
 	memcpy(ss, res->ai_addr, res->ai_addrlen);

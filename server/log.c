@@ -71,12 +71,13 @@ static void emit(enum srv_level level, uint64_t rid, const char *fmt,
 			     ts, (long)(tv.tv_usec / 1000), names[level],
 			     rid_field, esc);
 	else
-		n = snprintf(line, sizeof line, "ts=%s.%03ldZ level=%s%s msg=\"%s\"\n",
-			     ts, (long)(tv.tv_usec / 1000), names[level],
-			     rid_field, esc);
+		n = snprintf(line, sizeof line,
+			     "ts=%s.%03ldZ level=%s%s msg=\"%s\"\n", ts,
+			     (long)(tv.tv_usec / 1000), names[level], rid_field,
+			     esc);
 	if (n > 0) {
-		size_t len = (size_t)n < sizeof line ? (size_t)n
-						     : sizeof line - 1;
+		size_t len =
+			(size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
 		ssize_t w = write(STDERR_FILENO, line, len);
 		(void)w;
 	}

@@ -10,10 +10,10 @@
 
 const double srv_latency_bounds[SRV_HIST_BUCKETS] = {
 	0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
-	0.2,    0.5,   1.0,   2.0,   5.0,  10.0, 30.0, 60.0};
+	0.2,	0.5,   1.0,   2.0,   5.0,  10.0, 30.0, 60.0};
 const double srv_batch_bounds[SRV_HIST_BUCKETS] = {
-	1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
-	16384, 65536};
+	1,   2,	  4,	8,    16,   32,	  64,	 128,
+	256, 512, 1024, 2048, 4096, 8192, 16384, 65536};
 
 void srv_hist_init(struct srv_hist *h, const double *bounds)
 {
@@ -78,10 +78,11 @@ void srv_hist_render(struct srv_buf *b, const char *name, const char *labels,
 	const char *sep = labels[0] ? "," : "";
 
 	for (int i = 0; i <= SRV_HIST_BUCKETS; i++) {
-		cum += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+		cum += atomic_load_explicit(&h->counts[i],
+					    memory_order_relaxed);
 		if (i < SRV_HIST_BUCKETS)
-			srv_buf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name,
-				       labels, sep, h->bounds[i], cum);
+			srv_buf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n",
+				       name, labels, sep, h->bounds[i], cum);
 		else
 			srv_buf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n",
 				       name, labels, sep, cum);

@@ -39,8 +39,8 @@ static bool marked_key(json_t *v)
 	return false;
 }
 
-bool srv_parse_body(const char *body, size_t len, bool empty_ok,
-		    json_t **out, struct srv_error *e)
+bool srv_parse_body(const char *body, size_t len, bool empty_ok, json_t **out,
+		    struct srv_error *e)
 {
 	json_error_t jerr;
 	char *scanned = NULL;
@@ -66,9 +66,10 @@ bool srv_parse_body(const char *body, size_t len, bool empty_ok,
 	case JSCAN_OK:
 		break;
 	case JSCAN_TOO_DEEP:
-		return srv_fail(e, 400, "invalid_json",
-				"JSON nested deeper than %d levels (at byte %zu)",
-				SRV_MAX_DEPTH, where);
+		return srv_fail(
+			e, 400, "invalid_json",
+			"JSON nested deeper than %d levels (at byte %zu)",
+			SRV_MAX_DEPTH, where);
 	case JSCAN_OVERFLOW:
 		return srv_fail(e, 400, "invalid_json",
 				"a number overflows a double (in the array at "
@@ -90,10 +91,11 @@ bool srv_parse_body(const char *body, size_t len, bool empty_ok,
 		bool object = json_is_object(j);
 		json_decref(j);
 		jscan_release();
-		return srv_fail(e, 400, "invalid_json",
-				object ? "invalid JSON: a number where a key is "
-					 "expected"
-				       : "the body is not a JSON object");
+		return srv_fail(
+			e, 400, "invalid_json",
+			object ? "invalid JSON: a number where a key is "
+				 "expected"
+			       : "the body is not a JSON object");
 	}
 	*out = j;
 	return true;
@@ -169,8 +171,9 @@ bool srv_get_u64(json_t *v, const char *path, uint64_t *out,
 		errno = 0;
 		*out = digits[0] == '-' ? 0 : strtoull(digits, NULL, 10);
 		if (digits[0] == '-')
-			return srv_bad(e, "%s: %.40s is negative; ids are "
-					  "0..2^64-1",
+			return srv_bad(e,
+				       "%s: %.40s is negative; ids are "
+				       "0..2^64-1",
 				       path, digits);
 		if (errno == ERANGE)
 			return srv_bad(e, "%s: %.40s is out of range 0..2^64-1",
@@ -180,8 +183,9 @@ bool srv_get_u64(json_t *v, const char *path, uint64_t *out,
 	if (!json_is_integer(v))
 		return srv_bad(e, "%s: expected an integer id", path);
 	if (json_integer_value(v) < 0)
-		return srv_bad(e, "%s: %" JSON_INTEGER_FORMAT
-				  " is negative; ids are 0..2^64-1",
+		return srv_bad(e,
+			       "%s: %" JSON_INTEGER_FORMAT
+			       " is negative; ids are 0..2^64-1",
 			       path, json_integer_value(v));
 	*out = (uint64_t)json_integer_value(v);
 	return true;
@@ -222,8 +226,9 @@ bool srv_field_int(json_t *obj, const char *key, int64_t lo, int64_t hi,
 		return srv_bad(e, "%s: expected an integer", key);
 	*out = json_integer_value(v);
 	if (*out < lo || *out > hi)
-		return srv_bad(e, "%s: %" PRId64 " is out of range %" PRId64
-				  "..%" PRId64,
+		return srv_bad(e,
+			       "%s: %" PRId64 " is out of range %" PRId64
+			       "..%" PRId64,
 			       key, *out, lo, hi);
 	return true;
 }
@@ -240,8 +245,8 @@ bool srv_field_double(json_t *obj, const char *key, double lo, double hi,
 	if (!srv_get_double(v, key, out, e))
 		return false;
 	if (*out < lo || *out > hi)
-		return srv_bad(e, "%s: %g is out of range %g..%g", key, *out, lo,
-			       hi);
+		return srv_bad(e, "%s: %g is out of range %g..%g", key, *out,
+			       lo, hi);
 	return true;
 }
 
@@ -276,8 +281,8 @@ static bool to_float(double d, const char *path, size_t i, float *out,
 	float f = (float)d;
 
 	if (!isfinite(f))
-		return srv_bad(e, "%s[%zu]: %g is not a finite float32", path, i,
-			       d);
+		return srv_bad(e, "%s[%zu]: %g is not a finite float32", path,
+			       i, d);
 	*out = f;
 	return true;
 }
@@ -312,8 +317,8 @@ bool srv_get_vector(json_t *v, bool b64, const char *path, size_t dim,
 
 	if (b64)
 		return b64_vector(v, path, dim, out, e);
-	if (json_is_string(v) && jscan_array(json_string_value(v),
-					     json_string_length(v), &a)) {
+	if (json_is_string(v) &&
+	    jscan_array(json_string_value(v), json_string_length(v), &a)) {
 		if (a.n != dim)
 			return srv_bad(e, "%s: %zu numbers, expected %zu", path,
 				       a.n, dim);
@@ -342,7 +347,8 @@ bool srv_get_vector(json_t *v, bool b64, const char *path, size_t dim,
 		else if (digits)
 			d = strtod(digits, NULL);
 		else
-			return srv_bad(e, "%s[%zu]: expected a number", path, i);
+			return srv_bad(e, "%s[%zu]: expected a number", path,
+				       i);
 		if (!to_float(d, path, i, out + i, e))
 			return false;
 	}
@@ -408,13 +414,14 @@ bool srv_get_queries(json_t *obj, size_t dim, size_t max, float **out,
 	} else {
 		/* A list of lists is never marked; a marked list is numbers. */
 		if (!json_is_array(v))
-			return srv_bad(e, "%s: expected an array of %s",
-				       names[which],
-				       which == 1 ? "vectors" : "base64 strings");
+			return srv_bad(
+				e, "%s: expected an array of %s", names[which],
+				which == 1 ? "vectors" : "base64 strings");
 		*n = json_array_size(v);
 		if (*n == 0)
-			return srv_bad(e, "%s: empty; at least one query is "
-					  "needed",
+			return srv_bad(e,
+				       "%s: empty; at least one query is "
+				       "needed",
 				       names[which]);
 		if (*n > max)
 			return srv_bad(e, "%s: %zu queries, at most %zu",
@@ -464,14 +471,17 @@ bool srv_get_id_list(json_t *v, const char *path, size_t max, uint64_t **ids,
 			(*ids)[i] = a.num[i].u;
 		} else {
 			ok = a.num[i].kind == JSCAN_NEGATIVE
-				     ? srv_bad(e, "%s: %.0f is negative; ids are "
-						  "0..2^64-1",
+				     ? srv_bad(e,
+					       "%s: %.0f is negative; ids are "
+					       "0..2^64-1",
 					       p, a.num[i].v)
 			     : a.num[i].kind == JSCAN_HUGE
-				     ? srv_bad(e, "%s: %.0f is out of range "
-						  "0..2^64-1",
+				     ? srv_bad(e,
+					       "%s: %.0f is out of range "
+					       "0..2^64-1",
 					       p, a.num[i].v)
-				     : srv_bad(e, "%s: expected an integer id", p);
+				     : srv_bad(e, "%s: expected an integer id",
+					       p);
 		}
 		if (!ok) {
 			free(*ids);

@@ -27,8 +27,8 @@
  * 400 invalid_json. body must stay alive until the release (base64 text
  * is read from it in place).
  */
-bool srv_parse_body(const char *body, size_t len, bool empty_ok,
-		    json_t **out, struct srv_error *e);
+bool srv_parse_body(const char *body, size_t len, bool empty_ok, json_t **out,
+		    struct srv_error *e);
 /* Drops a parsed body (accepts NULL). */
 void srv_body_release(json_t *body);
 

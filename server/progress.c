@@ -46,9 +46,11 @@ static void *run(void *arg)
 			last = st.state;
 			since = logged = t;
 			done0 = st.progress_done;
-		} else if (st.state != FRESH_REFIT_IDLE && t - logged >= p->every) {
-			const char *unit = st.state == FRESH_REFIT_TRAINING ? "epochs"
-									    : "rows";
+		} else if (st.state != FRESH_REFIT_IDLE &&
+			   t - logged >= p->every) {
+			const char *unit = st.state == FRESH_REFIT_TRAINING
+						   ? "epochs"
+						   : "rows";
 			double rate = (double)(st.progress_done - done0) /
 				      (t - since > 0 ? t - since : 1);
 			double eta = rate > 0 ? (double)(st.progress_total -
@@ -56,10 +58,11 @@ static void *run(void *arg)
 							rate
 					      : -1;
 			srv_log(SRV_INFO,
-				"refit %s: %zu/%zu %s (%.0f%%), %.0f %s/s, ETA %.0fs",
-				fresh_refit_state_name(st.state), st.progress_done,
-				st.progress_total, unit, 100.0 * st.progress,
-				rate, unit, eta);
+				"refit %s: %zu/%zu %s (%.0f%%), %.0f %s/s, ETA "
+				"%.0fs",
+				fresh_refit_state_name(st.state),
+				st.progress_done, st.progress_total, unit,
+				100.0 * st.progress, rate, unit, eta);
 			logged = t;
 		}
 		pthread_mutex_lock(&p->mu);

@@ -13,8 +13,8 @@
 #include <string.h>
 #include <time.h>
 
-static const char overload_body[] =
-	"{\"error\": {\"code\": \"overloaded\", \"message\": \"out of memory\"}}";
+static const char overload_body[] = "{\"error\": {\"code\": \"overloaded\", "
+				    "\"message\": \"out of memory\"}}";
 
 void srv_reply_text(struct srv_reply *r, int status, const char *ctype,
 		    const char *body, size_t len)
@@ -60,8 +60,8 @@ static char *unquote_big_ids(char *s)
 
 void srv_reply_json(struct srv_reply *r, int status, json_t *j)
 {
-	char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9))
-		    : NULL;
+	char *s =
+		j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
 
 	json_decref(j);
 	r->status = status;
@@ -99,11 +99,10 @@ void srv_reply_qdrant(struct srv_reply *r, int status, json_t *result)
 
 void srv_reply_error(struct srv_reply *r, const struct srv_error *e)
 {
-	json_t *j = r->qdrant
-			    ? json_pack("{s:{s:s},s:f}", "status", "error",
-					e->msg, "time", took(r))
-			    : json_pack("{s:{s:s,s:s}}", "error", "code", e->code,
-					"message", e->msg);
+	json_t *j = r->qdrant ? json_pack("{s:{s:s},s:f}", "status", "error",
+					  e->msg, "time", took(r))
+			      : json_pack("{s:{s:s,s:s}}", "error", "code",
+					  e->code, "message", e->msg);
 
 	srv_reply_json(r, e->http, j);
 	r->error_code = e->code;

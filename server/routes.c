@@ -20,8 +20,8 @@ static const struct srv_route_def routes[] = {
 	 false},
 	{"/v1/search", false, "POST", SRV_ROUTE_SEARCH, srv_api_search,
 	 SRV_AUTH_READ, true},
-	{"/v1/negatives", false, "POST", SRV_ROUTE_NEGATIVES,
-	 srv_api_negatives, SRV_AUTH_READ, true},
+	{"/v1/negatives", false, "POST", SRV_ROUTE_NEGATIVES, srv_api_negatives,
+	 SRV_AUTH_READ, true},
 	{"/v1/updates", false, "POST", SRV_ROUTE_UPDATES, srv_api_updates,
 	 SRV_AUTH_WRITE, true},
 	{"/v1/refit", false, "POST", SRV_ROUTE_REFIT, srv_api_refit,
@@ -86,8 +86,8 @@ static const struct srv_route_def coord_routes[] = {
 	 SRV_AUTH_WRITE, true},
 	{"/v1/corrector", false, "GET", SRV_ROUTE_CORRECTOR,
 	 srv_coord_corrector, SRV_AUTH_READ, false},
-	{"/v1/corrector/reset", false, "POST", SRV_ROUTE_RESET,
-	 srv_coord_reset, SRV_AUTH_WRITE, true},
+	{"/v1/corrector/reset", false, "POST", SRV_ROUTE_RESET, srv_coord_reset,
+	 SRV_AUTH_WRITE, true},
 	{"/v1/corrector/checkpoint", false, "GET", SRV_ROUTE_CHECKPOINT,
 	 srv_coord_checkpoint_get, SRV_AUTH_READ, false},
 	{"/v1/corrector/checkpoint", false, "PUT", SRV_ROUTE_CHECKPOINT,
@@ -108,18 +108,34 @@ static const struct srv_route_def coord_routes[] = {
 
 #define NCOORD_ROUTES (sizeof coord_routes / sizeof *coord_routes)
 
-const char *const srv_route_names[SRV_ROUTE_COUNT] = {
-	"healthz",   "readyz",  "metrics",    "info",
-	"search",    "negatives", "updates",  "refit",
-	"corrector", "corrector_reset", "corrector_checkpoint",
-	"targets",   "corrected", "pairs",    "index_reload",
-	"demo_fresh", "demo_truth", "corrector_query_map", "qdrant_root",
-	"qdrant",    "openapi",   "ids",       "unknown"};
+const char *const srv_route_names[SRV_ROUTE_COUNT] = {"healthz",
+						      "readyz",
+						      "metrics",
+						      "info",
+						      "search",
+						      "negatives",
+						      "updates",
+						      "refit",
+						      "corrector",
+						      "corrector_reset",
+						      "corrector_checkpoint",
+						      "targets",
+						      "corrected",
+						      "pairs",
+						      "index_reload",
+						      "demo_fresh",
+						      "demo_truth",
+						      "corrector_query_map",
+						      "qdrant_root",
+						      "qdrant",
+						      "openapi",
+						      "ids",
+						      "unknown"};
 
 /* Codes counted per route, in srv_route_stats.by_code order. */
 const int srv_counted_codes[SRV_CODES] = {200, 202, 400, 401, 403, 404,
 					  405, 409, 413, 415, 431, 500,
-					  503, 0,   0,   0};
+					  503, 0,   0,	 0};
 
 const struct srv_route_def *srv_find_route(const struct srv_server *srv,
 					   const char *url, const char *method,
@@ -137,16 +153,17 @@ const struct srv_route_def *srv_find_route(const struct srv_server *srv,
 	*path_known = false;
 	for (size_t i = 0; i < count; i++) {
 		const struct srv_route_def *d = &table[i];
-		bool match = d->is_prefix
-				     ? strncmp(url, d->path, strlen(d->path)) == 0 &&
-					       url[strlen(d->path)] != '\0'
-				     : strcmp(url, d->path) == 0;
+		bool match = d->is_prefix ? strncmp(url, d->path,
+						    strlen(d->path)) == 0 &&
+						    url[strlen(d->path)] != '\0'
+					  : strcmp(url, d->path) == 0;
 		if (!match)
 			continue;
 		*path_known = true;
 		snprintf(allow + strlen(allow), cap - strlen(allow), "%s%s",
 			 allow[0] ? ", " : "", d->method);
-		if (strcmp(d->method, "*") == 0 || strcmp(method, d->method) == 0)
+		if (strcmp(d->method, "*") == 0 ||
+		    strcmp(method, d->method) == 0)
 			hit = d;
 	}
 	return hit;

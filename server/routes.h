@@ -10,13 +10,13 @@
 #include "server.h"
 
 struct srv_route_def {
-	const char *path;   /* exact, or prefix ending in '/' with is_prefix */
+	const char *path; /* exact, or prefix ending in '/' with is_prefix */
 	bool is_prefix;
 	const char *method;
 	enum srv_route route;
 	srv_handler handler;
 	enum srv_auth auth; /* needed; NONE = open */
-	bool json;          /* body is JSON (content type checked) */
+	bool json;	    /* body is JSON (content type checked) */
 };
 
 /*

@@ -96,11 +96,11 @@ struct srv_route_stats {
 struct srv_server {
 	struct srv_config cfg;
 	struct fresh_engine *engine;
-	struct fresh_demo *demo;      /* --demo only */
+	struct fresh_demo *demo; /* --demo only */
 	struct srv_dispatch *dispatch;
-	struct srv_coord *coord;      /* --shards only (no engine then) */
+	struct srv_coord *coord;	    /* --shards only (no engine then) */
 	char write_key[256], read_key[256]; /* empty: none */
-	double started_at;            /* unix time */
+	double started_at;		    /* unix time */
 	char index_source[4096];
 	double index_loaded_at;
 	struct srv_route_stats routes[SRV_ROUTE_COUNT];
@@ -118,7 +118,7 @@ struct srv_request {
 	uint64_t target_id; /* SRV_ROUTE_TARGET */
 	const char *url;    /* the path, without the query string */
 	enum srv_auth auth; /* what the presented key may do */
-	bool qdrant;        /* errors in Qdrant's envelope */
+	bool qdrant;	    /* errors in Qdrant's envelope */
 };
 
 /* The query-string argument key, or NULL. */

@@ -226,9 +226,10 @@ int main(int argc, char **argv)
 
 	/* What the scan streams: the bf16 copy (not the mapped file). */
 	if (store == FRESH_STORE_BF16)
-		bw = read_bandwidth(pool,
-				    (const float *)(const void *)fresh_index_bf16(idx),
-				    n * d / 2, reps);
+		bw = read_bandwidth(
+			pool,
+			(const float *)(const void *)fresh_index_bf16(idx),
+			n * d / 2, reps);
 	else
 		bw = read_bandwidth(pool, x, n * d, reps);
 	gflops = gemm_throughput(pool, q, x, n < 262144 ? n : 262144, 1024, d,
@@ -239,8 +240,8 @@ int main(int argc, char **argv)
 
 	{
 		uint64_t *ids = malloc(n * sizeof *ids);
-		struct fresh_matrix mat = {.x = x, .n = n,
-		                           .dim = d, .ids = ids};
+		struct fresh_matrix mat = {
+			.x = x, .n = n, .dim = d, .ids = ids};
 		if (idx && store == FRESH_STORE_BF16) {
 			mat.xh = fresh_index_bf16(idx);
 			mat.row_norm = fresh_index_norms(idx);
@@ -293,15 +294,16 @@ int main(int argc, char **argv)
 				}
 				for (int r = 0; r <= reps; r++) {
 					double t0 = now();
-					fresh_sample(pool, &mat, &qs, k, true, NULL,
-						     temps, seeds, hits, lp,
-						     counts);
+					fresh_sample(pool, &mat, &qs, k, true,
+						     NULL, temps, seeds, hits,
+						     lp, counts);
 					if (r > 0)
 						ts[r - 1] = now() - t0;
 				}
 				printf("{\"what\": \"sample\", \"n\": %zu, "
 				       "\"d\": %zu, \"b\": %zu, \"k\": %zu, "
-				       "\"seconds\": %.6f, \"vs_topk\": %.3f}\n",
+				       "\"seconds\": %.6f, \"vs_topk\": "
+				       "%.3f}\n",
 				       n, d, b, k, median(ts, (size_t)reps),
 				       median(ts, (size_t)reps) / tk);
 				fflush(stdout);

@@ -99,7 +99,8 @@ void fz_write(const char *path, const void *data, size_t size)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			fprintf(stderr, "write %s: %s\n", path, strerror(errno));
+			fprintf(stderr, "write %s: %s\n", path,
+				strerror(errno));
 			abort();
 		}
 		p += w;

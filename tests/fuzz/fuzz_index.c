@@ -56,8 +56,7 @@ static void round_trip(const struct fresh_index *idx)
 	FZ_CHECK(fresh_index_load(snap, NULL, &back, &err) == FRESH_OK);
 	FZ_CHECK(fresh_index_size(back) == n);
 	FZ_CHECK(fresh_index_dim(back) == d);
-	FZ_CHECK(fresh_index_fingerprint(back) ==
-		 fresh_index_fingerprint(idx));
+	FZ_CHECK(fresh_index_fingerprint(back) == fresh_index_fingerprint(idx));
 	FZ_CHECK(memcmp(fresh_index_vectors(back), fresh_index_vectors(idx),
 			n * d * sizeof(float)) == 0);
 	FZ_CHECK(memcmp(fresh_index_ids(back), fresh_index_ids(idx),
@@ -94,8 +93,8 @@ static void try_load(const char *path, const char *ids_path, bool snapshot)
 	{
 		struct fresh_index *h = NULL;
 
-		if (fresh_index_load_store(path, ids_path, FRESH_STORE_BF16,
-					   &h, &err) == FRESH_OK) {
+		if (fresh_index_load_store(path, ids_path, FRESH_STORE_BF16, &h,
+					   &err) == FRESH_OK) {
 			FZ_CHECK(fresh_index_fingerprint(h) ==
 				 fresh_index_fingerprint(idx));
 			FZ_CHECK(memcmp(fresh_index_vectors(h),
@@ -128,8 +127,7 @@ static unsigned char *fix_fingerprint(const uint8_t *data, size_t size)
 	n = fresh_get64(data + 16);
 	d = fresh_get64(data + 24);
 	if (n == 0 || d == 0 || n > (size - 64) / 8 ||
-	    d > (size - 64 - n * 8) / 4 / n ||
-	    64 + n * 8 + n * d * 4 != size)
+	    d > (size - 64 - n * 8) / 4 / n || 64 + n * 8 + n * d * 4 != size)
 		return NULL;
 	b = fz_memdup(data, size);
 	shape[0] = n;

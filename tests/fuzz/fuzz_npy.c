@@ -31,7 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FZ_CHECK(memchr(h.descr, '\0', sizeof h.descr) != NULL);
 	FZ_CHECK(h.ndim <= FRESH_NPY_MAX_DIMS);
 	for (size_t i = 0; i < h.ndim; i++) {
-		unsigned __int128 wide = (unsigned __int128)product * h.shape[i];
+		unsigned __int128 wide =
+			(unsigned __int128)product * h.shape[i];
 		if (wide > SIZE_MAX) {
 			overflow = true;
 			break;

@@ -21,9 +21,10 @@
 #define MAX_IDS 64
 
 static const char *const all_keys[] = {
-	"vector", "vectors", "vector_b64", "vectors_b64", "k", "n",
-	"scoring", "method", "temperature", "seed", "exclude", "include",
-	"ids", "targets", "queries", "step", NULL,
+	"vector",  "vectors", "vector_b64", "vectors_b64", "k",
+	"n",	   "scoring", "method",	    "temperature", "seed",
+	"exclude", "include", "ids",	    "targets",	   "queries",
+	"step",	   NULL,
 };
 static const char *const scorings[] = {"corrected", "stale", NULL};
 static const char *const methods[] = {"gumbel", "topk", "uniform", NULL};
@@ -205,10 +206,10 @@ static char *neutralize(const uint8_t *data, size_t size)
 			 * Not an integer: jansson reads it as a real. Skip all
 			 * of it; its exponent's digits are no integer either.
 			 */
-			while (j < size && ((b[j] >= '0' && b[j] <= '9') ||
-					    b[j] == '.' || b[j] == 'e' ||
-					    b[j] == 'E' || b[j] == '+' ||
-					    b[j] == '-'))
+			while (j < size &&
+			       ((b[j] >= '0' && b[j] <= '9') || b[j] == '.' ||
+				b[j] == 'e' || b[j] == 'E' || b[j] == '+' ||
+				b[j] == '-'))
 				j++;
 			i = j - 1;
 			continue;

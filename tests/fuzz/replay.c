@@ -134,7 +134,8 @@ int main(int argc, char **argv)
 		struct stat sb;
 		if (stat(argv[i], &sb) != 0) {
 			if (errno == ENOENT) {
-				fprintf(stderr, "%s: absent, nothing to replay\n",
+				fprintf(stderr,
+					"%s: absent, nothing to replay\n",
 					argv[i]);
 				continue;
 			}
@@ -146,6 +147,7 @@ int main(int argc, char **argv)
 			rc = run_file(argv[i]);
 		}
 	}
-	printf("%zu inputs replayed%s\n", replayed, rc ? ", then an error" : "");
+	printf("%zu inputs replayed%s\n", replayed,
+	       rc ? ", then an error" : "");
 	return rc;
 }

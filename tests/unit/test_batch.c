@@ -43,13 +43,14 @@ static struct fresh_model *model_of(struct fx *f, size_t d_out, bool fit)
 
 	ck_assert_int_eq(fresh_corrector_create(&sh, &c, NULL), FRESH_OK);
 	if (fit) {
-		struct fresh_corrector_layout l = fresh_corrector_layout_of(&sh);
+		struct fresh_corrector_layout l =
+			fresh_corrector_layout_of(&sh);
 		for (size_t i = 0; i < l.total; i++)
 			fresh_corrector_params(c)[i] = 0.2f * tu_normal(&r);
 	}
-	ck_assert_int_eq(fresh_model_build(f->idx, c, f->pool, NULL, NULL, &m,
-					   &err),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_model_build(f->idx, c, f->pool, NULL, NULL, &m, &err),
+		FRESH_OK);
 	fresh_model_stamp(m, 7, 0);
 	return m;
 }
@@ -61,9 +62,9 @@ static void fx_make(struct fx *f)
 	tu_fill_normal(&r, f->s, N * D);
 	for (size_t i = 0; i < N; i++)
 		f->ids[i] = 1000 + 3 * i;
-	ck_assert_int_eq(fresh_index_create(N, D, f->s, f->ids, "fx", &f->idx,
-					    NULL),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_index_create(N, D, f->s, f->ids, "fx", &f->idx, NULL),
+		FRESH_OK);
 	ck_assert_int_eq(fresh_pool_create(2, 0, &f->pool), FRESH_OK);
 	f->m = model_of(f, D, true);
 }
@@ -132,7 +133,8 @@ static void assert_same_answers(const struct req *a, const struct req *b)
 			const struct fresh_hit *x = &a->hits[i * a->r.k + h];
 			const struct fresh_hit *y = &b->hits[i * b->r.k + h];
 			ck_assert_uint_eq(x->id, y->id);
-			ck_assert(!memcmp(&x->score, &y->score, sizeof x->score));
+			ck_assert(
+				!memcmp(&x->score, &y->score, sizeof x->score));
 		}
 		if (a->r.logprob)
 			ck_assert(!memcmp(a->logprob + i * a->r.k,
@@ -178,11 +180,19 @@ static void check_mixed(enum fresh_op op)
 		for (size_t i = 0; i < together[j].r.b; i++)
 			for (size_t h = 0; h < together[j].counts[i]; h++) {
 				uint64_t id =
-					together[j].hits[i * together[j].r.k + h].id;
-				for (size_t t = 0; t < together[j].pos_n[i]; t++)
-					ck_assert_uint_ne(id, together[j].pos_lists[i][t]);
-				for (size_t t = 0; t < together[j].exc_n[i]; t++)
-					ck_assert_uint_ne(id, together[j].exc_lists[i][t]);
+					together[j]
+						.hits[i * together[j].r.k + h]
+						.id;
+				for (size_t t = 0; t < together[j].pos_n[i];
+				     t++)
+					ck_assert_uint_ne(
+						id,
+						together[j].pos_lists[i][t]);
+				for (size_t t = 0; t < together[j].exc_n[i];
+				     t++)
+					ck_assert_uint_ne(
+						id,
+						together[j].exc_lists[i][t]);
 			}
 	fx_free(&f);
 }
@@ -215,11 +225,12 @@ START_TEST(mixed_topk_equals_alone_and_brute_force)
 						want),
 				  KMAX);
 		for (size_t t = 0; t < KMAX; t++)
-			ck_assert_msg(fabsf(rq.hits[i * KMAX + t].score -
-					    want[t].score) <
-					      1e-4f * (1 + fabsf(want[t].score)),
-				      "rank %zu: %g vs %g", t,
-				      rq.hits[i * KMAX + t].score, want[t].score);
+			ck_assert_msg(
+				fabsf(rq.hits[i * KMAX + t].score -
+				      want[t].score) <
+					1e-4f * (1 + fabsf(want[t].score)),
+				"rank %zu: %g vs %g", t,
+				rq.hits[i * KMAX + t].score, want[t].score);
 	}
 	fx_free(&f);
 }

@@ -43,7 +43,8 @@ START_TEST(rounds_to_nearest_even)
 	{
 		struct tu_rng r = {1};
 		for (int i = 0; i < 100000; i++) {
-			float x = tu_normal(&r) * ldexpf(1.0f, (int)(tu_next(&r) % 80) - 40);
+			float x = tu_normal(&r) *
+				  ldexpf(1.0f, (int)(tu_next(&r) % 80) - 40);
 			ck_assert(fresh_bf16_from_f32(x, &h));
 			ck_assert(fabsf(fresh_bf16_to_f32(h) - x) <=
 				  fabsf(x) * 0x1p-8f);
@@ -77,7 +78,8 @@ static void check_bound(size_t d, bool native, uint64_t seed)
 	enum { NQ = 5, NR = 37 };
 	struct tu_rng r = {seed};
 	float *q = malloc(NQ * d * sizeof *q), *x = malloc(NR * d * sizeof *x);
-	uint16_t *qh = malloc(NQ * d * sizeof *qh), *xh = malloc(NR * d * sizeof *xh);
+	uint16_t *qh = malloc(NQ * d * sizeof *qh),
+		 *xh = malloc(NR * d * sizeof *xh);
 	float *scratch = malloc(NR * d * sizeof *scratch);
 	float out[NQ * NR], norms[NR], maxn = 0.0f;
 
@@ -202,8 +204,9 @@ static void make_data(struct data *t, size_t n, size_t d, uint64_t seed)
 			memcpy(dst, t->x + g * d, d * sizeof *dst);
 			if (c < 6)
 				for (size_t i = 0; i < d; i++)
-					dst[i] *= 1.0f + 0x1p-12f *
-						(tu_uniform(&r, -1, 1));
+					dst[i] *= 1.0f +
+						  0x1p-12f * (tu_uniform(&r, -1,
+									 1));
 		}
 	}
 	t->maxn = 0.0f;
@@ -236,14 +239,13 @@ static void make_queries(const struct data *t, float *q, size_t b,
 		size_t g = (i * 97) % (t->n - 8);
 		g -= g % 97;
 		for (size_t c = 0; c < t->d; c++)
-			q[i * t->d + c] = t->x[g * t->d + c] +
-					  0.05f * tu_normal(&r);
+			q[i * t->d + c] =
+				t->x[g * t->d + c] + 0.05f * tu_normal(&r);
 	}
 }
 
-static void compare(const struct data *t, size_t threads, size_t b,
-		    size_t k, bool excl_on, bool offsets, bool scaled,
-		    bool native)
+static void compare(const struct data *t, size_t threads, size_t b, size_t k,
+		    bool excl_on, bool offsets, bool scaled, bool native)
 {
 	struct fresh_pool *pool;
 	float *q = malloc(b * t->d * sizeof *q);
@@ -278,8 +280,11 @@ static void compare(const struct data *t, size_t threads, size_t b,
 		}
 	}
 	{
-		struct fresh_matrix m = {.x = t->x, .n = t->n, .dim = t->d,
-					 .ids = t->ids, .row_scale = rs};
+		struct fresh_matrix m = {.x = t->x,
+					 .n = t->n,
+					 .dim = t->d,
+					 .ids = t->ids,
+					 .row_scale = rs};
 		struct fresh_queries qs = {q, b, offsets ? off : NULL};
 		ck_assert_int_eq(fresh_topk_f32(pool, &m, &qs, k, ex, h1, c1),
 				 FRESH_OK);
@@ -296,15 +301,14 @@ static void compare(const struct data *t, size_t threads, size_t b,
 		for (size_t j = 0; j < c1[i]; j++) {
 			const struct fresh_hit *a = &h1[i * k + j];
 			const struct fresh_hit *z = &h2[i * k + j];
-			ck_assert_msg(a->id == z->id &&
-					      memcmp(&a->score, &z->score,
-						     sizeof a->score) == 0,
-				      "b %zu k %zu query %zu rank %zu: f32 "
-				      "%llu %.9g, bf16 %llu %.9g",
-				      b, k, i, j, (unsigned long long)a->id,
-				      (double)a->score,
-				      (unsigned long long)z->id,
-				      (double)z->score);
+			ck_assert_msg(
+				a->id == z->id && memcmp(&a->score, &z->score,
+							 sizeof a->score) == 0,
+				"b %zu k %zu query %zu rank %zu: f32 "
+				"%llu %.9g, bf16 %llu %.9g",
+				b, k, i, j, (unsigned long long)a->id,
+				(double)a->score, (unsigned long long)z->id,
+				(double)z->score);
 		}
 	}
 	fresh_pool_free(pool);
@@ -339,8 +343,10 @@ START_TEST(planted_near_ties_defeat_bf16_alone)
 			for (size_t c = 0; c < t.d; c++)
 				sh += q[i * t.d + c] *
 				      fresh_bf16_to_f32(t.xh[r * t.d + c]);
-			fresh_heap_offer(a, &na, k, (struct fresh_hit){t.ids[r], s});
-			fresh_heap_offer(z, &nz, k, (struct fresh_hit){t.ids[r], sh});
+			fresh_heap_offer(a, &na, k,
+					 (struct fresh_hit){t.ids[r], s});
+			fresh_heap_offer(z, &nz, k,
+					 (struct fresh_hit){t.ids[r], sh});
 		}
 		fresh_heap_sort(a, na);
 		fresh_heap_sort(z, nz);
@@ -350,8 +356,8 @@ START_TEST(planted_near_ties_defeat_bf16_alone)
 				break;
 			}
 	}
-	ck_assert_msg(differ >= b / 4, "only %zu of %zu queries differ",
-		      differ, b);
+	ck_assert_msg(differ >= b / 4, "only %zu of %zu queries differ", differ,
+		      b);
 	free(q);
 	free_data(&t);
 }
@@ -368,7 +374,8 @@ START_TEST(bounded_topk_equals_f32_bitwise)
 		for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
 			for (int v = 0; v < 4; v++)
 				compare(&t, 1 + (size_t)(v & 1), bs[bi], ks[ki],
-					v & 2, v & 1, v >= 2, (bi + ki + (size_t)v) % 2 == 0);
+					v & 2, v & 1, v >= 2,
+					(bi + ki + (size_t)v) % 2 == 0);
 	free_data(&t);
 }
 END_TEST
@@ -404,16 +411,17 @@ START_TEST(index_loads_in_bf16)
 	tu_path(fv, sizeof fv, dir, "x.fvecs");
 	tu_fill_normal(&r, x, n * d);
 	tu_write_npy_f32(npy, x, n, d);
-	ck_assert_int_eq(fresh_index_load_store(npy, NULL, FRESH_STORE_F32, &a,
-						&err),
-			 FRESH_OK);
-	ck_assert_int_eq(fresh_index_load_store(npy, NULL, FRESH_STORE_BF16,
-						&b, &err),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_index_load_store(npy, NULL, FRESH_STORE_F32, &a, &err),
+		FRESH_OK);
+	ck_assert_int_eq(
+		fresh_index_load_store(npy, NULL, FRESH_STORE_BF16, &b, &err),
+		FRESH_OK);
 	ck_assert_int_eq(fresh_index_store(b), FRESH_STORE_BF16);
 	ck_assert_ptr_null(fresh_index_bf16(a));
 	ck_assert_ptr_nonnull(fresh_index_bf16(b));
-	ck_assert_uint_eq(fresh_index_fingerprint(a), fresh_index_fingerprint(b));
+	ck_assert_uint_eq(fresh_index_fingerprint(a),
+			  fresh_index_fingerprint(b));
 	ck_assert_mem_eq(fresh_index_vectors(a), fresh_index_vectors(b),
 			 n * d * sizeof(float));
 	for (size_t i = 0; i < n * d; i++) {
@@ -438,28 +446,28 @@ START_TEST(index_loads_in_bf16)
 		}
 		fclose(f);
 	}
-	ck_assert_int_eq(fresh_index_load_store(fv, NULL, FRESH_STORE_BF16, &b,
-						&err),
-			 FRESH_FORMAT);
+	ck_assert_int_eq(
+		fresh_index_load_store(fv, NULL, FRESH_STORE_BF16, &b, &err),
+		FRESH_FORMAT);
 	ck_assert_ptr_nonnull(strstr(err.msg, "convert it to .npy"));
 	/* A value beyond bf16's range: refused, naming row and column. */
 	x[3 * d + 7] = FLT_MAX;
 	tu_write_npy_f32(npy, x, n, d);
-	ck_assert_int_eq(fresh_index_load_store(npy, NULL, FRESH_STORE_BF16,
-						&b, &err),
-			 FRESH_FORMAT);
+	ck_assert_int_eq(
+		fresh_index_load_store(npy, NULL, FRESH_STORE_BF16, &b, &err),
+		FRESH_FORMAT);
 	ck_assert_ptr_nonnull(strstr(err.msg, "row 3, column 7"));
 	/* Also in the rows the loader's second thread rounds. */
 	x[3 * d + 7] = 0.5f;
 	x[(n - 2) * d + 1] = -FLT_MAX;
 	tu_write_npy_f32(npy, x, n, d);
-	ck_assert_int_eq(fresh_index_load_store(npy, NULL, FRESH_STORE_BF16,
-						&b, &err),
-			 FRESH_FORMAT);
+	ck_assert_int_eq(
+		fresh_index_load_store(npy, NULL, FRESH_STORE_BF16, &b, &err),
+		FRESH_FORMAT);
 	ck_assert_ptr_nonnull(strstr(err.msg, "row 498, column 1"));
-	ck_assert_int_eq(fresh_index_load_store(npy, NULL, FRESH_STORE_F32, &a,
-						&err),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_index_load_store(npy, NULL, FRESH_STORE_F32, &a, &err),
+		FRESH_OK);
 	fresh_index_release(a);
 	free(x);
 	tu_rmdir(dir);

@@ -22,9 +22,9 @@
 struct script {
 	int listen_fd, port;
 	const char *pieces[4];
-	int answers;  /* connections to serve, each reading one request */
+	int answers;	  /* connections to serve, each reading one request */
 	bool close_after; /* close each connection after its answer */
-	bool silent;  /* read the request, never answer */
+	bool silent;	  /* read the request, never answer */
 };
 
 static void read_request(int fd)
@@ -80,7 +80,8 @@ static void start(struct script *s, pthread_t *t)
 	memset(&a, 0, sizeof a);
 	a.sin_family = AF_INET;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(s->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_int_eq(bind(s->listen_fd, (struct sockaddr *)&a, sizeof a),
+			 0);
 	ck_assert_int_eq(listen(s->listen_fd, 4), 0);
 	getsockname(s->listen_fd, (struct sockaddr *)&a, &len);
 	s->port = ntohs(a.sin_port);
@@ -104,8 +105,7 @@ START_TEST(chunked_answer_in_pieces)
 			   .close_after = true,
 			   .pieces = {"HTTP/1.1 200 OK\r\nTransfer-Encoding: "
 				      "chunked\r\n\r\n5\r\nhel",
-				      "lo\r\n6\r\n world\r\n",
-				      "0\r\n\r\n"}};
+				      "lo\r\n6\r\n world\r\n", "0\r\n\r\n"}};
 	struct srv_call call;
 	pthread_t t;
 	struct srv_client *c;
@@ -129,11 +129,12 @@ START_TEST(pooled_connection_closed_is_sent_again)
 	/* Two connections, each answering once and closing after a
 	 * keep-alive answer: the second call finds its pooled connection
 	 * closed and must go again on a new one. */
-	struct script s = {.answers = 2,
-			   .close_after = true,
-			   .pieces = {"HTTP/1.1 202 Accepted\r\nContent-Length: 4"
-				      "\r\n\r\nab",
-				      "cd"}};
+	struct script s = {
+		.answers = 2,
+		.close_after = true,
+		.pieces = {"HTTP/1.1 202 Accepted\r\nContent-Length: 4"
+			   "\r\n\r\nab",
+			   "cd"}};
 	struct srv_call call;
 	pthread_t t;
 	struct srv_client *c;
@@ -157,10 +158,11 @@ END_TEST
 
 START_TEST(broken_chunk_size_fails)
 {
-	struct script s = {.answers = 1,
-			   .close_after = true,
-			   .pieces = {"HTTP/1.1 200 OK\r\nTransfer-Encoding: "
-				      "chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"}};
+	struct script s = {
+		.answers = 1,
+		.close_after = true,
+		.pieces = {"HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+			   "chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"}};
 	struct srv_call call;
 	pthread_t t;
 	struct srv_client *c;
@@ -216,12 +218,16 @@ START_TEST(urls_are_checked)
 {
 	char err[256];
 
-	ck_assert_ptr_null(srv_client_create("127.0.0.1:80", "", err, sizeof err));
-	ck_assert_ptr_null(srv_client_create("http://host", "", err, sizeof err));
-	ck_assert_ptr_null(srv_client_create("http://host:80/path", "", err,
-					     sizeof err));
-	ck_assert_ptr_null(srv_client_create("http://:80", "", err, sizeof err));
-	srv_client_free(srv_client_create("http://[::1]:80/", "", err, sizeof err));
+	ck_assert_ptr_null(
+		srv_client_create("127.0.0.1:80", "", err, sizeof err));
+	ck_assert_ptr_null(
+		srv_client_create("http://host", "", err, sizeof err));
+	ck_assert_ptr_null(
+		srv_client_create("http://host:80/path", "", err, sizeof err));
+	ck_assert_ptr_null(
+		srv_client_create("http://:80", "", err, sizeof err));
+	srv_client_free(
+		srv_client_create("http://[::1]:80/", "", err, sizeof err));
 }
 END_TEST
 

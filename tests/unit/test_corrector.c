@@ -38,17 +38,17 @@ static void naive_forward(const struct fresh_corrector_shape *s,
 		double z = p[l.b1 + h], a;
 		for (size_t i = 0; i < s->d_in; i++)
 			z += p[l.w1 + h * s->d_in + i] * x[i];
-		a = s->act == FRESH_ACT_RELU ? (z > 0 ? z : 0)
-					     : 0.5 * z * (1 + erf(z / sqrt(2.0)));
+		a = s->act == FRESH_ACT_RELU
+			    ? (z > 0 ? z : 0)
+			    : 0.5 * z * (1 + erf(z / sqrt(2.0)));
 		for (size_t o = 0; o < s->d_out; o++)
 			y[o] += p[l.w2 + o * s->hidden + h] * a;
 	}
 }
 
 /* L = sum_rows sum_o r[row, o] * h(x_row)_o, in double. */
-static double naive_loss(const struct fresh_corrector_shape *s,
-			 const double *p, const float *x, size_t n,
-			 const float *r)
+static double naive_loss(const struct fresh_corrector_shape *s, const double *p,
+			 const float *x, size_t n, const float *r)
 {
 	double *y = malloc(s->d_out * sizeof *y), total = 0.0;
 
@@ -159,9 +159,9 @@ static void check_apply(struct fresh_corrector_shape s)
 				 FRESH_OK);
 	ck_assert_msg(memcmp(all, part, n * s.d_out * sizeof *all) == 0,
 		      "a row alone differs from the row in a batch");
-	ck_assert_int_eq(fresh_corrector_apply(c, x + 5 * s.d_in, 19,
-					       part, &ws),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_corrector_apply(c, x + 5 * s.d_in, 19, part, &ws),
+		FRESH_OK);
 	ck_assert_msg(memcmp(all + 5 * s.d_out, part,
 			     19 * s.d_out * sizeof *all) == 0,
 		      "rows at another position differ");
@@ -231,8 +231,8 @@ static void check_backward(struct fresh_corrector_shape s, unsigned mask)
 			continue;
 		}
 		ck_assert_msg(fabs(grad[i] - fd) < 1e-3 * (1 + fabs(fd)),
-			      "param %zu: analytic %g, finite difference %g",
-			      i, grad[i], fd);
+			      "param %zu: analytic %g, finite difference %g", i,
+			      grad[i], fd);
 	}
 	fresh_corrector_ws_free(&ws);
 	fresh_corrector_free(c);
@@ -359,8 +359,14 @@ START_TEST(refuses_bad_shapes)
 END_TEST
 
 static char dir[4096];
-static void setup(void) { tu_tmpdir(dir, sizeof dir); }
-static void teardown(void) { tu_rmdir(dir); }
+static void setup(void)
+{
+	tu_tmpdir(dir, sizeof dir);
+}
+static void teardown(void)
+{
+	tu_rmdir(dir);
+}
 
 START_TEST(checkpoint_round_trip)
 {
@@ -412,15 +418,17 @@ START_TEST(checkpoint_damage_is_refused)
 	/* Every single-bit flip is caught (by the CRC or the magic). */
 	for (size_t i = 0; i < len; i++) {
 		buf[i] ^= 0x10;
-		ck_assert_int_ne(fresh_corrector_deserialize(buf, len, &d, &err),
-				 FRESH_OK);
+		ck_assert_int_ne(
+			fresh_corrector_deserialize(buf, len, &d, &err),
+			FRESH_OK);
 		ck_assert_ptr_null(d);
 		buf[i] ^= 0x10;
 	}
 	/* Every truncation is refused. */
 	for (size_t cut = 0; cut < len; cut++)
-		ck_assert_int_ne(fresh_corrector_deserialize(buf, cut, &d, &err),
-				 FRESH_OK);
+		ck_assert_int_ne(
+			fresh_corrector_deserialize(buf, cut, &d, &err),
+			FRESH_OK);
 	/* A consistent CRC over an inconsistent header is still refused. */
 	{
 		uint64_t hidden = 5;
@@ -428,8 +436,9 @@ START_TEST(checkpoint_damage_is_refused)
 		memcpy(buf + 40, &hidden, 8);
 		crc = fresh_crc32c(0, buf, len - 4);
 		memcpy(buf + len - 4, &crc, 4);
-		ck_assert_int_eq(fresh_corrector_deserialize(buf, len, &d, &err),
-				 FRESH_FORMAT);
+		ck_assert_int_eq(
+			fresh_corrector_deserialize(buf, len, &d, &err),
+			FRESH_FORMAT);
 		ck_assert(strstr(err.msg, "hidden") != NULL);
 	}
 	/* A non-finite parameter with a valid CRC. */
@@ -441,8 +450,9 @@ START_TEST(checkpoint_damage_is_refused)
 		memcpy(buf + 72 + 4, &inf, 4);
 		crc = fresh_crc32c(0, buf, len - 4);
 		memcpy(buf + len - 4, &crc, 4);
-		ck_assert_int_eq(fresh_corrector_deserialize(buf, len, &d, &err),
-				 FRESH_FORMAT);
+		ck_assert_int_eq(
+			fresh_corrector_deserialize(buf, len, &d, &err),
+			FRESH_FORMAT);
 		ck_assert(strstr(err.msg, "not finite") != NULL);
 	}
 	free(raw);

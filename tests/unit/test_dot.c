@@ -47,7 +47,7 @@ static const enum fresh_isa isas[] = {FRESH_ISA_PORTABLE, FRESH_ISA_AVX2,
 
 START_TEST(every_path_gives_the_defined_bits)
 {
-	static const size_t dims[] = {1,  2,  7,  15, 16,  17,  31, 32,
+	static const size_t dims[] = {1,  2,  7,  15, 16,  17,	31,  32,
 				      33, 47, 48, 63, 100, 129, 768, 769};
 	struct tu_rng r = {11};
 	size_t tested = 0;
@@ -70,14 +70,15 @@ START_TEST(every_path_gives_the_defined_bits)
 				for (size_t j = 0; j < nr; j++) {
 					float want = spelled_out(q + i * ld,
 								 x + j * ld, d);
-					ck_assert_msg(same_bits(out[i * nr + j],
-								want),
-						      "%s d=%zu (%zu,%zu): %a vs %a",
-						      fresh_isa_name(isas[k]), d,
-						      i, j, out[i * nr + j],
-						      want);
+					ck_assert_msg(
+						same_bits(out[i * nr + j],
+							  want),
+						"%s d=%zu (%zu,%zu): %a vs %a",
+						fresh_isa_name(isas[k]), d, i,
+						j, out[i * nr + j], want);
 					ck_assert(same_bits(
-						fresh_dot(q + i * ld, x + j * ld, d),
+						fresh_dot(q + i * ld,
+							  x + j * ld, d),
 						want));
 				}
 		}

@@ -60,9 +60,9 @@ static struct fresh_engine *open_engine(struct fresh_engine_config c)
 	struct fresh_engine *e;
 	struct fresh_error err;
 
-	ck_assert_int_eq(fresh_index_create(N, D, stale, NULL, "test", &idx,
-					    NULL),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_index_create(N, D, stale, NULL, "test", &idx, NULL),
+		FRESH_OK);
 	ck_assert_msg(fresh_engine_open(&c, idx, &e, &err) == FRESH_OK, "%s",
 		      err.msg);
 	return e;
@@ -85,7 +85,8 @@ static void post(struct fresh_engine *e, size_t from, size_t to)
 		u.ids = ids;
 		u.vectors = fresh + b * D;
 		u.dim = D;
-		ck_assert_msg(fresh_engine_update(e, &u, &ack, &err) == FRESH_OK,
+		ck_assert_msg(fresh_engine_update(e, &u, &ack, &err) ==
+				      FRESH_OK,
 			      "%s", err.msg);
 		ck_assert_uint_eq(ack.accepted, n);
 	}
@@ -161,7 +162,8 @@ END_TEST
 
 START_TEST(bad_updates_change_nothing)
 {
-	struct fresh_engine *e = open_engine(config(dir, FRESH_CORRECTOR_AFFINE));
+	struct fresh_engine *e =
+		open_engine(config(dir, FRESH_CORRECTOR_AFFINE));
 	struct fresh_engine_status st;
 	struct fresh_update u;
 	struct fresh_update_ack ack;
@@ -176,7 +178,8 @@ START_TEST(bad_updates_change_nothing)
 	u.vectors = v;
 	u.dim = D;
 	memcpy(v, fresh, sizeof v);
-	ck_assert_int_eq(fresh_engine_update(e, &u, &ack, &err), FRESH_NOT_FOUND);
+	ck_assert_int_eq(fresh_engine_update(e, &u, &ack, &err),
+			 FRESH_NOT_FOUND);
 	ck_assert(strstr(err.msg, "targets[1].id: unknown target id 3010"));
 	ids[1] = 3;
 	u.dim = D - 1;
@@ -244,28 +247,28 @@ START_TEST(reset_and_checkpoint_exchange)
 	ck_assert_uint_eq(out.version, 3);
 	ck_assert_int_eq(fresh_engine_checkpoint_get(a, &buf, &len, &v),
 			 FRESH_OK);
-	ck_assert_int_eq(fresh_engine_checkpoint_put(b, buf, len, false, &v,
-						     &err),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_engine_checkpoint_put(b, buf, len, false, &v, &err),
+		FRESH_OK);
 	ck_assert_uint_eq(v, 3);
 	ck_assert_uint_eq(version_of(b), 3);
 	search(a, q, ha);
 	search(b, q, hb);
 	ck_assert_mem_eq(ha, hb, sizeof ha);
 	/* Older: refused unless forced. */
-	ck_assert_int_eq(fresh_engine_checkpoint_put(b, old, old_len, false, &v,
-						     &err),
-			 FRESH_CONFLICT);
+	ck_assert_int_eq(
+		fresh_engine_checkpoint_put(b, old, old_len, false, &v, &err),
+		FRESH_CONFLICT);
 	ck_assert(strstr(err.msg, "older than the current 3"));
-	ck_assert_int_eq(fresh_engine_checkpoint_put(b, old, old_len, true, &v,
-						     &err),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_engine_checkpoint_put(b, old, old_len, true, &v, &err),
+		FRESH_OK);
 	ck_assert_uint_eq(version_of(b), 1);
 	/* Damaged. */
 	((unsigned char *)buf)[len / 2] ^= 1;
-	ck_assert_int_eq(fresh_engine_checkpoint_put(b, buf, len, true, &v,
-						     &err),
-			 FRESH_CHECKSUM);
+	ck_assert_int_eq(
+		fresh_engine_checkpoint_put(b, buf, len, true, &v, &err),
+		FRESH_CHECKSUM);
 	fresh_engine_close(b);
 	/* The forced older version is what a restart recovers. */
 	b = open_engine(config(dir2, FRESH_CORRECTOR_MLP));
@@ -290,7 +293,8 @@ END_TEST
 
 START_TEST(data_dir_in_use_is_refused)
 {
-	struct fresh_engine *e = open_engine(config(dir, FRESH_CORRECTOR_AFFINE));
+	struct fresh_engine *e =
+		open_engine(config(dir, FRESH_CORRECTOR_AFFINE));
 	struct fresh_engine_config c = config(dir, FRESH_CORRECTOR_AFFINE);
 	struct fresh_index *idx;
 	struct fresh_engine *e2 = NULL;
@@ -300,7 +304,8 @@ START_TEST(data_dir_in_use_is_refused)
 			 FRESH_OK);
 	ck_assert_int_eq(fresh_engine_open(&c, idx, &e2, &err), FRESH_CONFLICT);
 	ck_assert_ptr_null(e2);
-	ck_assert_msg(strstr(err.msg, "in use by another freshd"), "%s", err.msg);
+	ck_assert_msg(strstr(err.msg, "in use by another freshd"), "%s",
+		      err.msg);
 	fresh_engine_close(e);
 	/* Free again once the first one closed. */
 	e = open_engine(c);
@@ -325,9 +330,10 @@ START_TEST(data_dir_of_another_shape_is_refused)
 			 FRESH_OK);
 	ck_assert_int_eq(fresh_engine_open(&c, idx, &e2, &err), FRESH_CONFLICT);
 	ck_assert_ptr_null(e2);
-	ck_assert_msg(strstr(err.msg, "holds a corrector mlp 16->16 hidden 16") &&
-			      strstr(err.msg, "asks for affine"),
-		      "%s", err.msg);
+	ck_assert_msg(
+		strstr(err.msg, "holds a corrector mlp 16->16 hidden 16") &&
+			strstr(err.msg, "asks for affine"),
+		"%s", err.msg);
 }
 END_TEST
 

@@ -195,8 +195,8 @@ START_TEST(hasher_independent_of_splits)
 {
 	enum { MAX = 200000 };
 	/* Around the 8-byte words and 32-byte stripes, and large. */
-	static const size_t lens[] = {0, 1, 7, 8, 31, 32, 33, 63, 64, 65,
-				      95, 96, 97, 127, 1000, 4099, MAX};
+	static const size_t lens[] = {0,  1,  7,  8,  31,  32,	 33,   63, 64,
+				      65, 95, 96, 97, 127, 1000, 4099, MAX};
 	unsigned char *buf = malloc(MAX);
 	struct tu_rng r = {8};
 

@@ -40,8 +40,8 @@ static void expect_refused(const char *path, const char *ids,
 	err.msg[0] = '\0';
 	ck_assert_int_eq(fresh_index_load(path, ids, &idx, &err), st);
 	ck_assert_ptr_null(idx);
-	ck_assert_msg(strstr(err.msg, want) != NULL,
-		      "message '%s' lacks '%s'", err.msg, want);
+	ck_assert_msg(strstr(err.msg, want) != NULL, "message '%s' lacks '%s'",
+		      err.msg, want);
 }
 
 START_TEST(loads_npy_with_default_ids)
@@ -193,8 +193,10 @@ START_TEST(fingerprint_depends_on_vectors_and_ids)
 	x[17] += 1.0f;
 	ck_assert_int_eq(fresh_index_create(20, 4, x, NULL, "c", &c, NULL),
 			 FRESH_OK);
-	ck_assert_uint_ne(fresh_index_fingerprint(a), fresh_index_fingerprint(b));
-	ck_assert_uint_ne(fresh_index_fingerprint(a), fresh_index_fingerprint(c));
+	ck_assert_uint_ne(fresh_index_fingerprint(a),
+			  fresh_index_fingerprint(b));
+	ck_assert_uint_ne(fresh_index_fingerprint(a),
+			  fresh_index_fingerprint(c));
 	fresh_index_release(a);
 	fresh_index_release(b);
 	fresh_index_release(c);
@@ -208,37 +210,45 @@ START_TEST(refuses_malformed_npy)
 	float x[12] = {0};
 
 	tu_path(path, sizeof path, dir, "bad.npy");
-	tu_write_npy_raw(path,
-			 "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }",
-			 x, 48);
+	tu_write_npy_raw(
+		path,
+		"{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }",
+		x, 48);
 	expect_refused(path, NULL, FRESH_FORMAT, "dtype '<f8'");
-	tu_write_npy_raw(path,
-			 "{'descr': '>f4', 'fortran_order': False, 'shape': (3, 2), }",
-			 x, 24);
+	tu_write_npy_raw(
+		path,
+		"{'descr': '>f4', 'fortran_order': False, 'shape': (3, 2), }",
+		x, 24);
 	expect_refused(path, NULL, FRESH_FORMAT, "dtype '>f4'");
-	tu_write_npy_raw(path,
-			 "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 2), }",
-			 x, 24);
+	tu_write_npy_raw(
+		path,
+		"{'descr': '<f4', 'fortran_order': True, 'shape': (3, 2), }", x,
+		24);
 	expect_refused(path, NULL, FRESH_FORMAT, "Fortran order");
-	tu_write_npy_raw(path,
-			 "{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }",
-			 x, 24);
+	tu_write_npy_raw(
+		path,
+		"{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }", x,
+		24);
 	expect_refused(path, NULL, FRESH_FORMAT, "1 dimensions, expected 2");
 	tu_write_npy_raw(path,
-			 "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 1), }",
+			 "{'descr': '<f4', 'fortran_order': False, 'shape': "
+			 "(3, 2, 1), }",
 			 x, 24);
 	expect_refused(path, NULL, FRESH_FORMAT, "3 dimensions");
-	tu_write_npy_raw(path,
-			 "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }",
-			 x, 20);
+	tu_write_npy_raw(
+		path,
+		"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }",
+		x, 20);
 	expect_refused(path, NULL, FRESH_FORMAT, "truncated");
-	tu_write_npy_raw(path,
-			 "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }",
-			 x, 28);
+	tu_write_npy_raw(
+		path,
+		"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }",
+		x, 28);
 	expect_refused(path, NULL, FRESH_FORMAT, "unexpected bytes");
-	tu_write_npy_raw(path,
-			 "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }",
-			 x, 0);
+	tu_write_npy_raw(
+		path,
+		"{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }",
+		x, 0);
 	expect_refused(path, NULL, FRESH_FORMAT, "empty index");
 	tu_write_file(path, "\x93NUMPY\x01", 7);
 	expect_refused(path, NULL, FRESH_FORMAT, "bad.npy");
@@ -279,7 +289,8 @@ START_TEST(refuses_malformed_ids)
 	tu_write_npy_f32(path, x, 10, 4);
 
 	tu_write_npy_ids(ids_path, ids, 11, true);
-	expect_refused(path, ids_path, FRESH_FORMAT, "11 ids, the index has 10");
+	expect_refused(path, ids_path, FRESH_FORMAT,
+		       "11 ids, the index has 10");
 	tu_write_npy_ids(ids_path, ids, 9, true);
 	expect_refused(path, ids_path, FRESH_FORMAT, "9 ids");
 	ids[6] = ids[2];
@@ -290,13 +301,15 @@ START_TEST(refuses_malformed_ids)
 	ids[4] = (uint64_t)-5;
 	tu_write_npy_ids(ids_path, ids, 10, true);
 	expect_refused(path, ids_path, FRESH_FORMAT, "row 4: negative id -5");
-	tu_write_npy_raw(ids_path,
-			 "{'descr': '<i4', 'fortran_order': False, 'shape': (10,), }",
-			 ids, 40);
+	tu_write_npy_raw(
+		ids_path,
+		"{'descr': '<i4', 'fortran_order': False, 'shape': (10,), }",
+		ids, 40);
 	expect_refused(path, ids_path, FRESH_FORMAT, "dtype '<i4'");
-	tu_write_npy_raw(ids_path,
-			 "{'descr': '<i8', 'fortran_order': False, 'shape': (10,), }",
-			 ids, 72);
+	tu_write_npy_raw(
+		ids_path,
+		"{'descr': '<i8', 'fortran_order': False, 'shape': (10,), }",
+		ids, 72);
 	expect_refused(path, ids_path, FRESH_FORMAT, "expected 80");
 	free(x);
 }

@@ -60,9 +60,9 @@ static void fx_make(struct fx *f, const struct plan *p)
 	struct tu_rng r = {21};
 	float *s = malloc((size_t)N * D * sizeof *s);
 	uint64_t *ids = malloc(N * sizeof *ids);
-	struct fresh_corrector_shape sh = {
-		p->kind, FRESH_ACT_GELU, D, D,
-		p->kind == FRESH_CORRECTOR_MLP ? 16 : 0};
+	struct fresh_corrector_shape sh = {p->kind, FRESH_ACT_GELU, D, D,
+					   p->kind == FRESH_CORRECTOR_MLP ? 16
+									  : 0};
 	struct fresh_corrector *c;
 	struct fresh_error err;
 
@@ -75,7 +75,8 @@ static void fx_make(struct fx *f, const struct plan *p)
 	ck_assert_int_eq(fresh_pool_create(2, 0, &f->pool[1]), FRESH_OK);
 	ck_assert_int_eq(fresh_corrector_create(&sh, &c, NULL), FRESH_OK);
 	{
-		struct fresh_corrector_layout l = fresh_corrector_layout_of(&sh);
+		struct fresh_corrector_layout l =
+			fresh_corrector_layout_of(&sh);
 		for (size_t i = 0; i < l.total; i++)
 			fresh_corrector_params(c)[i] = 0.3f * tu_normal(&r);
 	}
@@ -122,8 +123,8 @@ static void run_batch(struct fx *f, const struct plan *p,
 
 	if (sample)
 		st = fresh_model_sample(f->model, pool, p->scoring, q, b, K,
-					true, NULL, temps, seeds, hits,
-					logprob, counts, NULL);
+					true, NULL, temps, seeds, hits, logprob,
+					counts, NULL);
 	else
 		st = fresh_model_search(f->model, pool, p->scoring, q, b, K,
 					NULL, hits, counts);

@@ -64,7 +64,8 @@ static double reference_loss(const double *p, bool norm, double tau)
 		for (int t = 0; t < NT; t++) {
 			zf[t] = zc[t] = 0;
 			for (int k = 0; k < D; k++) {
-				zf[t] += (double)qv[q * D + k] * fresh[t * D + k];
+				zf[t] += (double)qv[q * D + k] *
+					 fresh[t * D + k];
 				zc[t] += qv[q * D + k] * hs[t][k];
 			}
 			zf[t] /= tau;
@@ -123,7 +124,8 @@ static void check_gradient(bool norm)
 	scratch = calloc(total, sizeof *scratch);
 	p = calloc(total, sizeof *p);
 	loss = fresh_logits_step(set, c, 0, 1.0f,
-				 FRESH_GRAD_LINEAR | FRESH_GRAD_MLP, grad, scratch);
+				 FRESH_GRAD_LINEAR | FRESH_GRAD_MLP, grad,
+				 scratch);
 	for (size_t i = 0; i < total; i++)
 		p[i] = fresh_corrector_params(c)[i];
 	ck_assert_msg(fabs(loss - reference_loss(p, norm, 0.5)) < 1e-4,

@@ -36,9 +36,9 @@ static void fx_make(struct fx *f, size_t n, size_t d, uint64_t seed)
 	tu_fill_normal(&r, f->s, n * d);
 	for (size_t i = 0; i < n; i++)
 		ids[i] = 5 * i + 3;
-	ck_assert_int_eq(fresh_index_create(n, d, f->s, ids, "fx", &f->idx,
-					    NULL),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_index_create(n, d, f->s, ids, "fx", &f->idx, NULL),
+		FRESH_OK);
 	ck_assert_int_eq(fresh_pool_create(2, 0, &f->pool), FRESH_OK);
 	free(ids);
 }
@@ -88,7 +88,8 @@ static void check_search(struct fx *f, struct fresh_model *m,
 		for (size_t i = 0; i < f->n; i++) {
 			double ss = 0.0;
 			for (size_t o = 0; o < sh->d_out; o++)
-				ss += h[i * sh->d_out + o] * h[i * sh->d_out + o];
+				ss += h[i * sh->d_out + o] *
+				      h[i * sh->d_out + o];
 			for (size_t o = 0; o < sh->d_out; o++)
 				h[i * sh->d_out + o] /= (float)sqrt(ss);
 		}
@@ -104,15 +105,17 @@ static void check_search(struct fx *f, struct fresh_model *m,
 			      q + i * sh->d_out, k, NULL, 0, want);
 		for (size_t j = 0; j < k; j++) {
 			/* Same scores at every rank; ids equal unless a near tie. */
-			ck_assert_msg(fabsf(hits[i * k + j].score - want[j].score) <
-					      1e-3f * (1 + fabsf(want[j].score)),
-				      "query %zu rank %zu: %g vs %g", i, j,
-				      hits[i * k + j].score, want[j].score);
+			ck_assert_msg(
+				fabsf(hits[i * k + j].score - want[j].score) <
+					1e-3f * (1 + fabsf(want[j].score)),
+				"query %zu rank %zu: %g vs %g", i, j,
+				hits[i * k + j].score, want[j].score);
 			if (j + 1 < k &&
 			    fabsf(want[j].score - want[j + 1].score) > 1e-3f &&
-			    (j == 0 || fabsf(want[j - 1].score - want[j].score) >
-					       1e-3f))
-				ck_assert_uint_eq(hits[i * k + j].id, want[j].id);
+			    (j == 0 ||
+			     fabsf(want[j - 1].score - want[j].score) > 1e-3f))
+				ck_assert_uint_eq(hits[i * k + j].id,
+						  want[j].id);
 		}
 	}
 	fresh_corrector_ws_free(&ws);
@@ -131,9 +134,9 @@ static struct fresh_model *build(struct fx *f, struct fresh_corrector *c)
 
 	atomic_init(&prog.done, 0);
 	atomic_init(&prog.total, 0);
-	ck_assert_int_eq(fresh_model_build(f->idx, c, f->pool, &prog, NULL, &m,
-					   &err),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_model_build(f->idx, c, f->pool, &prog, NULL, &m, &err),
+		FRESH_OK);
 	ck_assert_uint_eq(atomic_load(&prog.done), atomic_load(&prog.total));
 	return m;
 }
@@ -166,9 +169,11 @@ START_TEST(every_plan_matches_brute_force)
 		if (cases[i].materialized)
 			ck_assert_uint_eq(extra, f.n * cases[i].dd * 4);
 		else
-			ck_assert_uint_eq(extra, cases[i].normalize ? f.n * 4 : 0);
-		ck_assert_uint_eq(fresh_model_query_dim(m, FRESH_SCORING_CORRECTED),
-				  cases[i].dd);
+			ck_assert_uint_eq(extra,
+					  cases[i].normalize ? f.n * 4 : 0);
+		ck_assert_uint_eq(
+			fresh_model_query_dim(m, FRESH_SCORING_CORRECTED),
+			cases[i].dd);
 		check_search(&f, m, fresh_model_corrector(m), 5, 10);
 		fresh_model_release(m);
 	}
@@ -276,10 +281,10 @@ START_TEST(corrected_rows_match_forward)
 	ck_assert_int_eq(fresh_model_corrected_rows(m, rows, 3, out), FRESH_OK);
 	for (size_t i = 0; i < 3; i++) {
 		double ss = 0.0;
-		ck_assert_int_eq(fresh_corrector_forward(fresh_model_corrector(m),
-							 f.s + rows[i] * 10, 1,
-							 h, NULL),
-				 FRESH_OK);
+		ck_assert_int_eq(
+			fresh_corrector_forward(fresh_model_corrector(m),
+						f.s + rows[i] * 10, 1, h, NULL),
+			FRESH_OK);
 		for (size_t o = 0; o < 10; o++)
 			ss += h[o] * h[o];
 		for (size_t o = 0; o < 10; o++)
@@ -301,9 +306,9 @@ START_TEST(cancelled_build_leaves_corrector_with_caller)
 
 	atomic_init(&cancel, true);
 	fx_make(&f, 5000, 12, 7);
-	ck_assert_int_eq(fresh_model_build(f.idx, c, f.pool, NULL, &cancel, &m,
-					   NULL),
-			 FRESH_CANCELLED);
+	ck_assert_int_eq(
+		fresh_model_build(f.idx, c, f.pool, NULL, &cancel, &m, NULL),
+		FRESH_CANCELLED);
 	ck_assert_ptr_null(m);
 	fresh_corrector_free(c); /* still ours: no double free under ASan */
 	fx_free(&f);
@@ -378,8 +383,10 @@ START_TEST(searches_during_publishes)
 	/* Publish until many searches have overlapped many publishes. */
 	for (uint64_t v = 1; v <= 200 || atomic_load(&r.reads) < 4000; v++) {
 		struct fresh_model *m;
-		ck_assert_int_eq(fresh_corrector_create(&s, &c, NULL), FRESH_OK);
-		fresh_corrector_params(c)[fresh_corrector_layout(c).b] = (float)v;
+		ck_assert_int_eq(fresh_corrector_create(&s, &c, NULL),
+				 FRESH_OK);
+		fresh_corrector_params(c)[fresh_corrector_layout(c).b] =
+			(float)v;
 		fresh_corrector_set_version(c, v);
 		ck_assert_int_eq(fresh_model_build(f.idx, c, build_pool, NULL,
 						   NULL, &m, NULL),

@@ -64,16 +64,18 @@ START_TEST(parses_scalar_and_3d_shapes)
 {
 	unsigned char buf[256];
 	struct fresh_npy_header h;
-	size_t n = make(buf, 1,
-			"{'descr': '<f4', 'fortran_order': False, 'shape': (), }");
+	size_t n =
+		make(buf, 1,
+		     "{'descr': '<f4', 'fortran_order': False, 'shape': (), }");
 	size_t count;
 
 	ck_assert_int_eq(fresh_npy_parse(buf, n, &h, NULL), FRESH_OK);
 	ck_assert_uint_eq(h.ndim, 0);
 	ck_assert(fresh_npy_count(&h, &count));
 	ck_assert_uint_eq(count, 1);
-	n = make(buf, 1,
-		 "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4)}");
+	n = make(
+		buf, 1,
+		"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4)}");
 	ck_assert_int_eq(fresh_npy_parse(buf, n, &h, NULL), FRESH_OK);
 	ck_assert_uint_eq(h.ndim, 3);
 	ck_assert(fresh_npy_count(&h, &count));
@@ -86,7 +88,8 @@ START_TEST(refuses_malformed_headers)
 	static const char *bad[] = {
 		"{'descr': '<f4', 'fortran_order': False}",
 		"{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1,)}",
-		"{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}",
+		"{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': "
+		"1}",
 		"{'descr': '<f4', 'fortran_order': False, 'shape': (a,)}",
 		"{'descr': '<f4', 'fortran_order': False, 'shape': (1 2)}",
 		"['descr', '<f4']",
@@ -114,8 +117,9 @@ START_TEST(refuses_bad_magic_version_and_truncation)
 {
 	unsigned char buf[256];
 	struct fresh_npy_header h;
-	size_t n = make(buf, 1,
-			"{'descr': '<f4', 'fortran_order': False, 'shape': (1,)}");
+	size_t n =
+		make(buf, 1,
+		     "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)}");
 
 	ck_assert_int_eq(fresh_npy_parse(buf, n - 5, &h, NULL), FRESH_FORMAT);
 	ck_assert_int_eq(fresh_npy_parse(buf, 5, &h, NULL), FRESH_FORMAT);

@@ -67,8 +67,10 @@ START_TEST(evicts_oldest_arrival)
 		ck_assert_int_eq(fresh_pairs_put(p, id, v, false, 0, id, &kept),
 				 FRESH_OK);
 	/* Refreshing 1 makes 2 the oldest. */
-	ck_assert_int_eq(fresh_pairs_put(p, 1, v, false, 0, 4, &kept), FRESH_OK);
-	ck_assert_int_eq(fresh_pairs_put(p, 9, v, false, 0, 5, &kept), FRESH_OK);
+	ck_assert_int_eq(fresh_pairs_put(p, 1, v, false, 0, 4, &kept),
+			 FRESH_OK);
+	ck_assert_int_eq(fresh_pairs_put(p, 9, v, false, 0, 5, &kept),
+			 FRESH_OK);
 	ck_assert_uint_eq(fresh_pairs_count(p), 3);
 	ck_assert(!fresh_pairs_get(p, 2, &got));
 	ck_assert(fresh_pairs_get(p, 1, &got));
@@ -107,7 +109,8 @@ START_TEST(remove_filter_clear)
 	fresh_pairs_clear(p);
 	ck_assert_uint_eq(fresh_pairs_count(p), 0);
 	ck_assert(!fresh_pairs_get(p, 0, &got));
-	ck_assert_int_eq(fresh_pairs_put(p, 5, v, false, 0, 1, &kept), FRESH_OK);
+	ck_assert_int_eq(fresh_pairs_put(p, 5, v, false, 0, 1, &kept),
+			 FRESH_OK);
 	ck_assert(fresh_pairs_get(p, 5, &got));
 	fresh_pairs_free(p);
 }
@@ -204,9 +207,9 @@ START_TEST(randomized_against_model)
 		}
 		want = !m[id].present || !has_step || !m[id].has_step ||
 		       step >= m[id].step;
-		ck_assert_int_eq(fresh_pairs_put(p, id, &g, has_step, step, t,
-						 &kept),
-				 FRESH_OK);
+		ck_assert_int_eq(
+			fresh_pairs_put(p, id, &g, has_step, step, t, &kept),
+			FRESH_OK);
 		ck_assert(kept == want);
 		if (!want)
 			continue;

@@ -66,12 +66,9 @@ START_TEST(update_round_trip)
 		bool has_step;
 		int64_t step;
 	} cases[] = {
-		{1, 0, 1, false, 0},
-		{1, 0, 2, true, -5},
-		{2, 1, 3, true, INT64_MAX},
-		{5, 3, 7, true, INT64_MIN},
-		{3, 0, 7, false, 0},
-		{4, 2, 1, false, 0},
+		{1, 0, 1, false, 0},	    {1, 0, 2, true, -5},
+		{2, 1, 3, true, INT64_MAX}, {5, 3, 7, true, INT64_MIN},
+		{3, 0, 7, false, 0},	    {4, 2, 1, false, 0},
 	};
 
 	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {

@@ -40,11 +40,11 @@ struct fake {
 	struct fresh_index *idx;
 	struct fresh_pairs *pairs;
 	struct fresh_model *cur;
-	uint64_t applied;    /* what a snapshot reports it reflects */
+	uint64_t applied; /* what a snapshot reports it reflects */
 	unsigned snapshots, publishes, compactions, logs;
-	uint64_t supersede;  /* publish: pretend this version overtook */
-	bool gate_closed;    /* snapshot blocks while true */
-	bool in_snapshot;    /* a snapshot is blocked at the gate */
+	uint64_t supersede; /* publish: pretend this version overtook */
+	bool gate_closed;   /* snapshot blocks while true */
+	bool in_snapshot;   /* a snapshot is blocked at the gate */
 	struct fresh_pool *pool;
 };
 
@@ -102,9 +102,9 @@ static enum fresh_status fk_publish(void *ctx, struct fresh_model *m,
 		return FRESH_OK;
 	}
 	ck_assert_uint_eq(fresh_model_version(f->cur), base);
-	fresh_model_stamp(m, base + 1,
-			  fresh_corrector_trained_through(
-				  fresh_model_corrector(m)));
+	fresh_model_stamp(
+		m, base + 1,
+		fresh_corrector_trained_through(fresh_model_corrector(m)));
 	old = f->cur;
 	f->cur = m;
 	f->publishes++;
@@ -154,18 +154,18 @@ static void setup(void)
 	memset(&F, 0, sizeof F);
 	pthread_mutex_init(&F.mu, NULL);
 	pthread_cond_init(&F.cv, NULL);
-	ck_assert_int_eq(fresh_index_create(N, D, stale, NULL, "test", &F.idx,
-					    NULL),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_index_create(N, D, stale, NULL, "test", &F.idx, NULL),
+		FRESH_OK);
 	ck_assert_int_eq(fresh_pairs_create(D, N, &F.pairs), FRESH_OK);
 	ck_assert_int_eq(fresh_pool_create(2, 0, &F.pool), FRESH_OK);
 	shape.kind = FRESH_CORRECTOR_AFFINE;
 	shape.act = FRESH_ACT_RELU;
 	shape.d_in = shape.d_out = D;
 	ck_assert_int_eq(fresh_corrector_create(&shape, &c, NULL), FRESH_OK);
-	ck_assert_int_eq(fresh_model_build(F.idx, c, F.pool, NULL, NULL,
-					   &F.cur, NULL),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_model_build(F.idx, c, F.pool, NULL, NULL, &F.cur, NULL),
+		FRESH_OK);
 }
 
 static void teardown(void)
@@ -279,8 +279,8 @@ START_TEST(overtaken_publish_is_an_outcome)
 	ck_assert_int_eq(out.status, FRESH_OK);
 	ck_assert_uint_eq(out.version, 0);
 	ck_assert(!out.report.accepted);
-	ck_assert_msg(strstr(out.report.reason, "superseded: version 9"),
-		      "%s", out.report.reason);
+	ck_assert_msg(strstr(out.report.reason, "superseded: version 9"), "%s",
+		      out.report.reason);
 	fresh_refitter_status(r, &st);
 	ck_assert_uint_eq(st.rejected, 1);
 	ck_assert_uint_eq(st.accepted, 0);
@@ -414,8 +414,9 @@ static Suite *refitter_host_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 240);
-	tcase_add_test(tc,
-		       request_trains_on_the_snapshot_and_publishes_through_the_host);
+	tcase_add_test(
+		tc,
+		request_trains_on_the_snapshot_and_publishes_through_the_host);
 	tcase_add_test(tc, overtaken_publish_is_an_outcome);
 	tcase_add_test(tc, waiter_gets_a_refit_that_reflects_its_sequence);
 	tcase_add_test(tc, stop_cancels_waiters_while_a_refit_is_stuck);

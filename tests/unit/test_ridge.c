@@ -48,7 +48,8 @@ START_TEST(loo_formula_equals_refits)
 	double lambda = 2.5, brute = 0.0;
 	struct tu_rng r = {2};
 	float *x = malloc(n * p * sizeof *x), *y = malloc(n * q * sizeof *y);
-	float *xs = malloc(n * p * sizeof *xs), *ys = malloc(n * q * sizeof *ys);
+	float *xs = malloc(n * p * sizeof *xs),
+	      *ys = malloc(n * q * sizeof *ys);
 	float m[3 * 5], c[3];
 	struct fresh_ridge_result res;
 

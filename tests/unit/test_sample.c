@@ -57,10 +57,10 @@ static double chi_square(struct fresh_pool *pool, const float *q, float t,
 			 const struct fresh_exclusion *ex, const bool *excluded,
 			 size_t draws)
 {
-	struct fresh_matrix m = {.x = x, .n = N,
-	                         .dim = D, .ids = ids};
+	struct fresh_matrix m = {.x = x, .n = N, .dim = D, .ids = ids};
 	size_t b = 500, got[N] = {0};
-	float *qs = malloc(b * D * sizeof *qs), *temps = malloc(b * sizeof *temps);
+	float *qs = malloc(b * D * sizeof *qs),
+	      *temps = malloc(b * sizeof *temps);
 	uint64_t *seeds = malloc(b * sizeof *seeds);
 	struct fresh_hit *hits = malloc(b * sizeof *hits);
 	float *lp = malloc(b * sizeof *lp);
@@ -78,8 +78,8 @@ static double chi_square(struct fresh_pool *pool, const float *q, float t,
 		struct fresh_queries batch = {qs, b, NULL};
 		for (size_t i = 0; i < b; i++)
 			seeds[i] = fresh_sample_seed(12345, done + i);
-		ck_assert_int_eq(fresh_sample(pool, &m, &batch, 1, true, exs, temps,
-					      seeds, hits, lp, counts),
+		ck_assert_int_eq(fresh_sample(pool, &m, &batch, 1, true, exs,
+					      temps, seeds, hits, lp, counts),
 				 FRESH_OK);
 		for (size_t i = 0; i < b; i++) {
 			size_t r = row_of(hits[i].id);
@@ -147,8 +147,7 @@ END_TEST
 START_TEST(draws_distinct_reproducible_thread_independent)
 {
 	struct fresh_pool *p1, *p3;
-	struct fresh_matrix m = {.x = x, .n = N,
-	                         .dim = D, .ids = ids};
+	struct fresh_matrix m = {.x = x, .n = N, .dim = D, .ids = ids};
 	float q[2 * D] = {1, 0, 0, 0, 0, 1, 1, 0}, temps[2] = {1.0f, 2.0f};
 	uint64_t seeds[2] = {7, 8};
 	struct fresh_queries qs = {q, 2, NULL};
@@ -159,11 +158,11 @@ START_TEST(draws_distinct_reproducible_thread_independent)
 	make();
 	ck_assert_int_eq(fresh_pool_create(1, 0, &p1), FRESH_OK);
 	ck_assert_int_eq(fresh_pool_create(3, 0, &p3), FRESH_OK);
-	ck_assert_int_eq(fresh_sample(p1, &m, &qs, 25, true, NULL, temps, seeds, a,
-				      la, ca),
+	ck_assert_int_eq(fresh_sample(p1, &m, &qs, 25, true, NULL, temps, seeds,
+				      a, la, ca),
 			 FRESH_OK);
-	ck_assert_int_eq(fresh_sample(p3, &m, &qs, 25, true, NULL, temps, seeds, b,
-				      lb, cb),
+	ck_assert_int_eq(fresh_sample(p3, &m, &qs, 25, true, NULL, temps, seeds,
+				      b, lb, cb),
 			 FRESH_OK);
 	/* n beyond N: everything, each once. */
 	ck_assert_uint_eq(ca[0], N);
@@ -191,8 +190,7 @@ END_TEST
 START_TEST(refuses_bad_arguments)
 {
 	struct fresh_pool *pool;
-	struct fresh_matrix m = {.x = x, .n = N,
-	                         .dim = D, .ids = ids};
+	struct fresh_matrix m = {.x = x, .n = N, .dim = D, .ids = ids};
 	float q[D] = {0}, t = 0.0f;
 	uint64_t seed = 1;
 	struct fresh_queries qs = {q, 1, NULL};
@@ -202,13 +200,13 @@ START_TEST(refuses_bad_arguments)
 
 	make();
 	ck_assert_int_eq(fresh_pool_create(1, 0, &pool), FRESH_OK);
-	ck_assert_int_eq(fresh_sample(pool, &m, &qs, 1, true, NULL, &t, &seed, h, lp,
-				      c),
-			 FRESH_INVALID);
+	ck_assert_int_eq(
+		fresh_sample(pool, &m, &qs, 1, true, NULL, &t, &seed, h, lp, c),
+		FRESH_INVALID);
 	t = 1.0f;
-	ck_assert_int_eq(fresh_sample(pool, &m, &qs, 0, true, NULL, &t, &seed, h, lp,
-				      c),
-			 FRESH_INVALID);
+	ck_assert_int_eq(
+		fresh_sample(pool, &m, &qs, 0, true, NULL, &t, &seed, h, lp, c),
+		FRESH_INVALID);
 	fresh_pool_free(pool);
 }
 END_TEST
@@ -216,8 +214,7 @@ END_TEST
 START_TEST(greedy_mode_is_exact_top_n_with_logprobs)
 {
 	struct fresh_pool *pool;
-	struct fresh_matrix m = {.x = x, .n = N,
-	                         .dim = D, .ids = ids};
+	struct fresh_matrix m = {.x = x, .n = N, .dim = D, .ids = ids};
 	float q[D] = {0.3f, -0.2f, 0.8f, 0.1f}, t = 0.7f, lp[5];
 	uint64_t seed = 3;
 	struct fresh_queries qs = {q, 1, NULL};
@@ -231,8 +228,8 @@ START_TEST(greedy_mode_is_exact_top_n_with_logprobs)
 	excluded[4] = excluded[9] = true;
 	softmax(q, t, excluded, p);
 	ck_assert_int_eq(fresh_pool_create(2, 0, &pool), FRESH_OK);
-	ck_assert_int_eq(fresh_sample(pool, &m, &qs, 5, false, &ex, &t, &seed, h,
-				      lp, &c),
+	ck_assert_int_eq(fresh_sample(pool, &m, &qs, 5, false, &ex, &t, &seed,
+				      h, lp, &c),
 			 FRESH_OK);
 	ck_assert_uint_eq(c, 5);
 	ck_assert_uint_eq(tu_naive_topk(x, ids, N, D, q, 5, rows, 2, want), 5);
@@ -273,13 +270,14 @@ START_TEST(large_draw_equals_row_by_row_gumbel_top_n)
 	static float bx[BIG_N * BIG_D];
 	static uint64_t bids[BIG_N];
 	static struct keyed keys[BIG_N];
-	float temps[4] = {0.05f, 0.5f, 2.0f, 40.0f}, q[4 * BIG_D], lp[4 * BIG_K];
+	float temps[4] = {0.05f, 0.5f, 2.0f, 40.0f}, q[4 * BIG_D],
+	      lp[4 * BIG_K];
 	uint64_t seeds[4] = {11, 12, 13, 14};
 	size_t rows[3] = {5, 77, 4000}, counts[4];
-	struct fresh_exclusion ex[4] = {{NULL, 0}, {rows, 3}, {NULL, 0},
-					{rows, 3}};
-	struct fresh_matrix m = {.x = bx, .n = BIG_N,
-	                         .dim = BIG_D, .ids = bids};
+	struct fresh_exclusion ex[4] = {
+		{NULL, 0}, {rows, 3}, {NULL, 0}, {rows, 3}};
+	struct fresh_matrix m = {
+		.x = bx, .n = BIG_N, .dim = BIG_D, .ids = bids};
 	struct fresh_queries qs = {q, 4, NULL};
 	struct fresh_hit h[4 * BIG_K];
 	struct fresh_pool *pool;
@@ -304,10 +302,11 @@ START_TEST(large_draw_equals_row_by_row_gumbel_top_n)
 			if (fresh_excluded(&ex[t], i))
 				continue;
 			for (size_t c = 0; c < BIG_D; c++)
-				sc += (double)q[t * BIG_D + c] * bx[i * BIG_D + c];
+				sc += (double)q[t * BIG_D + c] *
+				      bx[i * BIG_D + c];
 			z = sc * (1.0 / (double)temps[t]);
 			keys[n].key = z - log(-log(fresh_sample_uniform(
-					      seeds[t], bids[i])));
+						  seeds[t], bids[i])));
 			keys[n].id = bids[i];
 			keys[n].row = i;
 			n++;
@@ -318,7 +317,8 @@ START_TEST(large_draw_equals_row_by_row_gumbel_top_n)
 			if (fresh_excluded(&ex[t], i))
 				continue;
 			for (size_t c = 0; c < BIG_D; c++)
-				sc += (double)q[t * BIG_D + c] * bx[i * BIG_D + c];
+				sc += (double)q[t * BIG_D + c] *
+				      bx[i * BIG_D + c];
 			sz += exp(sc / (double)temps[t] - mz);
 		}
 		qsort(keys, n, sizeof *keys, keyed_desc);
@@ -351,8 +351,7 @@ START_TEST(same_call_gives_the_same_bits)
 	float temps[B], q[B * DIM], lp[B * K], lp0[B * K];
 	uint64_t seeds[B];
 	size_t counts[B];
-	struct fresh_matrix m = {.x = bx, .n = ROWS,
-	                         .dim = DIM, .ids = bids};
+	struct fresh_matrix m = {.x = bx, .n = ROWS, .dim = DIM, .ids = bids};
 	struct fresh_queries qs = {q, B, NULL};
 	struct fresh_hit h[B * K], h0[B * K];
 	struct fresh_pool *pool;
@@ -368,8 +367,8 @@ START_TEST(same_call_gives_the_same_bits)
 	}
 	ck_assert_int_eq(fresh_pool_create(4, 0, &pool), FRESH_OK);
 	for (int run = 0; run < RUNS; run++) {
-		ck_assert_int_eq(fresh_sample(pool, &m, &qs, K, true, NULL, temps,
-					      seeds, h, lp, counts),
+		ck_assert_int_eq(fresh_sample(pool, &m, &qs, K, true, NULL,
+					      temps, seeds, h, lp, counts),
 				 FRESH_OK);
 		if (run == 0) {
 			memcpy(h0, h, sizeof h);
@@ -378,9 +377,10 @@ START_TEST(same_call_gives_the_same_bits)
 		}
 		for (size_t i = 0; i < B * K; i++) {
 			ck_assert_uint_eq(h[i].id, h0[i].id);
-			ck_assert_msg(memcmp(&lp[i], &lp0[i], sizeof *lp) == 0,
-				      "run %d draw %zu: logprob %.9g, first %.9g",
-				      run, i, (double)lp[i], (double)lp0[i]);
+			ck_assert_msg(
+				memcmp(&lp[i], &lp0[i], sizeof *lp) == 0,
+				"run %d draw %zu: logprob %.9g, first %.9g",
+				run, i, (double)lp[i], (double)lp0[i]);
 		}
 	}
 	fresh_pool_free(pool);

@@ -91,7 +91,10 @@ static void check_shape(struct fresh_pool *pool, const struct shape *sh,
 	s.threads = fresh_pool_threads(pool);
 	s.count = calloc(nq * n, sizeof *s.count);
 	s.score = calloc(nq * n, sizeof *s.score);
-	m = (struct fresh_matrix){.x = x, .n = n, .dim = d, .ids = ids,
+	m = (struct fresh_matrix){.x = x,
+				  .n = n,
+				  .dim = d,
+				  .ids = ids,
 				  .row_scale = sh->row_scale ? rs : NULL};
 	qs = (struct fresh_queries){q, b, sh->offset ? off : NULL};
 
@@ -239,7 +242,8 @@ START_TEST(empty_and_invalid)
 	float x[4] = {1, 2, 3, 4}, q[2] = {1, 1};
 	struct fresh_pool *pool;
 	struct sink s;
-	struct fresh_matrix m = {.x = x, .n = 2, .dim = 2, .ids = NULL, .row_scale = NULL};
+	struct fresh_matrix m = {
+		.x = x, .n = 2, .dim = 2, .ids = NULL, .row_scale = NULL};
 	struct fresh_queries qs = {q, 1, NULL};
 
 	memset(&s, 0, sizeof s);

@@ -80,7 +80,8 @@ static void post(struct fresh_engine *e, size_t from, size_t to)
 		u.dim = D;
 		u.has_step = true;
 		u.step = (int64_t)b;
-		ck_assert_msg(fresh_engine_update(e, &u, &ack, &err) == FRESH_OK,
+		ck_assert_msg(fresh_engine_update(e, &u, &ack, &err) ==
+				      FRESH_OK,
 			      "%s", err.msg);
 	}
 }
@@ -124,7 +125,8 @@ START_TEST(export_round_trips_pairs_with_stale_rows)
 		size_t row = p.ids[i] - 1000;
 		ck_assert(row >= 40 && row < 140);
 		ck_assert(p.has_step[i]);
-		ck_assert_int_eq(p.steps[i], (int64_t)(40 + (row - 40) / 50 * 50));
+		ck_assert_int_eq(p.steps[i],
+				 (int64_t)(40 + (row - 40) / 50 * 50));
 		ck_assert(memcmp(p.stale + i * D, stale + row * D,
 				 D * sizeof(float)) == 0);
 		ck_assert(memcmp(p.fresh + i * D, fresh + row * D,
@@ -207,12 +209,12 @@ START_TEST(fit_on_two_shards_matches_a_daemon)
 	ck_assert_uint_eq(fresh_engine_checkpoint_version(ckpt, lk), 1);
 	ck_assert(rep.holdout.corrected_mse < 0.1 * rep.holdout.stale_mse);
 	/* Installed on both shards: they serve version 1. */
-	ck_assert_int_eq(fresh_engine_checkpoint_put(a, ckpt, lk, false, &v,
-						     &err),
-			 FRESH_OK);
-	ck_assert_int_eq(fresh_engine_checkpoint_put(b, ckpt, lk, false, &v,
-						     &err),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_engine_checkpoint_put(a, ckpt, lk, false, &v, &err),
+		FRESH_OK);
+	ck_assert_int_eq(
+		fresh_engine_checkpoint_put(b, ckpt, lk, false, &v, &err),
+		FRESH_OK);
 	ck_assert_uint_eq(fresh_engine_version(b), 1);
 	/* A daemon over the whole index, its own refit on the same pairs:
 	 * the same held-out error (the same recipe, the same split). */

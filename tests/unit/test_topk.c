@@ -43,8 +43,8 @@ static void unmake(struct fixture *f)
 	fresh_pool_free(f->pool);
 }
 
-static void check_batch(struct fixture *f, size_t b, size_t k,
-			bool with_excl, uint64_t seed)
+static void check_batch(struct fixture *f, size_t b, size_t k, bool with_excl,
+			uint64_t seed)
 {
 	struct tu_rng r = {seed};
 	float *q = malloc(b * f->d * sizeof *q);
@@ -53,8 +53,8 @@ static void check_batch(struct fixture *f, size_t b, size_t k,
 	size_t *counts = malloc(b * sizeof *counts);
 	struct fresh_exclusion *excl = NULL;
 	size_t *rows = NULL;
-	struct fresh_matrix m = {.x = f->x, .n = f->n,
-	                         .dim = f->d, .ids = f->ids};
+	struct fresh_matrix m = {
+		.x = f->x, .n = f->n, .dim = f->d, .ids = f->ids};
 	struct fresh_queries qs = {q, b, NULL};
 
 	tu_fill_int(&r, q, b * f->d, 2);
@@ -71,7 +71,8 @@ static void check_batch(struct fixture *f, size_t b, size_t k,
 				for (size_t z = a + 1; z < c; z++)
 					if (rows[i * 8 + z] < rows[i * 8 + a]) {
 						size_t t = rows[i * 8 + z];
-						rows[i * 8 + z] = rows[i * 8 + a];
+						rows[i * 8 + z] =
+							rows[i * 8 + a];
 						rows[i * 8 + a] = t;
 					}
 			excl[i].rows = rows + i * 8;
@@ -81,22 +82,21 @@ static void check_batch(struct fixture *f, size_t b, size_t k,
 	ck_assert_int_eq(fresh_topk(f->pool, &m, &qs, k, excl, hits, counts),
 			 FRESH_OK);
 	for (size_t i = 0; i < b; i++) {
-		size_t nw = tu_naive_topk(f->x, f->ids, f->n, f->d,
-					  q + i * f->d, k,
-					  excl ? excl[i].rows : NULL,
-					  excl ? excl[i].count : 0, want);
+		size_t nw =
+			tu_naive_topk(f->x, f->ids, f->n, f->d, q + i * f->d, k,
+				      excl ? excl[i].rows : NULL,
+				      excl ? excl[i].count : 0, want);
 		ck_assert_uint_eq(counts[i], nw);
 		for (size_t j = 0; j < nw; j++) {
-			ck_assert_msg(hits[i * k + j].id == want[j].id &&
-					      hits[i * k + j].score ==
-						      want[j].score,
-				      "b=%zu k=%zu query %zu rank %zu: got "
-				      "(%llu, %g) want (%llu, %g)",
-				      b, k, i, j,
-				      (unsigned long long)hits[i * k + j].id,
-				      hits[i * k + j].score,
-				      (unsigned long long)want[j].id,
-				      want[j].score);
+			ck_assert_msg(
+				hits[i * k + j].id == want[j].id &&
+					hits[i * k + j].score == want[j].score,
+				"b=%zu k=%zu query %zu rank %zu: got "
+				"(%llu, %g) want (%llu, %g)",
+				b, k, i, j,
+				(unsigned long long)hits[i * k + j].id,
+				hits[i * k + j].score,
+				(unsigned long long)want[j].id, want[j].score);
 		}
 	}
 	free(q);
@@ -168,10 +168,10 @@ START_TEST(single_thread_equals_many)
 	make(&f4, 5000, 32, 4, 6);
 	tu_fill_normal(&r, q, b * 32);
 	{
-		struct fresh_matrix m1 = {.x = f1.x, .n = f1.n,
-		                          .dim = f1.d, .ids = f1.ids};
-		struct fresh_matrix m4 = {.x = f4.x, .n = f4.n,
-		                          .dim = f4.d, .ids = f4.ids};
+		struct fresh_matrix m1 = {
+			.x = f1.x, .n = f1.n, .dim = f1.d, .ids = f1.ids};
+		struct fresh_matrix m4 = {
+			.x = f4.x, .n = f4.n, .dim = f4.d, .ids = f4.ids};
 		struct fresh_queries qs = {q, b, NULL};
 		ck_assert_int_eq(fresh_topk(f1.pool, &m1, &qs, k, NULL, h1, c1),
 				 FRESH_OK);
@@ -201,12 +201,15 @@ START_TEST(offset_and_row_scale_transform_scores)
 		scale[i] = 0.25f * (float)(1 + i % 4);
 	tu_fill_int(&r, q, b * 6, 2);
 	{
-		struct fresh_matrix m = {.x = f.x, .n = f.n,
-		                         .dim = f.d, .ids = f.ids, .row_scale = scale};
+		struct fresh_matrix m = {.x = f.x,
+					 .n = f.n,
+					 .dim = f.d,
+					 .ids = f.ids,
+					 .row_scale = scale};
 		struct fresh_queries qs = {q, b, off};
-		ck_assert_int_eq(fresh_topk(f.pool, &m, &qs, k, NULL, hits,
-					    counts),
-				 FRESH_OK);
+		ck_assert_int_eq(
+			fresh_topk(f.pool, &m, &qs, k, NULL, hits, counts),
+			FRESH_OK);
 	}
 	for (size_t i = 0; i < b; i++) {
 		/* Brute force of (<q, x> + off) * scale. */
@@ -256,12 +259,12 @@ START_TEST(refuses_bad_k)
 
 	make(&f, 10, 4, 1, 10);
 	{
-		struct fresh_matrix m = {.x = f.x, .n = f.n,
-		                         .dim = f.d, .ids = f.ids};
+		struct fresh_matrix m = {
+			.x = f.x, .n = f.n, .dim = f.d, .ids = f.ids};
 		struct fresh_queries qs = {q, 1, NULL};
-		ck_assert_int_eq(fresh_topk(f.pool, &m, &qs, 0, NULL, hits,
-					    counts),
-				 FRESH_INVALID);
+		ck_assert_int_eq(
+			fresh_topk(f.pool, &m, &qs, 0, NULL, hits, counts),
+			FRESH_INVALID);
 		ck_assert_int_eq(fresh_topk(f.pool, &m, &qs, FRESH_MAX_K + 1,
 					    NULL, hits, counts),
 				 FRESH_INVALID);

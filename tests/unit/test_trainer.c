@@ -53,7 +53,8 @@ static void make_world(struct world *w, size_t n, size_t d, size_t dd,
 				break;
 			case NONLINEAR:
 				/* A smooth drift no affine map captures. */
-				v = s[o] + 1.5 * tanh(2.0 * lin) * s[(o + 1) % d];
+				v = s[o] +
+				    1.5 * tanh(2.0 * lin) * s[(o + 1) % d];
 				break;
 			case WIDEN:
 				v = lin + 0.1 * c[o];
@@ -62,9 +63,9 @@ static void make_world(struct world *w, size_t n, size_t d, size_t dd,
 			w->g[i * dd + o] = (float)v;
 		}
 	}
-	ck_assert_int_eq(fresh_index_create(n, d, w->s, NULL, "world", &w->idx,
-					    NULL),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_index_create(n, d, w->s, NULL, "world", &w->idx, NULL),
+		FRESH_OK);
 	free(m);
 	free(c);
 }
@@ -114,12 +115,13 @@ START_TEST(linear_drift_cut_tenfold)
 	cfg.max_epochs = 30;
 	for (int k = 0; k < 2; k++) {
 		size_t hidden = kinds[k] == FRESH_CORRECTOR_MLP ? 32 : 0;
-		struct fresh_corrector *cur = identity(kinds[k], 24, 24, hidden);
+		struct fresh_corrector *cur =
+			identity(kinds[k], 24, 24, hidden);
 		struct fresh_corrector *out;
 		struct fresh_refit_report rep;
 
-		ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg,
-						   NULL, NULL, &out, &rep,
+		ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur,
+						   &cfg, NULL, NULL, &out, &rep,
 						   NULL),
 				 FRESH_OK);
 		ck_assert_msg(rep.accepted, "not accepted: %s", rep.reason);
@@ -173,9 +175,9 @@ START_TEST(accepted_ridge_is_refit_on_every_pair)
 	ck_assert(rep.lambda > 0.0);
 	for (size_t i = 0; i < PAIRS * DIM; i++)
 		y[i] = w.g[i] - w.s[i];
-	ck_assert_int_eq(fresh_ridge_fit(w.s, y, PAIRS, DIM, DIM, rep.lambda, a,
-					 b, &rr),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_ridge_fit(w.s, y, PAIRS, DIM, DIM, rep.lambda, a, b, &rr),
+		FRESH_OK);
 	l = fresh_corrector_layout(out);
 	p = fresh_corrector_params_const(out);
 	for (size_t i = 0; i < DIM * DIM; i++)
@@ -223,19 +225,21 @@ START_TEST(nonlinear_drift_mlp_beats_best_affine)
 	struct world w;
 	struct fresh_pairs_snapshot snap;
 	struct fresh_refit_config cfg = fresh_refit_config_default();
-	struct fresh_corrector *mlp0 = identity(FRESH_CORRECTOR_MLP, 16, 16, 128);
-	struct fresh_corrector *aff0 = identity(FRESH_CORRECTOR_AFFINE, 16, 16, 0);
+	struct fresh_corrector *mlp0 =
+		identity(FRESH_CORRECTOR_MLP, 16, 16, 128);
+	struct fresh_corrector *aff0 =
+		identity(FRESH_CORRECTOR_AFFINE, 16, 16, 0);
 	struct fresh_corrector *mlp, *aff;
 	struct fresh_refit_report rm, ra;
 
 	make_world(&w, 20000, 16, 16, NONLINEAR, 2);
 	snapshot(&w, 8000, &snap);
 	cfg.lr = 3e-3f;
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, aff0, &cfg, NULL, NULL,
-					   &aff, &ra, NULL),
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, aff0, &cfg, NULL,
+					   NULL, &aff, &ra, NULL),
 			 FRESH_OK);
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, mlp0, &cfg, NULL, NULL,
-					   &mlp, &rm, NULL),
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, mlp0, &cfg, NULL,
+					   NULL, &mlp, &rm, NULL),
 			 FRESH_OK);
 	ck_assert(ra.accepted && rm.accepted);
 	ck_assert_str_eq(rm.method, "ridge+mlp");
@@ -258,19 +262,20 @@ START_TEST(gate_refuses_no_improvement)
 	struct world w;
 	struct fresh_pairs_snapshot snap;
 	struct fresh_refit_config cfg = fresh_refit_config_default();
-	struct fresh_corrector *cur = identity(FRESH_CORRECTOR_AFFINE, 12, 12, 0);
+	struct fresh_corrector *cur =
+		identity(FRESH_CORRECTOR_AFFINE, 12, 12, 0);
 	struct fresh_corrector *first, *second;
 	struct fresh_refit_report rep;
 
 	make_world(&w, 3000, 12, 12, LINEAR, 3);
 	snapshot(&w, 800, &snap);
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL, NULL,
-					   &first, &rep, NULL),
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL,
+					   NULL, &first, &rep, NULL),
 			 FRESH_OK);
 	ck_assert(rep.accepted);
 	/* The same data again: the candidate equals the published one. */
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, first, &cfg, NULL,
-					   NULL, &second, &rep, NULL),
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, first, &cfg,
+					   NULL, NULL, &second, &rep, NULL),
 			 FRESH_OK);
 	ck_assert(!rep.accepted);
 	ck_assert_ptr_null(second);
@@ -293,8 +298,8 @@ START_TEST(too_few_pairs)
 
 	make_world(&w, 200, 8, 8, LINEAR, 4);
 	snapshot(&w, 40, &snap);
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL, NULL,
-					   &out, &rep, NULL),
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL,
+					   NULL, &out, &rep, NULL),
 			 FRESH_OK);
 	ck_assert(!rep.accepted);
 	ck_assert_ptr_null(out);
@@ -311,7 +316,8 @@ START_TEST(unit_norm_pairs_turn_normalization_on)
 	struct world w;
 	struct fresh_pairs_snapshot snap;
 	struct fresh_refit_config cfg = fresh_refit_config_default();
-	struct fresh_corrector *cur = identity(FRESH_CORRECTOR_AFFINE, 10, 10, 0);
+	struct fresh_corrector *cur =
+		identity(FRESH_CORRECTOR_AFFINE, 10, 10, 0);
 	struct fresh_corrector *out;
 	struct fresh_refit_report rep;
 
@@ -324,16 +330,16 @@ START_TEST(unit_norm_pairs_turn_normalization_on)
 			w.g[i * 10 + o] /= (float)sqrt(ss);
 	}
 	snapshot(&w, 500, &snap);
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL, NULL,
-					   &out, &rep, NULL),
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL,
+					   NULL, &out, &rep, NULL),
 			 FRESH_OK);
 	ck_assert(rep.accepted);
 	ck_assert(rep.normalize);
 	ck_assert(fresh_corrector_normalize(out));
 	fresh_corrector_free(out);
 	cfg.normalize = FRESH_NORMALIZE_OFF;
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL, NULL,
-					   &out, &rep, NULL),
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL,
+					   NULL, &out, &rep, NULL),
 			 FRESH_OK);
 	ck_assert(!rep.normalize);
 	fresh_corrector_free(out);
@@ -356,8 +362,8 @@ START_TEST(learns_a_change_of_width)
 	make_world(&w, 3000, 16, 24, WIDEN, 6);
 	snapshot(&w, 600, &snap);
 	cfg.max_epochs = 20;
-	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL, NULL,
-					   &out, &rep, NULL),
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL,
+					   NULL, &out, &rep, NULL),
 			 FRESH_OK);
 	ck_assert_msg(rep.accepted, "%s", rep.reason);
 	ck_assert(!rep.holdout.stale_defined);

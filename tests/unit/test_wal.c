@@ -17,8 +17,14 @@
 #include "wal.h"
 
 static char dir[4096];
-static void setup(void) { tu_tmpdir(dir, sizeof dir); }
-static void teardown(void) { tu_rmdir(dir); }
+static void setup(void)
+{
+	tu_tmpdir(dir, sizeof dir);
+}
+static void teardown(void)
+{
+	tu_rmdir(dir);
+}
 
 /* What the apply callback saw. */
 struct seen {
@@ -53,20 +59,22 @@ static void seen_init(struct seen *s)
 
 static struct fresh_wal_config config(void)
 {
-	struct fresh_wal_config c = {dir, FRESH_SYNC_ALWAYS, 0, 0, false, false};
+	struct fresh_wal_config c = {dir,  FRESH_SYNC_ALWAYS, 0, 0, false,
+				     false};
 	return c;
 }
 
 static struct fresh_wal *open_log(struct fresh_wal_config c, uint64_t after,
-				  struct seen *s, struct fresh_wal_recovery *rec)
+				  struct seen *s,
+				  struct fresh_wal_recovery *rec)
 {
 	struct fresh_wal *w = NULL;
 	struct fresh_error err;
 	struct fresh_wal_recovery local;
 
 	seen_init(s);
-	ck_assert_msg(fresh_wal_open(&c, after, apply, s, &w, rec ? rec : &local,
-				     &err) == FRESH_OK,
+	ck_assert_msg(fresh_wal_open(&c, after, apply, s, &w,
+				     rec ? rec : &local, &err) == FRESH_OK,
 		      "open: %s", err.msg);
 	return w;
 }
@@ -321,7 +329,8 @@ START_TEST(failed_sync_acknowledges_nothing)
 	append(w, 2);
 	fresh_wal_fail_after(w, 0, 1);
 	p[0] = 3;
-	ck_assert_int_eq(fresh_wal_append(w, p, sizeof p, &seq, &err), FRESH_IO);
+	ck_assert_int_eq(fresh_wal_append(w, p, sizeof p, &seq, &err),
+			 FRESH_IO);
 	ck_assert_uint_eq(s1.n, 2); /* not applied */
 	ck_assert(!fresh_wal_writable(w));
 	/* The next append rolls to a new segment and succeeds. */
@@ -347,7 +356,8 @@ START_TEST(failed_write_acknowledges_nothing)
 
 	append(w, 1);
 	fresh_wal_fail_after(w, 1, 0);
-	ck_assert_int_eq(fresh_wal_append(w, p, sizeof p, &seq, &err), FRESH_IO);
+	ck_assert_int_eq(fresh_wal_append(w, p, sizeof p, &seq, &err),
+			 FRESH_IO);
 	ck_assert(strstr(err.msg, "write failed") != NULL);
 	ck_assert_uint_eq(append(w, 5), 2);
 	append(w, 6);

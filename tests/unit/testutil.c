@@ -100,7 +100,8 @@ void tu_write_npy_f32(const char *path, const float *x, size_t n, size_t d)
 {
 	char dict[128];
 	snprintf(dict, sizeof dict,
-		 "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }",
+		 "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, "
+		 "%zu), }",
 		 n, d);
 	tu_write_npy_raw(path, dict, x, n * d * sizeof(float));
 }
@@ -129,8 +130,8 @@ static int cmp_scored(const void *a, const void *b)
 }
 
 size_t tu_naive_topk(const float *x, const uint64_t *ids, size_t n, size_t d,
-		     const float *q, size_t k, const size_t *excl,
-		     size_t nexcl, struct fresh_hit *out)
+		     const float *q, size_t k, const size_t *excl, size_t nexcl,
+		     struct fresh_hit *out)
 {
 	struct scored *all = malloc((n ? n : 1) * sizeof *all);
 	size_t m = 0, count;

@@ -54,7 +54,7 @@ void tu_write_file(const char *path, const void *data, size_t bytes);
  * skipping excluded rows. Returns the count written (<= k).
  */
 size_t tu_naive_topk(const float *x, const uint64_t *ids, size_t n, size_t d,
-		     const float *q, size_t k, const size_t *excl,
-		     size_t nexcl, struct fresh_hit *out);
+		     const float *q, size_t k, const size_t *excl, size_t nexcl,
+		     struct fresh_hit *out);
 
 #endif
