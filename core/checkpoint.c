@@ -259,15 +259,17 @@ static int cmp_desc(const void *a, const void *b)
 enum fresh_status fresh_checkpoint_list(const char *dir, uint64_t **versions,
 					size_t *n)
 {
-	char path[4200];
+	char *path;
 	DIR *d;
 	struct dirent *e;
 	size_t cap = 0;
 
 	*versions = NULL;
 	*n = 0;
-	snprintf(path, sizeof path, "%s/checkpoints", dir);
+	if (asprintf(&path, "%s/checkpoints", dir) < 0)
+		return FRESH_NOMEM;
 	d = opendir(path);
+	free(path);
 	if (!d)
 		return errno == ENOENT ? FRESH_OK : FRESH_IO;
 	while ((e = readdir(d)) != NULL) {
@@ -301,13 +303,59 @@ void fresh_checkpoint_prune(const char *dir, size_t keep)
 {
 	uint64_t *v;
 	size_t n;
-	char path[4200];
 
 	if (fresh_checkpoint_list(dir, &v, &n) != FRESH_OK)
 		return;
-	for (size_t i = keep; i < n; i++) {
-		fresh_checkpoint_path(dir, v[i], path, sizeof path);
-		unlink(path);
-	}
+	for (size_t i = keep; i < n; i++)
+		fresh_checkpoint_remove(dir, v[i]);
 	free(v);
+}
+
+/* DIR/checkpoints/ckpt-<version>.bin, malloc'ed (NULL: out of memory). */
+static char *version_path(const char *dir, uint64_t version)
+{
+	char *path;
+
+	if (asprintf(&path, "%s/checkpoints/ckpt-%020" PRIu64 ".bin", dir,
+		     version) < 0)
+		return NULL;
+	return path;
+}
+
+enum fresh_status fresh_checkpoint_save(const char *dir, uint64_t version,
+					const struct fresh_corrector *c,
+					struct fresh_error *err)
+{
+	char *path = version_path(dir, version);
+	enum fresh_status st;
+
+	if (!path)
+		return fresh_fail(err, FRESH_NOMEM, "out of memory");
+	st = fresh_corrector_save(c, path, err);
+	free(path);
+	return st;
+}
+
+enum fresh_status fresh_checkpoint_load(const char *dir, uint64_t version,
+					struct fresh_corrector **out,
+					struct fresh_error *err)
+{
+	char *path = version_path(dir, version);
+	enum fresh_status st;
+
+	*out = NULL;
+	if (!path)
+		return fresh_fail(err, FRESH_NOMEM, "out of memory");
+	st = fresh_corrector_load(path, out, err);
+	free(path);
+	return st;
+}
+
+void fresh_checkpoint_remove(const char *dir, uint64_t version)
+{
+	char *path = version_path(dir, version);
+
+	if (path)
+		unlink(path);
+	free(path);
 }

@@ -33,7 +33,11 @@ enum fresh_status fresh_corrector_load(const char *path,
 				       struct fresh_corrector **out,
 				       struct fresh_error *err);
 
-/* DIR/checkpoints/ckpt-<20-digit version>.bin */
+/*
+ * Where the checkpoints of data dir DIR are: DIR/checkpoints/ckpt-<20-digit
+ * version>.bin (buf empty when cap is too small). The functions below
+ * take DIR and a version and build the name themselves.
+ */
 void fresh_checkpoint_path(const char *dir, uint64_t version, char *buf,
 			   size_t cap);
 /*
@@ -44,5 +48,15 @@ enum fresh_status fresh_checkpoint_list(const char *dir, uint64_t **versions,
 					size_t *n);
 /* Removes all but the newest keep checkpoints. */
 void fresh_checkpoint_prune(const char *dir, size_t keep);
+/* c written as the checkpoint of version (an atomic replacement). */
+enum fresh_status fresh_checkpoint_save(const char *dir, uint64_t version,
+					const struct fresh_corrector *c,
+					struct fresh_error *err);
+/* The checkpoint of version; err names its file when it does not load. */
+enum fresh_status fresh_checkpoint_load(const char *dir, uint64_t version,
+					struct fresh_corrector **out,
+					struct fresh_error *err);
+/* Removes the checkpoint of version, if present. */
+void fresh_checkpoint_remove(const char *dir, uint64_t version);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * datadir.c - pair snapshot files (see datadir.h).
+ * datadir.c - a data directory's names and lock, and the pair snapshot
+ * file (see datadir.h).
  */
 #include "datadir.h"
 
@@ -7,9 +8,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,10 +20,122 @@
 #include "crc32c.h"
 #include "fileio.h"
 
+/* The longest name under DIR: checkpoints/ckpt-<20 digits>.bin, and the
+ * log's segments, with room to spare. */
+#define LONGEST_NAME 64
+
 #define PAIRS_MAGIC "FRSHPAIR"
 #define PAIRS_FORMAT 1u
 #define PAIRS_HEADER 56
 #define ENTRY_HEADER 32
+
+char *fresh_path_join(const char *dir, const char *name)
+{
+	size_t a = strlen(dir), b = strlen(name);
+	char *p = malloc(a + b + 2);
+
+	if (p) {
+		memcpy(p, dir, a);
+		p[a] = '/';
+		memcpy(p + a + 1, name, b + 1);
+	}
+	return p;
+}
+
+/*
+ * One process per data dir: two daemons appending to one log would
+ * interleave records. The lock dies with the process, so a crash never
+ * leaves it held.
+ */
+static enum fresh_status take_lock(struct fresh_datadir *dd,
+				   struct fresh_error *err)
+{
+	char *path = fresh_path_join(dd->root, "LOCK"), pid[32];
+	int fd, n;
+
+	if (!path)
+		return fresh_fail(err, FRESH_NOMEM, "out of memory");
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		enum fresh_status st = fresh_fail(err, FRESH_IO, "%s: %s", path,
+						  strerror(errno));
+		free(path);
+		return st;
+	}
+	free(path);
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		n = (int)pread(fd, pid, sizeof pid - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		close(fd);
+		return fresh_fail(err, FRESH_CONFLICT,
+				  "data dir %s is in use by another freshd "
+				  "(pid %s)",
+				  dd->root, pid[0] ? pid : "unknown");
+	}
+	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+		/* Only informational; the lock itself holds. */
+	}
+	dd->lock_fd = fd;
+	return FRESH_OK;
+}
+
+enum fresh_status fresh_datadir_open(const char *root,
+				     struct fresh_datadir **out,
+				     struct fresh_error *err)
+{
+	struct fresh_datadir *dd;
+	const char *dirs[3];
+	enum fresh_status st = FRESH_OK;
+
+	*out = NULL;
+	if (!root[0] || strlen(root) + LONGEST_NAME >= PATH_MAX)
+		return fresh_fail(err, FRESH_INVALID,
+				  "data dir: the path is %s",
+				  root[0] ? "too long" : "empty");
+	dd = calloc(1, sizeof *dd);
+	if (!dd)
+		return fresh_fail(err, FRESH_NOMEM, "out of memory");
+	dd->lock_fd = -1;
+	dd->root = strdup(root);
+	dd->pairs = fresh_path_join(root, "pairs.snap");
+	dd->queries = fresh_path_join(root, "queries.snap");
+	dd->wal = fresh_path_join(root, "wal");
+	dd->checkpoints = fresh_path_join(root, "checkpoints");
+	if (!dd->root || !dd->pairs || !dd->queries || !dd->wal ||
+	    !dd->checkpoints)
+		st = fresh_fail(err, FRESH_NOMEM, "out of memory");
+	dirs[0] = dd->root;
+	dirs[1] = dd->checkpoints;
+	dirs[2] = dd->wal;
+	for (size_t i = 0; i < 3 && st == FRESH_OK; i++)
+		if (mkdir(dirs[i], 0755) != 0 && errno != EEXIST)
+			st = fresh_fail(err, FRESH_IO, "%s: %s", dirs[i],
+					strerror(errno));
+	if (st == FRESH_OK)
+		st = take_lock(dd, err);
+	if (st != FRESH_OK) {
+		fresh_datadir_close(dd);
+		return st;
+	}
+	*out = dd;
+	return FRESH_OK;
+}
+
+void fresh_datadir_close(struct fresh_datadir *dd)
+{
+	if (!dd)
+		return;
+	if (dd->lock_fd >= 0)
+		close(dd->lock_fd);
+	free(dd->root);
+	free(dd->pairs);
+	free(dd->queries);
+	free(dd->wal);
+	free(dd->checkpoints);
+	free(dd);
+}
 
 enum fresh_status fresh_pairs_file_save(const char *path,
 					const struct fresh_pairs_snapshot *snap,

@@ -4,7 +4,7 @@
  * the data dir), engine_updates.c (updates, checked, logged, applied),
  * engine_publish.c (publishing a model: refits, reset, checkpoint
  * install), engine_refit.c (the host of the background refitter,
- * refitter.c), reload.c (index reload).
+ * refitter.c), engine_reload.c (the host of index reloads, reloader.c).
  * The locks are described in engine_impl.h.
  */
 #include "engine_impl.h"
@@ -114,17 +114,13 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	struct fresh_wal_recovery rec;
 	enum fresh_status st;
 	uint64_t through;
-	char wal_dir[4200];
 
 	if (!e) {
 		fresh_index_release(idx);
 		return fresh_fail(err, FRESH_NOMEM, "out of memory");
 	}
-	e->lock_fd = -1;
 	e->cfg = *cfg;
 	e->index = idx;
-	snprintf(e->data_dir, sizeof e->data_dir, "%s", cfg->data_dir);
-	e->cfg.data_dir = e->data_dir;
 	e->shape.kind = cfg->kind;
 	e->shape.act = cfg->act;
 	e->shape.d_in = fresh_index_dim(idx);
@@ -135,12 +131,10 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	fresh_swap_init(&e->swap, NULL);
 
 	st = fresh_corrector_shape_check(&e->shape, err);
-	if (st == FRESH_OK && strlen(cfg->data_dir) > 3900)
-		st = fresh_fail(err, FRESH_INVALID, "data dir path too long");
 	if (st == FRESH_OK)
-		st = fresh_engine_make_dirs(e->data_dir, err);
+		st = fresh_datadir_open(cfg->data_dir, &e->dd, err);
 	if (st == FRESH_OK)
-		st = fresh_engine_lock_data_dir(e, err);
+		e->data_dir = e->cfg.data_dir = e->dd->root;
 	if (st == FRESH_OK &&
 	    (fresh_pool_create(cfg->search_threads, 0, &e->search_pool) !=
 		     FRESH_OK ||
@@ -153,16 +147,15 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 		     FRESH_OK))
 		st = fresh_fail(err, FRESH_NOMEM, "cannot start threads");
 	if (st == FRESH_OK) {
-		fresh_reload_recorded_switch(e->data_dir, &e->switch_seq,
-					     &e->switch_version);
+		fresh_index_ref_switch(e->data_dir, &e->switch_seq,
+				       &e->switch_version);
 		st = fresh_engine_recover_pairs(e, &through, err);
 	}
 	if (st != FRESH_OK)
 		goto fail;
 
-	snprintf(wal_dir, sizeof wal_dir, "%s/wal", e->data_dir);
 	memset(&wcfg, 0, sizeof wcfg);
-	wcfg.dir = wal_dir;
+	wcfg.dir = e->dd->wal;
 	wcfg.sync = cfg->sync;
 	wcfg.interval_ms = cfg->sync_interval_ms;
 	wcfg.salvage = cfg->salvage_log;
@@ -195,6 +188,11 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 		st = fresh_fail(err, st, "cannot start the refit thread");
 		goto fail;
 	}
+	st = fresh_engine_start_reloader(e);
+	if (st != FRESH_OK) {
+		st = fresh_fail(err, st, "out of memory");
+		goto fail;
+	}
 	*out = e;
 	return FRESH_OK;
 fail:
@@ -206,11 +204,8 @@ void fresh_engine_stop_refits(struct fresh_engine *e)
 {
 	if (!e)
 		return;
-	pthread_mutex_lock(&e->mu);
-	e->closing = true;
-	pthread_mutex_unlock(&e->mu);
 	fresh_refitter_stop(e->refitter);
-	fresh_reload_join(e);
+	fresh_reloader_stop(e->reloader);
 }
 
 /* Also undoes a partly done fresh_engine_open: every part accepts NULL. */
@@ -221,6 +216,7 @@ void fresh_engine_close(struct fresh_engine *e)
 	fresh_engine_stop_refits(e);
 	fresh_wal_close(e->wal);
 	fresh_refitter_free(e->refitter);
+	fresh_reloader_free(e->reloader);
 	fresh_swap_destroy(&e->swap);
 	fresh_pairs_free(e->pairs);
 	fresh_qbuf_free(e->qbuf);
@@ -229,8 +225,7 @@ void fresh_engine_close(struct fresh_engine *e)
 	fresh_index_release(e->index);
 	pthread_mutex_destroy(&e->mu);
 	pthread_mutex_destroy(&e->publish_mu);
-	if (e->lock_fd >= 0)
-		close(e->lock_fd);
+	fresh_datadir_close(e->dd);
 	free(e);
 }
 

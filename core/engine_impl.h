@@ -1,8 +1,9 @@
 /*
  * engine_impl.h - the engine's state, shared by engine.c (open, close,
  * state), engine_recover.c, engine_updates.c, engine_publish.c,
- * engine_refit.c (the refitter's host) and reload.c. Not part of the
- * core's interface. The refitter itself (refitter.c) does not see it.
+ * engine_refit.c (the refitter's host) and engine_reload.c (the
+ * reloader's). Not part of the core's interface: the refitter and the
+ * reloader themselves (refitter.c, reloader.c) do not see it.
  *
  * Locks, in the order they may nest:
  *   wal.mu (inside fresh_wal_*)  ->  mu
@@ -20,22 +21,24 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "datadir.h"
 #include "engine.h"
 #include "pairs.h"
 #include "refitter.h"
+#include "reloader.h"
 #include "queries.h"
 #include "swap.h"
 #include "wal.h"
 
 struct fresh_engine {
 	struct fresh_engine_config cfg;
-	char data_dir[4096];
+	struct fresh_datadir *dd; /* its names and lock (datadir.h) */
+	const char *data_dir;	  /* dd->root */
 	struct fresh_corrector_shape shape;
 	/* The index models are built on: written under publish_mu and mu,
 	 * read under either. */
 	struct fresh_index *index;
 
-	int lock_fd; /* DIR/LOCK, flock'ed while the engine is open */
 	struct fresh_swap swap;
 	struct fresh_pool *search_pool, *refit_pool;
 	struct fresh_wal *wal;
@@ -53,8 +56,8 @@ struct fresh_engine {
 	 * handed to it when it starts.
 	 */
 	struct fresh_refitter *refitter;
-	uint64_t replayed_pairs; /* (mu) */
-	bool closing;		 /* (mu): stop_refits ran; no new reloads */
+	uint64_t replayed_pairs;	 /* (mu) */
+	struct fresh_reloader *reloader; /* set at open, before any thread */
 
 	/*
 	 * The last index switch recorded in DIR/index.ref (0, 0: none): log
@@ -63,11 +66,6 @@ struct fresh_engine {
 	 * any thread), set by a reload's switch under mu.
 	 */
 	uint64_t switch_seq, switch_version;
-
-	/* Index reload (reload.c), (mu). */
-	pthread_t reloader;
-	bool reload_thread; /* a reloader was started and not yet joined */
-	struct fresh_reload_status reload;
 };
 
 void fresh_engine_logf(struct fresh_engine *e, enum fresh_log_level level,
@@ -110,12 +108,6 @@ struct fresh_index *fresh_engine_index(struct fresh_engine *e);
 void fresh_engine_apply_record(void *ctx, uint64_t seq, const void *payload,
 			       size_t len);
 
-/* engine_recover.c: creates the data dir and its subdirectories. */
-enum fresh_status fresh_engine_make_dirs(const char *dir,
-					 struct fresh_error *err);
-/* engine_recover.c: takes DIR/LOCK (one daemon a data dir). */
-enum fresh_status fresh_engine_lock_data_dir(struct fresh_engine *e,
-					     struct fresh_error *err);
 /*
  * engine_recover.c: loads the newest pair snapshot into the buffer;
  * *through is the last log sequence it covers.
@@ -132,14 +124,8 @@ enum fresh_status fresh_engine_recover_corrector(struct fresh_engine *e,
 						 struct fresh_corrector **out,
 						 struct fresh_error *err);
 
-/* reload.c: joins a finished or running reloader. */
-void fresh_reload_join(struct fresh_engine *e);
-/*
- * reload.c: the switch DIR/index.ref records (*seq, *version zero when it
- * records none, as files from before the switch line do).
- */
-void fresh_reload_recorded_switch(const char *data_dir, uint64_t *seq,
-				  uint64_t *version);
+/* engine_reload.c: creates e->reloader with the engine as its host. */
+enum fresh_status fresh_engine_start_reloader(struct fresh_engine *e);
 
 /* engine_refit.c: starts e->refitter with the engine as its host. */
 enum fresh_status fresh_engine_start_refitter(struct fresh_engine *e);

@@ -29,14 +29,13 @@ enum fresh_status fresh_engine_publish_locked(struct fresh_engine *e,
 					      uint64_t version,
 					      struct fresh_error *err)
 {
-	char path[4200];
 	enum fresh_status st;
 
 	fresh_model_stamp(
 		m, version,
 		fresh_corrector_trained_through(fresh_model_corrector(m)));
-	fresh_checkpoint_path(e->data_dir, version, path, sizeof path);
-	st = fresh_corrector_save(fresh_model_corrector(m), path, err);
+	st = fresh_checkpoint_save(e->data_dir, version,
+				   fresh_model_corrector(m), err);
 	if (st != FRESH_OK) {
 		fresh_model_release(m);
 		return st;
@@ -51,15 +50,13 @@ enum fresh_status fresh_engine_publish_locked(struct fresh_engine *e,
 void fresh_engine_publish_anyway_locked(struct fresh_engine *e,
 					struct fresh_model *m, uint64_t version)
 {
-	char path[4200];
 	struct fresh_error err;
 
 	fresh_model_stamp(
 		m, version,
 		fresh_corrector_trained_through(fresh_model_corrector(m)));
-	fresh_checkpoint_path(e->data_dir, version, path, sizeof path);
-	if (fresh_corrector_save(fresh_model_corrector(m), path, &err) !=
-	    FRESH_OK)
+	if (fresh_checkpoint_save(e->data_dir, version,
+				  fresh_model_corrector(m), &err) != FRESH_OK)
 		fresh_engine_logf(e, FRESH_LOG_WARN,
 				  "corrector version %" PRIu64
 				  " is published without its checkpoint (a "
@@ -120,16 +117,12 @@ static void drop_newer_checkpoints(struct fresh_engine *e, uint64_t version)
 {
 	uint64_t *v;
 	size_t n;
-	char path[4200];
 
 	if (fresh_checkpoint_list(e->data_dir, &v, &n) != FRESH_OK)
 		return;
-	for (size_t i = 0; i < n; i++) {
-		if (v[i] <= version)
-			continue;
-		fresh_checkpoint_path(e->data_dir, v[i], path, sizeof path);
-		unlink(path);
-	}
+	for (size_t i = 0; i < n; i++)
+		if (v[i] > version)
+			fresh_checkpoint_remove(e->data_dir, v[i]);
 	free(v);
 }
 

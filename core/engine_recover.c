@@ -40,15 +40,13 @@ enum fresh_status fresh_engine_recover_corrector(struct fresh_engine *e,
 		return fresh_fail(err, st, "%s/checkpoints: cannot list",
 				  e->data_dir);
 	for (size_t i = 0; i < n && !*out; i++) {
-		char path[4200];
 		struct fresh_error lerr;
 		struct fresh_corrector *c;
 
 		if (versions[i] < e->switch_version)
 			continue; /* trained on the index a switch replaced */
-		fresh_checkpoint_path(e->data_dir, versions[i], path,
-				      sizeof path);
-		if (fresh_corrector_load(path, &c, &lerr) != FRESH_OK) {
+		if (fresh_checkpoint_load(e->data_dir, versions[i], &c,
+					  &lerr) != FRESH_OK) {
 			fresh_engine_logf(e, FRESH_LOG_WARN,
 					  "skipping checkpoint: %s", lerr.msg);
 			continue;
@@ -63,14 +61,16 @@ enum fresh_status fresh_engine_recover_corrector(struct fresh_engine *e,
 			fresh_corrector_free(c);
 			free(versions);
 			return fresh_fail(err, FRESH_CONFLICT,
-					  "%s holds a corrector %s, this run "
+					  "%s: checkpoint %" PRIu64
+					  " holds a corrector %s, this run "
 					  "asks for %s; use another --data-dir",
-					  path, have, want);
+					  e->dd->checkpoints, versions[i], have,
+					  want);
 		}
-		fresh_engine_logf(e, FRESH_LOG_INFO,
-				  "recovered corrector version %" PRIu64
-				  " from %s",
-				  fresh_corrector_version(c), path);
+		fresh_engine_logf(
+			e, FRESH_LOG_INFO,
+			"recovered corrector version %" PRIu64 " from %s",
+			fresh_corrector_version(c), e->dd->checkpoints);
 		*out = c;
 	}
 	free(versions);
@@ -80,55 +80,6 @@ enum fresh_status fresh_engine_recover_corrector(struct fresh_engine *e,
 	if (st == FRESH_OK && e->switch_version)
 		fresh_corrector_set_version(*out, e->switch_version);
 	return st;
-}
-
-enum fresh_status fresh_engine_make_dirs(const char *dir,
-					 struct fresh_error *err)
-{
-	char sub[4200];
-	const char *subs[] = {"", "/checkpoints", "/wal"};
-
-	for (size_t i = 0; i < 3; i++) {
-		snprintf(sub, sizeof sub, "%s%s", dir, subs[i]);
-		if (mkdir(sub, 0755) != 0 && errno != EEXIST)
-			return fresh_fail(err, FRESH_IO, "%s: %s", sub,
-					  strerror(errno));
-	}
-	return FRESH_OK;
-}
-
-/*
- * One process per data dir: two daemons appending to one log would
- * interleave records. The lock dies with the process, so a crash never
- * leaves it held.
- */
-enum fresh_status fresh_engine_lock_data_dir(struct fresh_engine *e,
-					     struct fresh_error *err)
-{
-	char path[4200], pid[32];
-	int fd, n;
-
-	snprintf(path, sizeof path, "%s/LOCK", e->data_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return fresh_fail(err, FRESH_IO, "%s: %s", path,
-				  strerror(errno));
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		n = (int)pread(fd, pid, sizeof pid - 1, 0);
-		pid[n > 0 ? n : 0] = '\0';
-		pid[strcspn(pid, "\n")] = '\0';
-		close(fd);
-		return fresh_fail(err, FRESH_CONFLICT,
-				  "data dir %s is in use by another freshd "
-				  "(pid %s)",
-				  e->data_dir, pid[0] ? pid : "unknown");
-	}
-	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
-		/* Only informational; the lock itself holds. */
-	}
-	e->lock_fd = fd;
-	return FRESH_OK;
 }
 
 static bool id_in_index(void *arg, uint64_t id)
@@ -141,13 +92,11 @@ enum fresh_status fresh_engine_recover_pairs(struct fresh_engine *e,
 					     uint64_t *through,
 					     struct fresh_error *err)
 {
-	char path[4200];
 	struct fresh_pairs_file meta;
 	enum fresh_status st;
 
 	*through = 0;
-	snprintf(path, sizeof path, "%s/pairs.snap", e->data_dir);
-	st = fresh_pairs_file_load(path, e->pairs, &meta, err);
+	st = fresh_pairs_file_load(e->dd->pairs, e->pairs, &meta, err);
 	if (st == FRESH_NOT_FOUND)
 		return FRESH_OK;
 	if (st != FRESH_OK)
@@ -161,8 +110,7 @@ enum fresh_status fresh_engine_recover_pairs(struct fresh_engine *e,
 		return FRESH_OK;
 	}
 	/* Queries were snapshotted first; keep those the pairs cover. */
-	snprintf(path, sizeof path, "%s/queries.snap", e->data_dir);
-	st = fresh_qbuf_load(e->qbuf, path, meta.through_seq, err);
+	st = fresh_qbuf_load(e->qbuf, e->dd->queries, meta.through_seq, err);
 	if (st != FRESH_OK && st != FRESH_NOT_FOUND)
 		return st;
 	if (meta.fingerprint != fresh_index_fingerprint(e->index)) {
@@ -172,7 +120,7 @@ enum fresh_status fresh_engine_recover_pairs(struct fresh_engine *e,
 				  "%s was taken on another index (fingerprint "
 				  "%016" PRIx64 "); %zu pairs of unknown ids "
 				  "dropped",
-				  path, meta.fingerprint, gone);
+				  e->dd->pairs, meta.fingerprint, gone);
 	}
 	return FRESH_OK;
 }

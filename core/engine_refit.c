@@ -25,7 +25,6 @@ static void host_compact(void *ctx)
 	struct fresh_pairs_snapshot snap;
 	struct fresh_pairs_file meta;
 	struct fresh_error err;
-	char path[4200];
 	enum fresh_status st;
 
 	err.msg[0] = '\0';
@@ -34,9 +33,8 @@ static void host_compact(void *ctx)
 	meta.through_seq = e->applied_seq;
 	meta.total = e->pairs_total;
 	meta.fingerprint = fresh_index_fingerprint(e->index);
-	snprintf(path, sizeof path, "%s/queries.snap", e->data_dir);
 	if (st == FRESH_OK)
-		st = fresh_qbuf_save(e->qbuf, path, &err);
+		st = fresh_qbuf_save(e->qbuf, e->dd->queries, &err);
 	pthread_mutex_unlock(&e->mu);
 	if (st != FRESH_OK) {
 		fresh_engine_logf(e, FRESH_LOG_WARN,
@@ -45,8 +43,7 @@ static void host_compact(void *ctx)
 		fresh_pairs_snapshot_free(&snap);
 		return;
 	}
-	snprintf(path, sizeof path, "%s/pairs.snap", e->data_dir);
-	st = fresh_pairs_file_save(path, &snap, &meta, &err);
+	st = fresh_pairs_file_save(e->dd->pairs, &snap, &meta, &err);
 	if (st == FRESH_OK)
 		st = fresh_wal_compact(e->wal, meta.through_seq, &err);
 	if (st == FRESH_OK)

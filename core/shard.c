@@ -1,8 +1,8 @@
 /*
- * shard.c - the engine's side of sharding (API.md --shards): what a
+ * shard.c - the core's side of sharding (API.md --shards): what a
  * coordinator reads of a shard (its ids, its buffered pairs with their
- * stale rows) and the coordinator's refit on the pairs gathered from
- * every shard.
+ * stale rows: the format, encoded here, snapshotted by engine_shard.c)
+ * and the coordinator's refit on the pairs gathered from every shard.
  *
  * Design: a coordinator holds no index, so its refit trains on the stale
  * rows the shards sent with their pairs, through the same recipe as a
@@ -19,34 +19,15 @@
 #include "checkpoint.h"
 #include "bytes.h"
 #include "engine.h"
-#include "engine_impl.h"
 #include "index.h"
 #include "mem.h"
 #include "model.h"
 #include "pairs.h"
+#include "shard.h"
 
 #define EXPORT_MAGIC "FRSHPRS1"
 #define EXPORT_HEADER 40 /* magic, n, d_in, d_out, version */
 #define RECORD_HEADER 24 /* id, step, flags */
-
-enum fresh_status fresh_engine_ids(struct fresh_engine *e, uint64_t **ids,
-				   size_t *n, uint64_t *fingerprint)
-{
-	struct fresh_model *m = fresh_engine_acquire(e);
-	const struct fresh_index *idx = fresh_model_index(m);
-	size_t count = fresh_index_size(idx);
-
-	*ids = malloc((count ? count : 1) * sizeof **ids);
-	if (!*ids) {
-		fresh_model_release(m);
-		return FRESH_NOMEM;
-	}
-	memcpy(*ids, fresh_index_ids(idx), count * sizeof **ids);
-	*n = count;
-	*fingerprint = fresh_index_fingerprint(idx);
-	fresh_model_release(m);
-	return FRESH_OK;
-}
 
 size_t fresh_engine_pairs_record(size_t d_in, size_t d_out)
 {
@@ -70,44 +51,30 @@ static void get_floats(const unsigned char *p, float *x, size_t n)
 	}
 }
 
-enum fresh_status fresh_engine_export_pairs(struct fresh_engine *e, void **buf,
-					    size_t *len)
+enum fresh_status fresh_shard_encode_pairs(
+	const struct fresh_pairs_snapshot *snap, struct fresh_model *m,
+	void **buf, size_t *len)
 {
-	struct fresh_pairs_snapshot snap;
-	struct fresh_model *m;
-	const struct fresh_index *idx;
-	size_t d_in, d_out, rec, n = 0, row;
+	const struct fresh_index *idx = fresh_model_index(m);
+	size_t d_in = fresh_index_dim(idx), d_out = snap->dim, rec, n = 0, row;
 	unsigned char *out, *p;
-	enum fresh_status st;
 
-	pthread_mutex_lock(&e->mu);
-	st = fresh_pairs_snapshot(e->pairs, e->cfg.max_step_lag, &snap);
-	pthread_mutex_unlock(&e->mu);
-	if (st != FRESH_OK)
-		return st;
-	m = fresh_engine_acquire(e);
-	idx = fresh_model_index(m);
-	d_in = fresh_index_dim(idx);
-	d_out = snap.dim;
 	rec = fresh_engine_pairs_record(d_in, d_out);
-	out = malloc(EXPORT_HEADER + snap.n * rec);
-	if (!out) {
-		fresh_model_release(m);
-		fresh_pairs_snapshot_free(&snap);
+	out = malloc(EXPORT_HEADER + snap->n * rec);
+	if (!out)
 		return FRESH_NOMEM;
-	}
 	p = out + EXPORT_HEADER;
-	for (size_t i = 0; i < snap.n; i++) {
+	for (size_t i = 0; i < snap->n; i++) {
 		/* A pair whose id left the index (a reload) is not one. */
-		if (!fresh_index_find(idx, snap.ids[i], &row))
+		if (!fresh_index_find(idx, snap->ids[i], &row))
 			continue;
-		fresh_put64(p, snap.ids[i]);
-		fresh_put64(p + 8, (uint64_t)snap.steps[i]);
-		fresh_put64(p + 16, snap.has_step[i] ? 1 : 0);
+		fresh_put64(p, snap->ids[i]);
+		fresh_put64(p + 8, (uint64_t)snap->steps[i]);
+		fresh_put64(p + 16, snap->has_step[i] ? 1 : 0);
 		put_floats(p + RECORD_HEADER,
 			   fresh_index_vectors(idx) + row * d_in, d_in);
 		put_floats(p + RECORD_HEADER + d_in * sizeof(float),
-			   snap.g + i * d_out, d_out);
+			   snap->g + i * d_out, d_out);
 		p += rec;
 		n++;
 	}
@@ -116,8 +83,6 @@ enum fresh_status fresh_engine_export_pairs(struct fresh_engine *e, void **buf,
 	fresh_put64(out + 16, d_in);
 	fresh_put64(out + 24, d_out);
 	fresh_put64(out + 32, fresh_model_version(m));
-	fresh_model_release(m);
-	fresh_pairs_snapshot_free(&snap);
 	*buf = out;
 	*len = EXPORT_HEADER + n * rec;
 	return FRESH_OK;
