@@ -86,10 +86,7 @@ import gzip
 import math
 import os
 import re
-import select
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -97,7 +94,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from freshd_client import Client, FreshdError  # noqa: E402
+import freshd_daemon  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_FRESHD = os.path.normpath(os.path.join(HERE, "..", "..", "build", "server", "freshd"))
@@ -358,80 +355,18 @@ def gumbel_topk(scores, n, temperature, rng, exclude_cols):
 # freshd processes
 # ---------------------------------------------------------------------------
 
-class Daemon:
-    """One freshd on 127.0.0.1 port 0, its own data dir, stopped by SIGTERM."""
+class Daemon(freshd_daemon.Daemon):
+    """One freshd on 127.0.0.1 port 0 serving data_dir/index_name, its log
+    in data_dir/freshd.log, ready when /readyz says so; stopped by SIGTERM
+    (the shared helper, freshd_daemon.py)."""
 
     def __init__(self, binary, index_name, data_dir, flags):
-        self.data_dir = data_dir
-        self.log_path = os.path.join(data_dir, "freshd.log")
-        args = [binary, "--index", os.path.join(data_dir, index_name), "--data-dir", data_dir,
-                "--listen", "127.0.0.1:0"] + list(flags)
-        self.proc = None
-        deadline = time.time() + 60
-        while True:  # the binary may be briefly missing while someone rebuilds it
-            try:
-                self.logf = open(self.log_path, "ab")
-                self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.logf,
-                                             stdin=subprocess.DEVNULL)
-                url = self._listening_line(timeout=60)
-                if url:
-                    break
-                self.proc.wait(timeout=10)
-                err = self._log_tail()
-            except OSError as e:
-                err = str(e)
-            if time.time() > deadline:
-                raise RuntimeError("freshd did not start: %s\n%s" % (" ".join(args), err))
-            time.sleep(1.0)
-        self.url = url
-        self.client = Client(url)
-        for _ in range(600):
-            try:
-                self.client.readyz()
-                break
-            except FreshdError:
-                time.sleep(0.05)
-
-    def _listening_line(self, timeout):
-        end = time.time() + timeout
-        buf = b""
-        fd = self.proc.stdout.fileno()
-        while time.time() < end:
-            r, _, _ = select.select([fd], [], [], 0.2)
-            if r:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    return None
-                buf += chunk
-                for line in buf.decode("utf-8", "replace").splitlines():
-                    m = re.match(r"freshd: listening on (http://\S+)", line)
-                    if m:
-                        return m.group(1)
-            elif self.proc.poll() is not None:
-                return None
-        return None
-
-    def _log_tail(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-2000:].decode("utf-8", "replace")
-        except OSError:
-            return ""
+        super().__init__("--index", os.path.join(data_dir, index_name), *flags, binary=binary,
+                         data_dir=data_dir, stderr_path=os.path.join(data_dir, "freshd.log"),
+                         ready="readyz", timeout=60.0, client_timeout=120.0)
 
     def stop(self):
-        if self.proc is None:
-            return
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-        self.logf.close()
-        self.proc = None
+        super().stop(timeout=15.0)
 
 
 def wait_reload(client, name, timeout=120):

@@ -9,19 +9,17 @@ same run).
 
 import json
 import os
-import re
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
+import freshd_daemon  # noqa: E402
 
 CACHE = os.environ.get("FRESHD_BENCH_CACHE", os.path.join(tempfile.gettempdir(), "freshd-bench-cache"))
 
@@ -62,54 +60,22 @@ def queries(b, d, seed=2):
     return np.random.default_rng(seed).standard_normal((b, d), dtype=np.float32)
 
 
-class Freshd:
-    """freshd on a free loopback port, stopped with SIGTERM."""
+class Freshd(freshd_daemon.Daemon):
+    """freshd on a free loopback port (the shared helper), stopped with
+    SIGTERM: waits up to an hour for a large index to load; ready_seconds
+    is the time to its listening line."""
 
     def __init__(self, *args, data_dir=None, env=None):
-        self.data_dir = data_dir or tempfile.mkdtemp(prefix="freshd-bench-")
-        cmd = [binary("freshd"), "--listen", "127.0.0.1:0", "--data-dir", self.data_dir] + list(args)
-        self.t0 = time.perf_counter()
-        self.stderr = open(os.path.join(self.data_dir, "stderr.log"), "wb")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr,
-                                     env=dict(os.environ, **(env or {})))
-        line = self.proc.stdout.readline().decode().strip()
-        self.ready_seconds = time.perf_counter() - self.t0
-        m = re.match(r"freshd: listening on (http://\S+)$", line)
-        if not m:
-            self.proc.wait()
-            raise RuntimeError("freshd did not start: %r (see %s)" % (line, self.stderr.name))
-        self.url = m.group(1)
+        super().__init__(*args, binary=binary("freshd"), data_dir=data_dir, env=env,
+                         ready=None, timeout=3600.0, client_timeout=3600.0)
         self.port = int(self.url.rsplit(":", 1)[1])
-        from freshd_client import Client
-        self.client = Client(self.url, timeout=3600)
-
-    def rss_bytes(self):
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def metric(self, name):
-        """Sum of a metric's samples in /metrics (all label sets)."""
-        total = 0.0
-        for line in self.client.metrics().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.client.close()
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=120)
-        self.stderr.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+        code, log = super().stop(timeout=120.0)
+        if code not in (None, 0):  # a benchmark reports it, and stops the others
+            print("freshd exited %d:\n%s" % (code, log[-2000:]), file=sys.stderr)
+        else:
+            self.remove_log()
 
 
 def machine_limits(path, reps=5):
