@@ -62,7 +62,7 @@ void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 	struct srv_dispatch_stats *ds = srv_dispatch_stats(srv->dispatch);
 	struct fresh_engine_status st;
 	struct fresh_engine_info info;
-	struct srv_buf b = {NULL, 0, 0, 0};
+	struct srv_buf b = SRV_BUF_INIT;
 	size_t extra, index_bytes;
 
 	fresh_engine_info(srv->engine, &info);

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "client.h"
 
 #define POOL_MAX 16
@@ -296,29 +297,18 @@ bool srv_call_send(struct srv_call *call, struct srv_client *c,
 	return false;
 }
 
-/* A growable receive buffer. */
-struct rbuf {
-	char *p;
-	size_t len, cap;
-};
-
-static bool rbuf_read(int fd, struct rbuf *b, double deadline, bool *eof)
+/* Appends what arrives on fd to b (at least 64 KiB of room a read). */
+static bool recv_some(int fd, struct srv_buf *b, double deadline, bool *eof)
 {
 	ssize_t r;
 
-	if (b->cap - b->len < 65536) {
-		size_t cap = b->cap ? 2 * b->cap : 131072;
-		char *p = realloc(b->p, cap);
-		if (!p)
-			return false;
-		b->p = p;
-		b->cap = cap;
-	}
+	if (!srv_buf_reserve(b, 65536))
+		return false;
 	for (;;) {
-		r = recv(fd, b->p + b->len, b->cap - b->len - 1, 0);
+		r = recv(fd, b->data + b->len, b->cap - b->len - 1, 0);
 		if (r > 0) {
 			b->len += (size_t)r;
-			b->p[b->len] = '\0';
+			b->data[b->len] = '\0';
 			return true;
 		}
 		if (r == 0) {
@@ -403,14 +393,14 @@ static bool dechunk(char *p, size_t len, size_t *out_len, bool *broken)
 
 static bool read_answer(struct srv_call *call, bool *nothing)
 {
-	struct rbuf b = {NULL, 0, 0};
+	struct srv_buf b = SRV_BUF_INIT;
 	const char *hend = NULL, *v;
 	size_t hlen = 0, clen = 0;
 	bool eof = false, chunked = false, has_len = false, keep = true;
 
 	*nothing = false;
 	for (;;) {
-		if (!rbuf_read(call->fd, &b, call->deadline, &eof)) {
+		if (!recv_some(call->fd, &b, call->deadline, &eof)) {
 			*nothing = b.len == 0 && now() < call->deadline;
 			goto fail;
 		}
@@ -418,20 +408,20 @@ static bool read_answer(struct srv_call *call, bool *nothing)
 			*nothing = true;
 			goto fail;
 		}
-		if (!hend && b.len && (hend = strstr(b.p, "\r\n\r\n"))) {
+		if (!hend && b.len && (hend = strstr(b.data, "\r\n\r\n"))) {
 			int status;
-			hlen = (size_t)(hend - b.p) + 4;
-			if (sscanf(b.p, "HTTP/1.%*d %d", &status) != 1)
+			hlen = (size_t)(hend - b.data) + 4;
+			if (sscanf(b.data, "HTTP/1.%*d %d", &status) != 1)
 				goto fail;
 			call->status = status;
-			v = find_header(b.p, hend, "Content-Length");
+			v = find_header(b.data, hend, "Content-Length");
 			if (v) {
 				has_len = true;
 				clen = strtoull(v, NULL, 10);
 			}
-			v = find_header(b.p, hend, "Transfer-Encoding");
+			v = find_header(b.data, hend, "Transfer-Encoding");
 			chunked = v && strncasecmp(v, "chunked", 7) == 0;
-			v = find_header(b.p, hend, "Connection");
+			v = find_header(b.data, hend, "Connection");
 			keep = !(v && strncasecmp(v, "close", 5) == 0);
 		}
 		if (hend) {
@@ -439,7 +429,7 @@ static bool read_answer(struct srv_call *call, bool *nothing)
 			bool broken;
 
 			if (chunked &&
-			    dechunk(b.p + hlen, got, &call->len, &broken))
+			    dechunk(b.data + hlen, got, &call->len, &broken))
 				break;
 			if (chunked && broken)
 				goto fail;
@@ -457,11 +447,11 @@ static bool read_answer(struct srv_call *call, bool *nothing)
 			goto fail;
 	}
 	/* The answer keeps the receive buffer: no second copy of a big body. */
-	memmove(b.p, b.p + hlen, call->len);
-	b.p[call->len] = '\0';
-	call->body = realloc(b.p, call->len + 1);
+	memmove(b.data, b.data + hlen, call->len);
+	b.data[call->len] = '\0';
+	call->body = realloc(b.data, call->len + 1);
 	if (!call->body)
-		call->body = b.p;
+		call->body = b.data;
 	if (keep && !eof)
 		pool_give(call->client, call->fd);
 	else
@@ -469,7 +459,7 @@ static bool read_answer(struct srv_call *call, bool *nothing)
 	call->fd = -1;
 	return true;
 fail:
-	free(b.p);
+	free(b.data);
 	snprintf(call->error, sizeof call->error, "%s: %s",
 		 srv_client_url(call->client),
 		 now() >= call->deadline ? "no answer before the deadline"

@@ -173,7 +173,7 @@ void srv_coord_metrics(struct srv_request *req, struct srv_reply *r)
 {
 	struct srv_server *srv = req->srv;
 	struct srv_coord *c = srv->coord;
-	struct srv_buf b = {NULL, 0, 0, 0};
+	struct srv_buf b = SRV_BUF_INIT;
 
 	srv_route_metrics(srv, &b);
 	pthread_mutex_lock(&c->mu);

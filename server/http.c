@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
 #include "listen.h"
 #include "routes.h"
@@ -41,10 +42,9 @@ struct ctx {
 	struct srv_request req;
 	const struct srv_route_def *def;
 	struct timespec start;
-	char *body;
-	size_t len, cap;
-	bool replied; /* a reply was queued before the body was read */
-	double t0;    /* srv_now() at the start */
+	struct srv_buf body; /* the request's, as it arrives */
+	bool replied;	     /* a reply was queued before the body was read */
+	double t0;	     /* srv_now() at the start */
 	int status;
 };
 
@@ -273,13 +273,10 @@ static enum MHD_Result on_headers(struct srv_server *srv, struct ctx *c,
 				"body of %llu bytes exceeds the limit "
 				"of %zu (--max-body)",
 				n, srv->cfg.max_body);
-		if (errno == 0 && *end == '\0' && n > 0) {
-			c->body = malloc((size_t)n + 1);
-			if (!c->body)
-				return send_error(c, 503, "overloaded", NULL,
-						  "out of memory");
-			c->cap = (size_t)n + 1;
-		}
+		if (errno == 0 && *end == '\0' && n > 0 &&
+		    !srv_buf_reserve(&c->body, (size_t)n))
+			return send_error(c, 503, "overloaded", NULL,
+					  "out of memory");
 	}
 	if (c->def->route == SRV_ROUTE_TARGET) {
 		const char *s = url + strlen(c->def->path);
@@ -325,25 +322,6 @@ static void cut_off(struct ctx *c, size_t limit)
 	(void)shutdown(ci->connect_fd, SHUT_WR);
 }
 
-static bool append(struct ctx *c, const char *data, size_t n)
-{
-	if (c->len + n + 1 > c->cap) {
-		size_t cap = c->cap ? c->cap : 4096;
-		char *b;
-		while (cap < c->len + n + 1)
-			cap *= 2;
-		b = realloc(c->body, cap);
-		if (!b)
-			return false;
-		c->body = b;
-		c->cap = cap;
-	}
-	memcpy(c->body + c->len, data, n);
-	c->len += n;
-	c->body[c->len] = '\0';
-	return true;
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 				  const char *url, const char *method,
 				  const char *version, const char *upload,
@@ -373,12 +351,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		return MHD_YES;
 	}
 	if (*upload_size > 0) {
-		if (c->len + *upload_size > srv->cfg.max_body) {
+		if (c->body.len + *upload_size > srv->cfg.max_body) {
 			*upload_size = 0;
 			cut_off(c, srv->cfg.max_body);
 			return MHD_NO; /* close the connection */
 		}
-		if (!append(c, upload, *upload_size)) {
+		srv_buf_append(&c->body, upload, *upload_size);
+		if (c->body.failed) {
 			*upload_size = 0;
 			return send_error(c, 503, "overloaded", NULL,
 					  "out of memory");
@@ -386,8 +365,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	c->req.body = c->body ? c->body : "";
-	c->req.body_len = c->len;
+	c->req.body = c->body.data ? c->body.data : "";
+	c->req.body_len = c->body.len;
 	memset(&r, 0, sizeof r);
 	r.qdrant = c->req.qdrant;
 	r.t0 = c->t0;
@@ -415,7 +394,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			atomic_fetch_add_explicit(&rs->by_code[i], 1,
 						  memory_order_relaxed);
 	srv_hist_observe(&rs->latency, elapsed(&c->start));
-	free(c->body);
+	srv_buf_free(&c->body);
 	free(c);
 	*con_cls = NULL;
 }

@@ -21,6 +21,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "buf.h"
+
 #define MARK_LEN 17   /* "\x01" + 16 hex digits, as decoded by jansson */
 #define MIN_ARRAY 8   /* shorter numeric arrays are left to jansson */
 #define MIN_STRING 32 /* shorter strings too */
@@ -43,12 +45,6 @@ struct table {
 
 static __thread struct table *tls;
 
-struct out {
-	char *p;
-	size_t n, cap;
-	bool failed;
-};
-
 static void make_mark(void)
 {
 	uint64_t r = 0;
@@ -59,39 +55,19 @@ static void make_mark(void)
 	snprintf(mark + 1, sizeof mark - 1, "%016" PRIx64, r);
 }
 
-static void put(struct out *o, const char *s, size_t n)
-{
-	if (o->failed)
-		return;
-	if (o->n + n + 1 > o->cap) {
-		size_t cap = o->cap ? o->cap : 4096;
-		char *p;
-		while (cap < o->n + n + 1)
-			cap *= 2;
-		p = realloc(o->p, cap);
-		if (!p) {
-			o->failed = true;
-			return;
-		}
-		o->p = p;
-		o->cap = cap;
-	}
-	memcpy(o->p + o->n, s, n);
-	o->n += n;
-}
-
 /* Writes "\u0001<nonce><type><payload>" as a JSON string. */
-static void put_mark(struct out *o, char type, const char *payload, size_t n)
+static void put_mark(struct srv_buf *o, char type, const char *payload,
+		     size_t n)
 {
 	char head[32];
 	int h = snprintf(head, sizeof head, "\"\\u0001%s%c", mark + 1, type);
 
-	put(o, head, (size_t)h);
-	put(o, payload, n);
-	put(o, "\"", 1);
+	srv_buf_append(o, head, (size_t)h);
+	srv_buf_append(o, payload, n);
+	srv_buf_append(o, "\"", 1);
 }
 
-static void put_index_mark(struct out *o, char type, size_t index)
+static void put_index_mark(struct srv_buf *o, char type, size_t index)
 {
 	char num[24];
 	int n = snprintf(num, sizeof num, "%zu", index);
@@ -314,7 +290,7 @@ enum jscan_status jscan_run(const char *b, size_t len, int max_depth,
 			    char **out_p, size_t *out_len, size_t *where)
 {
 	struct table *t = calloc(1, sizeof *t);
-	struct out o = {NULL, 0, 0, false};
+	struct srv_buf o = SRV_BUF_INIT;
 	int depth = 0;
 	size_t i = 0;
 	enum jscan_status st = JSCAN_OK;
@@ -347,7 +323,7 @@ enum jscan_status jscan_run(const char *b, size_t len, int max_depth,
 				}
 			}
 			if (j >= len) { /* unterminated: jansson will say */
-				put(&o, b + i, len - i);
+				srv_buf_append(&o, b + i, len - i);
 				break;
 			}
 			for (k = j + 1; k < len && is_space(b[k]); k++)
@@ -360,7 +336,7 @@ enum jscan_status jscan_run(const char *b, size_t len, int max_depth,
 				t->strings[t->ns].n = j - i - 1;
 				put_index_mark(&o, 'S', t->ns++);
 			} else {
-				put(&o, b + i, j + 1 - i);
+				srv_buf_append(&o, b + i, j + 1 - i);
 			}
 			i = j + 1;
 		} else if (c == '[' || c == '{') {
@@ -389,47 +365,42 @@ enum jscan_status jscan_run(const char *b, size_t len, int max_depth,
 				depth--;
 				i = end;
 			} else {
-				put(&o, &c, 1);
+				srv_buf_append(&o, &c, 1);
 				i++;
 			}
 		} else if (c == ']' || c == '}') {
 			depth--;
-			put(&o, &c, 1);
+			srv_buf_append(&o, &c, 1);
 			i++;
 		} else if (c == '-' || is_digit(c)) {
 			bool integer, neg;
 			size_t end = number_at(b, len, i, &integer, &neg);
 			if (end == i) { /* not a number: jansson will say */
-				put(&o, &c, 1);
+				srv_buf_append(&o, &c, 1);
 				i++;
 				continue;
 			}
 			if (integer && outside_int64(b + i, end - i))
 				put_mark(&o, 'I', b + i, end - i);
 			else
-				put(&o, b + i, end - i);
+				srv_buf_append(&o, b + i, end - i);
 			i = end;
 		} else {
-			put(&o, &c, 1);
+			srv_buf_append(&o, &c, 1);
 			i++;
 		}
 	}
-	if (o.failed)
+	if (st == JSCAN_OK && !srv_buf_reserve(&o, 0))
 		st = JSCAN_NOMEM;
 	if (st != JSCAN_OK) {
-		free(o.p);
+		srv_buf_free(&o);
 		table_free(t);
 		return st;
 	}
-	put(&o, "", 1);
-	if (o.failed) {
-		free(o.p);
-		table_free(t);
-		return JSCAN_NOMEM;
-	}
+	o.data[o.len] = '\0';
 	tls = t;
-	*out_p = o.p;
-	*out_len = o.n - 1;
+	*out_p = o.data;
+	*out_len = o.len;
 	return JSCAN_OK;
 }
 

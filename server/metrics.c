@@ -35,42 +35,6 @@ void srv_hist_observe(struct srv_hist *h, double v)
 				  memory_order_relaxed);
 }
 
-void srv_buf_printf(struct srv_buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (b->failed)
-		return;
-	for (;;) {
-		size_t room = b->cap - b->len;
-		va_start(ap, fmt);
-		n = vsnprintf(b->data ? b->data + b->len : NULL, room, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->failed = 1;
-			return;
-		}
-		if ((size_t)n < room) {
-			b->len += (size_t)n;
-			return;
-		}
-		{
-			size_t cap = b->cap ? b->cap * 2 : 4096;
-			char *d;
-			while (cap - b->len <= (size_t)n)
-				cap *= 2;
-			d = realloc(b->data, cap);
-			if (!d) {
-				b->failed = 1;
-				return;
-			}
-			b->data = d;
-			b->cap = cap;
-		}
-	}
-}
-
 void srv_hist_render(struct srv_buf *b, const char *name, const char *labels,
 		     const struct srv_hist *h)
 {

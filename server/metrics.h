@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 #define SRV_HIST_BUCKETS 16
 
 struct srv_hist {
@@ -22,14 +24,7 @@ struct srv_hist {
 void srv_hist_init(struct srv_hist *h, const double *bounds);
 void srv_hist_observe(struct srv_hist *h, double v);
 
-/* Appends the histogram in text format to buf (growing, see srv_buf). */
-struct srv_buf {
-	char *data;
-	size_t len, cap;
-	int failed;
-};
-void srv_buf_printf(struct srv_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+/* Appends the histogram in text format to b. */
 void srv_hist_render(struct srv_buf *b, const char *name, const char *labels,
 		     const struct srv_hist *h);
 

@@ -171,9 +171,9 @@ START_TEST(reload_installs_through_the_host)
 	fresh_reloader_status(r, &s);
 	ck_assert_int_eq(s.state, FRESH_RELOAD_NONE);
 
-	ck_assert_int_eq(fresh_reloader_start(r, "next.npy", "next_ids.npy",
-					      &err),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_reloader_start(r, "next.npy", "next_ids.npy", &err),
+		FRESH_OK);
 	s = settle(r);
 	ck_assert_int_eq(s.state, FRESH_RELOAD_DONE);
 	ck_assert_uint_eq(s.version, 7);
