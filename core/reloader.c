@@ -42,9 +42,10 @@ struct fresh_reloader {
 	pthread_mutex_t mu;
 	struct fresh_reload_status status; /* (mu) */
 	bool stopped;			   /* (mu) */
-	bool joinable;			   /* (mu): thread started, not joined */
+	bool joinable; /* (mu): thread started, not joined */
 	pthread_t thread;
-	char path[PATH_MAX], ids[PATH_MAX]; /* the running reload's ("": none) */
+	char path[PATH_MAX],
+		ids[PATH_MAX]; /* the running reload's ("": none) */
 };
 
 const char *fresh_reload_state_name(enum fresh_reload_state s)
@@ -103,8 +104,8 @@ static enum fresh_status resolve_under(const char *dir, const char *field,
 	if (!realpath(joined, out)) {
 		int e = errno;
 		free(joined);
-		return fresh_fail(err, FRESH_INVALID, "%s: %s: %s", field,
-				  name, strerror(e));
+		return fresh_fail(err, FRESH_INVALID, "%s: %s: %s", field, name,
+				  strerror(e));
 	}
 	free(joined);
 	n = strlen(root);
@@ -240,8 +241,7 @@ enum fresh_status fresh_reloader_start(struct fresh_reloader *r,
 
 	st = resolve_under(r->data_dir, "path", path, full, err);
 	if (st == FRESH_OK && ids_path)
-		st = resolve_under(r->data_dir, "ids_path", ids_path, ids,
-				   err);
+		st = resolve_under(r->data_dir, "ids_path", ids_path, ids, err);
 	if (st == FRESH_OK)
 		st = probe_dim(full, &d, err);
 	if (st == FRESH_OK && d && d != want)
@@ -347,9 +347,9 @@ enum fresh_status fresh_index_ref_write(const char *data_dir, const char *path,
 }
 
 /* The record's three lines (ids may be empty); FRESH_NOT_FOUND if none. */
-static enum fresh_status read_ref(const char *data_dir, char *path,
-				  size_t cap, char *ids, size_t ids_cap,
-				  uint64_t *seq, uint64_t *version)
+static enum fresh_status read_ref(const char *data_dir, char *path, size_t cap,
+				  char *ids, size_t ids_cap, uint64_t *seq,
+				  uint64_t *version)
 {
 	char *file = fresh_path_join(data_dir, REF_NAME), line[128];
 	enum fresh_status st = FRESH_OK;
@@ -393,6 +393,5 @@ enum fresh_status fresh_engine_recorded_index(const char *data_dir, char *path,
 {
 	uint64_t seq, version;
 
-	return read_ref(data_dir, path, cap, ids_path, ids_cap, &seq,
-			&version);
+	return read_ref(data_dir, path, cap, ids_path, ids_cap, &seq, &version);
 }

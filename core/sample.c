@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "heap.h"
 #include "mem.h"
 
 #define HEAP_BUDGET_BYTES ((size_t)64 << 20)
@@ -234,38 +235,7 @@ static inline bool below(const struct entry *a, const struct entry *b)
 	return a->key < b->key || (a->key == b->key && a->id > b->id);
 }
 
-static void sift_down(struct entry *h, size_t n, size_t i)
-{
-	struct entry x = h[i];
-
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= n)
-			break;
-		if (c + 1 < n && below(&h[c + 1], &h[c]))
-			c++;
-		if (!below(&h[c], &x))
-			break;
-		h[i] = h[c];
-		i = c;
-	}
-	h[i] = x;
-}
-
-static void offer(struct entry *h, size_t *n, size_t k, struct entry e)
-{
-	if (*n < k) {
-		size_t i = (*n)++;
-		while (i > 0 && below(&e, &h[(i - 1) / 2])) {
-			h[i] = h[(i - 1) / 2];
-			i = (i - 1) / 2;
-		}
-		h[i] = e;
-	} else if (below(&h[0], &e)) {
-		h[0] = e;
-		sift_down(h, k, 0);
-	}
-}
+FRESH_HEAP_DEFINE(key_heap, struct entry, below)
 
 struct job {
 	const struct fresh_exclusion *excl;
@@ -293,7 +263,7 @@ static void offer_best(struct job *j, struct entry *h, struct qstate *st,
 		e.key = z;
 		e.score = s[c];
 		e.id = j->ids[r0 + c];
-		offer(h, &st->n, j->n, e);
+		key_heap_offer(h, &st->n, j->n, e);
 	}
 }
 
@@ -335,7 +305,7 @@ static void offer_drawn(struct job *j, struct scratch *sc, struct entry *h,
 		e.score = s[c];
 		e.id = j->ids[r0 + c];
 		if (st->n < j->n || below(&h[0], &e))
-			offer(h, &st->n, j->n, e);
+			key_heap_offer(h, &st->n, j->n, e);
 	}
 }
 

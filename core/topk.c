@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap.h"
+
 #define HEAP_BUDGET_BYTES ((size_t)64 << 20)
 
 /* a is worse than b: lower score, or equal score and higher id. */
@@ -25,59 +27,17 @@ static inline bool worse(const struct fresh_hit *a, const struct fresh_hit *b)
 	return a->score < b->score || (a->score == b->score && a->id > b->id);
 }
 
-static void sift_down(struct fresh_hit *h, size_t n, size_t i)
-{
-	struct fresh_hit x = h[i];
-
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= n)
-			break;
-		if (c + 1 < n && worse(&h[c + 1], &h[c]))
-			c++;
-		if (!worse(&h[c], &x))
-			break;
-		h[i] = h[c];
-		i = c;
-	}
-	h[i] = x;
-}
-
-static void sift_up(struct fresh_hit *h, size_t i)
-{
-	struct fresh_hit x = h[i];
-
-	while (i > 0) {
-		size_t parent = (i - 1) / 2;
-		if (!worse(&x, &h[parent]))
-			break;
-		h[i] = h[parent];
-		i = parent;
-	}
-	h[i] = x;
-}
+FRESH_HEAP_DEFINE(hit_heap, struct fresh_hit, worse)
 
 void fresh_heap_offer(struct fresh_hit *h, size_t *n, size_t k,
 		      struct fresh_hit hit)
 {
-	if (*n < k) {
-		h[*n] = hit;
-		sift_up(h, (*n)++);
-	} else if (worse(&h[0], &hit)) {
-		h[0] = hit;
-		sift_down(h, k, 0);
-	}
+	hit_heap_offer(h, n, k, hit);
 }
 
 void fresh_heap_sort(struct fresh_hit *h, size_t n)
 {
-	/* Repeatedly move the worst to the end: rank order from the front. */
-	while (n > 1) {
-		struct fresh_hit t = h[0];
-		h[0] = h[--n];
-		h[n] = t;
-		sift_down(h, n, 0);
-	}
+	hit_heap_sort(h, n);
 }
 
 bool fresh_excluded(const struct fresh_exclusion *e, size_t row)

@@ -17,7 +17,10 @@ struct srv_buf {
 	bool failed;
 };
 
-#define SRV_BUF_INIT {NULL, 0, 0, false}
+#define SRV_BUF_INIT              \
+	{                         \
+		NULL, 0, 0, false \
+	}
 
 /* Room for n more bytes (and the NUL) without moving; false on failure. */
 bool srv_buf_reserve(struct srv_buf *b, size_t n);

@@ -186,3 +186,17 @@ void tu_linear_drift(struct tu_rng *r, float *stale, float *fresh, size_t n,
 		}
 	free(m);
 }
+
+void tu_assert_hits_eq(const struct fresh_hit *a, const struct fresh_hit *b,
+		       size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_msg(a[i].id == b[i].id, "hit %zu: id %llu vs %llu", i,
+			      (unsigned long long)a[i].id,
+			      (unsigned long long)b[i].id);
+		ck_assert_msg(!memcmp(&a[i].score, &b[i].score, sizeof(float)),
+			      "hit %zu (id %llu): score %.9g vs %.9g", i,
+			      (unsigned long long)a[i].id, a[i].score,
+			      b[i].score);
+	}
+}

@@ -50,6 +50,13 @@ void tu_write_npy_ids(const char *path, const uint64_t *ids, size_t n,
 void tu_write_file(const char *path, const void *data, size_t bytes);
 
 /*
+ * Asserts a[0..n) and b[0..n) hold the same ids and the same score bits
+ * (a hit's padding bytes are not part of it, so no memcmp of hits).
+ */
+void tu_assert_hits_eq(const struct fresh_hit *a, const struct fresh_hit *b,
+		       size_t n);
+
+/*
  * Brute force: scores in double, then sort by (score desc, id asc),
  * skipping excluded rows. Returns the count written (<= k).
  */
