@@ -61,32 +61,14 @@ const char *fresh_refit_state_name(enum fresh_refit_state s)
 	return "idle";
 }
 
-double fresh_engine_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-double fresh_engine_walltime(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void fresh_engine_logf(struct fresh_engine *e, enum fresh_log_level level,
 		       const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 
-	if (!e->cfg.log)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	fresh_vlogf(e->cfg.log, e->cfg.log_ctx, level, fmt, ap);
 	va_end(ap);
-	e->cfg.log(e->cfg.log_ctx, level, msg);
 }
 
 enum fresh_status fresh_engine_new_corrector(struct fresh_engine *e,

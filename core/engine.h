@@ -26,12 +26,6 @@
 #include "trainer.h"
 #include "wal.h"
 
-enum fresh_log_level { FRESH_LOG_INFO, FRESH_LOG_WARN, FRESH_LOG_ERROR };
-
-/* Receives the engine's events (the core does not print). Thread-safe. */
-typedef void (*fresh_log_fn)(void *ctx, enum fresh_log_level level,
-			     const char *msg);
-
 struct fresh_engine_config {
 	const char *data_dir;
 	enum fresh_corrector_kind kind;

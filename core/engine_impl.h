@@ -72,9 +72,6 @@ void fresh_engine_logf(struct fresh_engine *e, enum fresh_log_level level,
 		       const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-double fresh_engine_now(void);	    /* monotonic seconds */
-double fresh_engine_walltime(void); /* unix seconds */
-
 /* A corrector of the engine's shape with all parameters zero. */
 enum fresh_status fresh_engine_new_corrector(struct fresh_engine *e,
 					     struct fresh_corrector **out,

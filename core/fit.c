@@ -16,18 +16,12 @@
 #include <time.h>
 
 #include "adam.h"
+#include "clock.h"
 #include "hash.h"
 #include "mem.h"
 #include "rows.h"
 
 #define MAX_ROLLBACKS 3
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t rng_next(uint64_t *state)
 {
@@ -115,7 +109,7 @@ enum fresh_status fresh_fit_gradient(
 	struct fresh_holdout ho;
 	struct mlp_state m;
 	uint64_t rng = cfg->seed;
-	double best, t0 = now();
+	double best, t0 = fresh_monotonic();
 	enum fresh_status st;
 	bool stop = false;
 
@@ -203,7 +197,7 @@ enum fresh_status fresh_fit_gradient(
 			fresh_adam_step(&m.adam, p, m.grad, begin, l.total);
 			rep->steps++;
 			stop = rep->steps >= cfg->max_steps ||
-			       now() - t0 > cfg->max_seconds;
+			       fresh_monotonic() - t0 > cfg->max_seconds;
 		}
 		rep->epochs = epoch + 1;
 		if (prog)

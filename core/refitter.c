@@ -17,6 +17,7 @@
  * applied before its call: the running one if its snapshot does, else the
  * next one, which it requests.
  */
+#include "clock.h"
 #include "refitter.h"
 
 #include <inttypes.h>
@@ -54,34 +55,16 @@ struct fresh_refitter {
 	atomic_bool cancel;
 };
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double walltime(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void logf_(struct fresh_refitter *r, enum fresh_log_level level,
 		  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void logf_(struct fresh_refitter *r, enum fresh_log_level level,
 		  const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 
-	if (!r->host.log)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	fresh_vlogf(r->host.log, r->host.ctx, level, fmt, ap);
 	va_end(ap);
-	r->host.log(r->host.ctx, level, msg);
 }
 
 static bool auto_due(const struct fresh_refitter *r, double t)
@@ -98,10 +81,10 @@ static bool auto_due(const struct fresh_refitter *r, double t)
 static bool wait_for_work(struct fresh_refitter *r)
 {
 	while (!r->stopping && !r->requested && !r->compact_requested &&
-	       !auto_due(r, now())) {
+	       !auto_due(r, fresh_monotonic())) {
 		if (r->cfg.every_seconds > 0 && r->pairs_since_refit > 0) {
 			double due = r->first_new_pair + r->cfg.every_seconds -
-				     now();
+				     fresh_monotonic();
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			if (due < 0.001)
@@ -150,7 +133,7 @@ static void train_and_publish(struct fresh_refitter *r, double t0,
 				       &r->cancel, &cand, &out->report, &err);
 	fresh_pairs_snapshot_free(&snap);
 	fresh_qgroups_free(&groups);
-	out->train_seconds = now() - t0;
+	out->train_seconds = fresh_monotonic() - t0;
 	if (st == FRESH_OK && cand) {
 		pthread_mutex_lock(&r->mu);
 		r->state = FRESH_REFIT_MATERIALIZING;
@@ -162,11 +145,12 @@ static void train_and_publish(struct fresh_refitter *r, double t0,
 				       &m, &err);
 		if (st != FRESH_OK)
 			fresh_corrector_free(cand);
-		out->build_seconds = now() - t0 - out->train_seconds;
+		out->build_seconds =
+			fresh_monotonic() - t0 - out->train_seconds;
 	}
 	fresh_model_release(cur);
 	if (st == FRESH_OK && m) {
-		double tp = now();
+		double tp = fresh_monotonic();
 		st = r->host.publish(r->host.ctx, m, base, &superseded, &err);
 		if (st == FRESH_OK && superseded) {
 			out->report.accepted = false;
@@ -177,12 +161,12 @@ static void train_and_publish(struct fresh_refitter *r, double t0,
 		} else if (st == FRESH_OK) {
 			out->version = base + 1;
 		}
-		out->publish_seconds = now() - tp;
+		out->publish_seconds = fresh_monotonic() - tp;
 	}
 	out->valid = true;
 	out->status = st;
 	out->trained_through = seq;
-	out->finished_at = walltime();
+	out->finished_at = fresh_walltime();
 	if (st != FRESH_OK) {
 		out->report.accepted = false;
 		snprintf(out->report.reason, sizeof out->report.reason,
@@ -195,7 +179,7 @@ static void train_and_publish(struct fresh_refitter *r, double t0,
 static void run_refit(struct fresh_refitter *r)
 {
 	struct fresh_refit_outcome out;
-	double t0 = now();
+	double t0 = fresh_monotonic();
 	uint64_t gen;
 
 	gen = ++r->started_gen;
@@ -218,7 +202,7 @@ static void run_refit(struct fresh_refitter *r)
 		r->accepted++;
 	else
 		r->rejected++;
-	r->seconds_total += now() - t0;
+	r->seconds_total += fresh_monotonic() - t0;
 	r->last = out;
 	r->state = FRESH_REFIT_IDLE;
 	r->running = false;
@@ -233,7 +217,7 @@ static void run_refit(struct fresh_refitter *r)
 		      "%.2fs)",
 		      out.version, out.report.method, out.report.pairs,
 		      out.report.holdout.corrected_mse, out.report.current_mse,
-		      now() - t0);
+		      fresh_monotonic() - t0);
 	else
 		logf_(r,
 		      out.status == FRESH_OK ? FRESH_LOG_INFO : FRESH_LOG_WARN,
@@ -323,7 +307,7 @@ void fresh_refitter_pairs_arrived(struct fresh_refitter *r, size_t n)
 	/* The worker sleeps without a deadline while no pair is new: wake
 	 * it on the first one (its timer starts) and at M. */
 	if (r->pairs_since_refit == 0)
-		r->first_new_pair = now();
+		r->first_new_pair = fresh_monotonic();
 	if ((r->pairs_since_refit == 0 && r->cfg.every_seconds > 0) ||
 	    (r->cfg.every_pairs &&
 	     r->pairs_since_refit + n >= r->cfg.every_pairs))

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "bytes.h"
+#include "clock.h"
 #include "datadir.h"
 #include "fileio.h"
 #include "npy.h"
@@ -63,28 +64,17 @@ const char *fresh_reload_state_name(enum fresh_reload_state s)
 	return "none";
 }
 
-static double walltime(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void logf_(struct fresh_reloader *r, enum fresh_log_level level,
 		  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void logf_(struct fresh_reloader *r, enum fresh_log_level level,
 		  const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 
-	if (!r->host.log)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	fresh_vlogf(r->host.log, r->host.ctx, level, fmt, ap);
 	va_end(ap);
-	r->host.log(r->host.ctx, level, msg);
 }
 
 /* Resolves name against dir; it must exist and stay inside dir. */
@@ -156,7 +146,7 @@ static void finish(struct fresh_reloader *r, enum fresh_reload_state st,
 	r->status.state = st;
 	snprintf(r->status.error, sizeof r->status.error, "%s",
 		 error ? error : "");
-	r->status.finished_at = walltime();
+	r->status.finished_at = fresh_walltime();
 	r->status.version = version;
 	pthread_mutex_unlock(&r->mu);
 }
@@ -266,7 +256,7 @@ enum fresh_status fresh_reloader_start(struct fresh_reloader *r,
 	r->status.state = FRESH_RELOAD_LOADING;
 	snprintf(r->status.path, sizeof r->status.path, "%s", full);
 	r->status.error[0] = '\0';
-	r->status.started_at = walltime();
+	r->status.started_at = fresh_walltime();
 	r->status.finished_at = 0;
 	r->status.version = 0;
 	pthread_mutex_unlock(&r->mu);

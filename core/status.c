@@ -43,3 +43,14 @@ enum fresh_status fresh_fail(struct fresh_error *err, enum fresh_status s,
 	}
 	return s;
 }
+
+void fresh_vlogf(fresh_log_fn fn, void *ctx, enum fresh_log_level level,
+		 const char *fmt, va_list ap)
+{
+	char msg[1024];
+
+	if (!fn)
+		return;
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	fn(ctx, level, msg);
+}

@@ -10,6 +10,8 @@
 #ifndef FRESH_STATUS_H
 #define FRESH_STATUS_H
 
+#include <stdarg.h>
+
 #include <stddef.h>
 
 #define FRESH_STATUS_MAP(X)              \
@@ -54,5 +56,16 @@ struct fresh_error {
 enum fresh_status fresh_fail(struct fresh_error *err, enum fresh_status s,
 			     const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+enum fresh_log_level { FRESH_LOG_INFO, FRESH_LOG_WARN, FRESH_LOG_ERROR };
+
+/* Receives the core's events (the core does not print). Thread-safe. */
+typedef void (*fresh_log_fn)(void *ctx, enum fresh_log_level level,
+			     const char *msg);
+
+/* Formats a message (up to 1 KiB) and hands it to fn; no-op if fn is NULL. */
+void fresh_vlogf(fresh_log_fn fn, void *ctx, enum fresh_log_level level,
+		 const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
 
 #endif

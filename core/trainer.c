@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fit.h"
 #include "hash.h"
 #include "logits.h"
@@ -51,13 +52,6 @@ struct fresh_refit_config fresh_refit_config_default(void)
 bool fresh_refit_is_holdout(uint64_t id, unsigned permille)
 {
 	return fresh_mix64(id ^ HOLDOUT_SALT) % 1000 < permille;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /*
@@ -331,7 +325,7 @@ enum fresh_status fresh_refit_train(
 	struct fresh_logit_set *logits = NULL;
 	struct fresh_holdout cur;
 	struct fresh_fit_data s;
-	double t0 = now();
+	double t0 = fresh_monotonic();
 	enum fresh_status st;
 
 	*out = NULL;
@@ -451,6 +445,6 @@ done:
 	fresh_corrector_free(cand);
 	fresh_logits_free(logits);
 	split_free(&s);
-	rep->seconds = now() - t0;
+	rep->seconds = fresh_monotonic() - t0;
 	return st;
 }
