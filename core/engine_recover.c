@@ -59,13 +59,14 @@ enum fresh_status fresh_engine_recover_corrector(struct fresh_engine *e,
 			fresh_corrector_shape_describe(&e->shape, want,
 						       sizeof want);
 			fresh_corrector_free(c);
+			st = fresh_fail(err, FRESH_CONFLICT,
+					"%s: checkpoint %" PRIu64
+					" holds a corrector %s, this run "
+					"asks for %s; use another --data-dir",
+					e->dd->checkpoints, versions[i], have,
+					want);
 			free(versions);
-			return fresh_fail(err, FRESH_CONFLICT,
-					  "%s: checkpoint %" PRIu64
-					  " holds a corrector %s, this run "
-					  "asks for %s; use another --data-dir",
-					  e->dd->checkpoints, versions[i], have,
-					  want);
+			return st;
 		}
 		fresh_engine_logf(
 			e, FRESH_LOG_INFO,
