@@ -158,8 +158,8 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	st = fresh_engine_recover_corrector(e, &corr, err);
 	if (st != FRESH_OK)
 		goto fail;
-	st = fresh_model_build(idx, corr, e->search_pool, NULL, NULL, &model,
-			       err);
+	st = fresh_model_build(idx, corr, e->search_pool, NULL, NULL,
+			       e->data_dir, &model, err);
 	if (st != FRESH_OK) {
 		fresh_corrector_free(corr);
 		goto fail;

@@ -85,7 +85,8 @@ enum fresh_status fresh_engine_reset(struct fresh_engine *e, uint64_t *version,
 	fresh_corrector_set_trained_through(
 		c, fresh_corrector_trained_through(fresh_model_corrector(cur)));
 	fresh_model_release(cur);
-	st = fresh_model_build(e->index, c, e->refit_pool, NULL, NULL, &m, err);
+	st = fresh_model_build(e->index, c, e->refit_pool, NULL, NULL,
+			       e->data_dir, &m, err);
 	if (st != FRESH_OK)
 		fresh_corrector_free(c);
 	else
@@ -178,7 +179,8 @@ enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
 				  want, sv);
 	}
 	pthread_mutex_unlock(&e->mu);
-	st = fresh_model_build(e->index, c, e->refit_pool, NULL, NULL, &m, err);
+	st = fresh_model_build(e->index, c, e->refit_pool, NULL, NULL,
+			       e->data_dir, &m, err);
 	if (st != FRESH_OK) {
 		fresh_corrector_free(c);
 	} else {

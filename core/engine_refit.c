@@ -155,6 +155,7 @@ enum fresh_status fresh_engine_start_refitter(struct fresh_engine *e)
 	cfg.every_pairs = e->cfg.refit_every_pairs;
 	cfg.every_seconds = e->cfg.refit_every_seconds;
 	cfg.pool = e->refit_pool;
+	cfg.spill_dir = e->data_dir;
 	st = fresh_refitter_start(&cfg, &host, &r);
 	if (st != FRESH_OK)
 		return st;

@@ -56,7 +56,8 @@ static enum fresh_status switch_locked(struct fresh_engine *e,
 	*version = fresh_model_version(cur) + 1;
 	fresh_model_release(cur);
 	fresh_corrector_set_version(c, *version);
-	st = fresh_model_build(idx, c, e->refit_pool, NULL, NULL, &m, err);
+	st = fresh_model_build(idx, c, e->refit_pool, NULL, NULL, e->data_dir,
+			       &m, err);
 	if (st != FRESH_OK) {
 		fresh_corrector_free(c);
 		return st;

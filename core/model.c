@@ -7,7 +7,12 @@
  *     (<q, s + As + b> = <q + Aᵀq, s> + <q, b>), so no copy of the index
  *     exists and an affine refit publishes in the time of a fold;
  *   - mlp: the corrected matrix C = h(S), materialized in row chunks on
- *     the (low-priority) pool, one workspace per worker.
+ *     the (low-priority) pool, one workspace per worker. Under --store
+ *     bf16 no float32 C is held in memory: each chunk is computed into
+ *     the worker's scratch, written to an unnamed file (spill.h) and
+ *     rounded into a bf16 copy with norm bounds, which the scan reads;
+ *     the file, mapped read-only, gives the exact float32 rows to the
+ *     rescoring and the sampler, as the index file does for S.
  * Normalized output becomes a per-row scale 1/||h(s)|| for S-based plans
  * and is applied in place to C. A model is immutable after build; the
  * reference count is its only mutable field.
@@ -15,14 +20,17 @@
 #include "model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "blas.h"
 #include "mem.h"
 #include "rows.h"
 #include "sample.h"
 #include "scan.h"
+#include "spill.h"
 
 #define CHUNK_ROWS ((size_t)1024)
 
@@ -31,6 +39,14 @@ struct fresh_model {
 	struct fresh_index *index;
 	struct fresh_corrector *corr;
 	float *corrected; /* n x d_out for mlp, else NULL */
+	/*
+	 * mlp under --store bf16: corrected is mapped from spill, and the
+	 * scan reads corrected_h (n x d_out) with norm bounds.
+	 */
+	struct fresh_spill spill;
+	uint16_t *corrected_h;
+	float *corrected_norm;
+	float corrected_max;
 	float *row_scale; /* n, when normalizing an S-based plan, else NULL */
 	float *fold_rows; /* what queries are folded with, when fold */
 	bool fold, can_correct;
@@ -49,10 +65,38 @@ struct build_job {
 	size_t n, d_in, d_out;
 	struct fresh_corrector_ws *ws; /* per worker */
 	float **tmp;		       /* per worker: CHUNK_ROWS x d_out */
+	float *max_norm;	       /* per worker, with corrected_h */
 	struct fresh_progress *prog;
 	const atomic_bool *cancel;
-	atomic_int failed;
+	atomic_int failed; /* a fresh_status, FRESH_OK while none failed */
 };
+
+/*
+ * A chunk of h(S) computed into scratch goes to the spill file and, rounded,
+ * to the bf16 copy with its rows' norm bounds.
+ */
+static enum fresh_status spill_chunk(struct build_job *j, size_t r0, size_t nr,
+				     const float *y, size_t worker)
+{
+	struct fresh_model *m = j->m;
+	size_t d = j->d_out;
+	enum fresh_status st;
+
+	st = fresh_spill_write(&m->spill, y, nr * d * sizeof(float),
+			       r0 * d * sizeof(float));
+	if (st != FRESH_OK)
+		return st;
+	if (fresh_bf16_convert(y, m->corrected_h + r0 * d, nr * d) !=
+	    (size_t)-1)
+		return FRESH_FORMAT; /* beyond bf16's range */
+	for (size_t i = 0; i < nr; i++) {
+		float nb = fresh_norm_bound(y + i * d, d);
+		m->corrected_norm[r0 + i] = nb;
+		if (nb > j->max_norm[worker])
+			j->max_norm[worker] = nb;
+	}
+	return FRESH_OK;
+}
 
 static void build_task(void *arg, size_t task, size_t worker)
 {
@@ -61,7 +105,9 @@ static void build_task(void *arg, size_t task, size_t worker)
 	size_t r0 = task * CHUNK_ROWS;
 	size_t nr = j->n - r0 < CHUNK_ROWS ? j->n - r0 : CHUNK_ROWS;
 	const float *x = j->s + r0 * j->d_in;
-	bool identity = !m->corrected && !m->fold;
+	bool identity = !m->corrected && !m->fold && !m->corrected_h;
+	bool in_c = m->corrected || m->corrected_h;
+	enum fresh_status st;
 	float *y;
 
 	if ((j->cancel && atomic_load(j->cancel)) || atomic_load(&j->failed))
@@ -71,19 +117,26 @@ static void build_task(void *arg, size_t task, size_t worker)
 	} else {
 		y = m->corrected ? m->corrected + r0 * j->d_out
 				 : j->tmp[worker];
-		if (fresh_corrector_apply(m->corr, x, nr, y, &j->ws[worker]) !=
-		    FRESH_OK) {
-			atomic_store(&j->failed, 1);
+		st = fresh_corrector_apply(m->corr, x, nr, y, &j->ws[worker]);
+		if (st != FRESH_OK) {
+			atomic_store(&j->failed, (int)st);
 			return;
 		}
 	}
 	if (fresh_corrector_normalize(m->corr)) {
 		/* In place in C, or as per-row scales for an S-based plan. */
-		if (m->corrected)
+		if (in_c)
 			fresh_normalize_rows(y, nr, j->d_out, NULL, 1);
 		else
 			fresh_normalize_rows(y, nr, j->d_out, m->row_scale + r0,
 					     0);
+	}
+	if (m->corrected_h) {
+		st = spill_chunk(j, r0, nr, y, worker);
+		if (st != FRESH_OK) {
+			atomic_store(&j->failed, (int)st);
+			return;
+		}
 	}
 	if (j->prog)
 		atomic_fetch_add(&j->prog->done, nr);
@@ -93,19 +146,77 @@ static void model_free(struct fresh_model *m)
 {
 	fresh_index_release(m->index);
 	fresh_corrector_free(m->corr);
-	fresh_free(m->corrected);
+	if (m->spill.fd >= 0)
+		fresh_spill_close(&m->spill); /* corrected was its mapping */
+	else
+		fresh_free(m->corrected);
+	fresh_free(m->corrected_h);
+	fresh_free(m->corrected_norm);
 	fresh_free(m->row_scale);
 	fresh_free(m->fold_rows);
 	free(m);
 }
 
-enum fresh_status fresh_model_build(struct fresh_index *idx,
-				    struct fresh_corrector *corr,
-				    struct fresh_pool *pool,
-				    struct fresh_progress *prog,
-				    const atomic_bool *cancel,
-				    struct fresh_model **out,
-				    struct fresh_error *err)
+/*
+ * Room for h(S): float32 in memory, or under --store bf16 a bf16 copy in
+ * memory and the float32 rows in a file in spill_dir. Refused up front,
+ * naming the bytes, rather than killed for memory mid-way.
+ */
+static enum fresh_status alloc_corrected(struct fresh_model *m,
+					 struct fresh_index *idx, size_t d_out,
+					 const char *spill_dir,
+					 struct fresh_error *err)
+{
+	size_t n = fresh_index_size(idx);
+	bool bf16 = fresh_index_store(idx) == FRESH_STORE_BF16;
+	size_t need = bf16 ? n * (d_out * sizeof(uint16_t) + sizeof(float))
+			   : n * d_out * sizeof(float);
+	size_t avail = fresh_mem_available();
+	enum fresh_status st;
+
+	if (avail && need > avail)
+		return fresh_fail(err, FRESH_NOMEM,
+				  "the corrected matrix h(S) needs %.2f GiB "
+				  "(%zu x %zu %s) and %.2f GiB are available: "
+				  "an affine corrector needs none",
+				  need / 1073741824.0, n, d_out,
+				  bf16 ? "bf16 values and norms" : "floats",
+				  avail / 1073741824.0);
+	if (!bf16) {
+		m->corrected = fresh_alloc(n, d_out * sizeof(float));
+		if (!m->corrected)
+			return fresh_fail(err, FRESH_NOMEM,
+					  "no memory for the corrected matrix "
+					  "(%zu x %zu floats)",
+					  n, d_out);
+		return FRESH_OK;
+	}
+	m->corrected_h = fresh_alloc(n, d_out * sizeof(uint16_t));
+	m->corrected_norm = fresh_alloc(n, sizeof(float));
+	if (!m->corrected_h || !m->corrected_norm) {
+		st = fresh_fail(err, FRESH_NOMEM,
+				"no memory for the bf16 corrected matrix "
+				"(%zu x %zu)",
+				n, d_out);
+		goto fail;
+	}
+	st = fresh_spill_create(spill_dir ? spill_dir : P_tmpdir,
+				n * d_out * sizeof(float), &m->spill, err);
+	if (st == FRESH_OK)
+		return FRESH_OK;
+fail:
+	fresh_free(m->corrected_h);
+	fresh_free(m->corrected_norm);
+	m->corrected_h = NULL;
+	m->corrected_norm = NULL;
+	return st;
+}
+
+enum fresh_status fresh_model_build(
+	struct fresh_index *idx, struct fresh_corrector *corr,
+	struct fresh_pool *pool, struct fresh_progress *prog,
+	const atomic_bool *cancel, const char *spill_dir,
+	struct fresh_model **out, struct fresh_error *err)
 {
 	const struct fresh_corrector_shape *sh = fresh_corrector_shape(corr);
 	size_t n = fresh_index_size(idx), threads = fresh_pool_threads(pool);
@@ -123,6 +234,7 @@ enum fresh_status fresh_model_build(struct fresh_index *idx,
 	if (!m)
 		return fresh_fail(err, FRESH_NOMEM, "out of memory");
 	atomic_init(&m->refs, 1);
+	m->spill.fd = -1;
 	m->fold = sh->kind == FRESH_CORRECTOR_AFFINE && !identity;
 	m->can_correct = true;
 	if (!fresh_corrector_residual(corr)) {
@@ -133,44 +245,24 @@ enum fresh_status fresh_model_build(struct fresh_index *idx,
 			m->can_correct = a[i] != 0.0f;
 	}
 	if (sh->kind == FRESH_CORRECTOR_MLP && !identity && m->can_correct) {
-		size_t need = n * sh->d_out * sizeof(float);
-		size_t avail = fresh_mem_available();
-
-		/* A refusal now, not an out-of-memory kill mid-way. */
-		if (avail && need > avail) {
+		st = alloc_corrected(m, idx, sh->d_out, spill_dir, err);
+		if (st != FRESH_OK) {
 			free(m);
-			return fresh_fail(err, FRESH_NOMEM,
-					  "the corrected matrix h(S) needs "
-					  "%.2f GiB (%zu x %zu floats) and "
-					  "%.2f GiB are available: an affine "
-					  "corrector needs none",
-					  need / 1073741824.0, n, sh->d_out,
-					  avail / 1073741824.0);
-		}
-		m->corrected = fresh_alloc(n, sh->d_out * sizeof(float));
-		if (!m->corrected) {
-			free(m);
-			return fresh_fail(err, FRESH_NOMEM,
-					  "no memory for the corrected matrix "
-					  "(%zu x %zu floats)",
-					  n, sh->d_out);
+			return st;
 		}
 	}
 	if (fresh_corrector_normalize(corr) && !m->corrected &&
-	    m->can_correct) {
+	    !m->corrected_h && m->can_correct) {
 		m->row_scale = fresh_alloc(n, sizeof(float));
 		if (!m->row_scale) {
-			fresh_free(m->corrected);
-			free(m);
+			model_free(m);
 			return fresh_fail(err, FRESH_NOMEM,
 					  "no memory for row norms");
 		}
 	}
 	if (m->fold &&
 	    fresh_corrector_fold_rows(corr, &m->fold_rows) != FRESH_OK) {
-		fresh_free(m->corrected);
-		fresh_free(m->row_scale);
-		free(m);
+		model_free(m);
 		return fresh_fail(err, FRESH_NOMEM, "no memory for the fold");
 	}
 	/* From here on the model owns corr and a reference to idx. */
@@ -178,7 +270,7 @@ enum fresh_status fresh_model_build(struct fresh_index *idx,
 	fresh_index_retain(idx);
 	m->index = idx;
 
-	work = m->corrected || m->row_scale;
+	work = m->corrected || m->corrected_h || m->row_scale;
 	memset(&j, 0, sizeof j);
 	if (prog) {
 		atomic_store(&prog->done, 0);
@@ -196,11 +288,13 @@ enum fresh_status fresh_model_build(struct fresh_index *idx,
 	atomic_init(&j.failed, 0);
 	j.ws = calloc(threads, sizeof *j.ws);
 	j.tmp = calloc(threads, sizeof *j.tmp);
-	if (!j.ws || !j.tmp)
+	j.max_norm = calloc(threads, sizeof *j.max_norm);
+	if (!j.ws || !j.tmp || !j.max_norm)
 		st = FRESH_NOMEM;
 	for (size_t w = 0; w < threads && st == FRESH_OK; w++) {
 		st = fresh_corrector_ws_init(&j.ws[w], CHUNK_ROWS, sh->hidden);
-		if (st == FRESH_OK && m->row_scale && m->fold) {
+		if (st == FRESH_OK &&
+		    ((m->row_scale && m->fold) || m->corrected_h)) {
 			j.tmp[w] = fresh_alloc(CHUNK_ROWS,
 					       sh->d_out * sizeof(float));
 			if (!j.tmp[w])
@@ -216,15 +310,33 @@ enum fresh_status fresh_model_build(struct fresh_index *idx,
 		fresh_free(j.tmp[w]);
 	free(j.ws);
 	free(j.tmp);
+	for (size_t w = 0; j.max_norm && w < threads; w++)
+		if (j.max_norm[w] > m->corrected_max)
+			m->corrected_max = j.max_norm[w];
+	free(j.max_norm);
 	if (st == FRESH_OK && cancel && atomic_load(cancel))
 		st = FRESH_CANCELLED;
 	if (st == FRESH_OK && atomic_load(&j.failed))
-		st = FRESH_NOMEM;
+		st = (enum fresh_status)atomic_load(&j.failed);
+	if (st == FRESH_OK && m->corrected_h) {
+		st = fresh_spill_map(&m->spill, err);
+		if (st != FRESH_OK) {
+			m->corr = NULL;
+			model_free(m);
+			return st;
+		}
+		m->corrected = m->spill.map;
+	}
 done:
 	if (st != FRESH_OK) {
 		/* Hand corr back untouched: the caller still owns it. */
 		m->corr = NULL;
 		model_free(m);
+		if (st == FRESH_FORMAT)
+			return fresh_fail(err, st,
+					  "h(S) has a value beyond bfloat16's "
+					  "range (--store bf16 needs |x| < "
+					  "3.39e38; use --store f32)");
 		return fresh_fail(err, st, "building the corrected model: %s",
 				  fresh_status_str(st));
 	}
@@ -283,7 +395,9 @@ size_t fresh_model_extra_bytes(const struct fresh_model *m)
 {
 	size_t n = fresh_index_size(m->index), bytes = 0;
 
-	if (m->corrected)
+	if (m->corrected_h) /* the float32 rows are in the spill file */
+		bytes += n * (fresh_corrector_shape(m->corr)->d_out * 2 + 4);
+	else if (m->corrected)
 		bytes += n * fresh_corrector_shape(m->corr)->d_out * 4;
 	if (m->row_scale)
 		bytes += n * 4;
@@ -334,12 +448,12 @@ void fresh_model_plan(const struct fresh_model *m, enum fresh_scoring scoring,
 	if (scoring == FRESH_SCORING_STALE)
 		return;
 	if (m->corrected) {
-		/* h(S) is float32 in memory whatever the store. */
+		/* h(S): float32, and under bf16 its rounded copy too. */
 		x->x = m->corrected;
 		x->dim = fresh_corrector_shape(m->corr)->d_out;
-		x->xh = NULL;
-		x->row_norm = NULL;
-		x->max_norm = 0.0f;
+		x->xh = m->corrected_h;
+		x->row_norm = m->corrected_norm;
+		x->max_norm = m->corrected_max;
 	}
 	x->row_scale = m->row_scale;
 	plan->fold = m->fold;

@@ -38,15 +38,15 @@ double fresh_progress_fraction(const struct fresh_progress *p);
  * Builds a model of idx (retained) and corr (owned by the model on
  * success, untouched on failure). Materializes what scoring needs on pool,
  * counting rows in prog (may be NULL); stops early with FRESH_CANCELLED
- * when *cancel becomes true (cancel may be NULL).
+ * when *cancel becomes true (cancel may be NULL). An mlp corrector over a
+ * bf16 index keeps h(S) in float32 in an unnamed file in spill_dir (NULL:
+ * the system's temporary directory) and its bf16 copy in memory.
  */
-enum fresh_status fresh_model_build(struct fresh_index *idx,
-				    struct fresh_corrector *corr,
-				    struct fresh_pool *pool,
-				    struct fresh_progress *prog,
-				    const atomic_bool *cancel,
-				    struct fresh_model **out,
-				    struct fresh_error *err);
+enum fresh_status fresh_model_build(
+	struct fresh_index *idx, struct fresh_corrector *corr,
+	struct fresh_pool *pool, struct fresh_progress *prog,
+	const atomic_bool *cancel, const char *spill_dir,
+	struct fresh_model **out, struct fresh_error *err);
 
 /*
  * Sets the version and trained-through sequence of a model's corrector.

@@ -142,7 +142,7 @@ static void train_and_publish(struct fresh_refitter *r, double t0,
 		fresh_corrector_set_holdout(cand, &out->report.holdout);
 		st = fresh_model_build(fresh_model_index(cur), cand,
 				       r->cfg.pool, &r->build_prog, &r->cancel,
-				       &m, &err);
+				       r->cfg.spill_dir, &m, &err);
 		if (st != FRESH_OK)
 			fresh_corrector_free(cand);
 		out->build_seconds =

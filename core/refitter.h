@@ -58,6 +58,7 @@ struct fresh_refitter_config {
 	size_t every_pairs;	 /* automatic refit after M new pairs; 0 off */
 	double every_seconds;	 /* ... or T seconds after the first new pair */
 	struct fresh_pool *pool; /* where models are built (low priority) */
+	const char *spill_dir;	 /* h(S) in float32 under bf16 (model.c) */
 };
 
 /* Starts the worker thread. The host must outlive the refitter. */

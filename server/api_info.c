@@ -38,7 +38,9 @@ static long long meminfo_bytes(const char *field)
  * ids and their table 16; f32 rows 4d; bf16 rows 2d and a norm bound 4
  * (the float32 rows stay in the file, in the page cache); an affine
  * corrector adds a norm 4 (folded into the query, no corrected copy); an
- * mlp the corrected matrix 4f, twice while a refit swaps it in. The
+ * mlp the corrected matrix, twice while a refit swaps it in: 4f a row
+ * with f32, and with bf16 its bf16 copy and norm bound 2f + 4 (its
+ * float32 rows go to a file in the data dir, 4f of disk each). The
  * budget is the machine's memory less 1 GiB for everything else.
  */
 static json_t *memory_json(struct srv_server *srv,
@@ -49,14 +51,15 @@ static json_t *memory_json(struct srv_server *srv,
 	double d = (double)info->dim, f = (double)info->fresh_dim;
 	double row[2] = {16 + 4 * d, 16 + 2 * d + 4};
 	const char *kinds[3] = {"none", "affine", "mlp"};
-	double add[3] = {0, 4, 8 * f};
+	double add[2][3] = {{0, 4, 8 * f}, {0, 4, 2 * (2 * f + 4)}};
 	json_t *largest = json_object();
 
 	(void)srv;
 	for (int s = 0; s < 2; s++) {
 		json_t *by = json_object();
 		for (int k = 0; k < 3; k++) {
-			double n = budget > 0 ? budget / (row[s] + add[k]) : 0;
+			double n =
+				budget > 0 ? budget / (row[s] + add[s][k]) : 0;
 			json_object_set_new(by, kinds[k],
 					    json_integer((json_int_t)n));
 		}

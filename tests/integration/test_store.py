@@ -1,7 +1,7 @@
 """--store bf16 against --store f32 on the same index: identical answers
 (ids and float32 scores, bit for bit) for stale and corrected searches,
 top-k and seeded sampled negatives, with exclusions, before and after an
-affine corrector (plain and normalized) is fitted, and over an index with
+affine or mlp corrector (plain and normalized) is fitted, and over an index with
 near-duplicate rows that bf16 alone cannot order; /v1/info reports the
 store and the memory; what bf16 cannot load is refused with a message."""
 
@@ -109,10 +109,26 @@ class Store(ApiCase):
         self.fit(a, b, unit=True)
         self.compare_all(a, b)
 
-    def test_mlp_stale_in_bf16_corrected_in_f32(self):
-        a, b = self.pair("--corrector", "mlp", "--hidden", "32")
-        self.fit(a, b, unit=False)
-        self.compare_all(a, b)
+    def test_mlp_corrected_in_bf16(self):
+        """h(S) in bf16 in memory, its float32 rows in an unnamed file in
+        the data dir: the same answers, half the model's memory, and no
+        file left in the data dir."""
+        for unit in (False, True):
+            with self.subTest(normalized=unit):
+                a, b = self.pair("--corrector", "mlp", "--hidden", "32",
+                                 "--normalize-output", "on" if unit else "off")
+                before = sorted(os.listdir(b.data_dir))
+                self.fit(a, b, unit=unit)
+                self.compare_all(a, b)
+                ma, mb = a.client.info()["memory"], b.client.info()["memory"]
+                self.assertEqual(ma["model_bytes"], N * D * 4)
+                self.assertEqual(mb["model_bytes"], N * (D * 2 + 4))
+                self.assertEqual(sorted(os.listdir(b.data_dir)), before)
+                # A restart rebuilds h(S) from the checkpoint the same way.
+                b.stop()
+                b.start()
+                self.assertEqual(b.client.info()["memory"]["model_bytes"], N * (D * 2 + 4))
+                self.compare_all(a, b)
 
     def test_info_reports_store_and_memory(self):
         a, b = self.pair("--corrector", "affine")

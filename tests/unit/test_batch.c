@@ -48,9 +48,9 @@ static struct fresh_model *model_of(struct fx *f, size_t d_out, bool fit)
 		for (size_t i = 0; i < l.total; i++)
 			fresh_corrector_params(c)[i] = 0.2f * tu_normal(&r);
 	}
-	ck_assert_int_eq(
-		fresh_model_build(f->idx, c, f->pool, NULL, NULL, &m, &err),
-		FRESH_OK);
+	ck_assert_int_eq(fresh_model_build(f->idx, c, f->pool, NULL, NULL, NULL,
+					   &m, &err),
+			 FRESH_OK);
 	fresh_model_stamp(m, 7, 0);
 	return m;
 }

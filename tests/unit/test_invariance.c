@@ -82,7 +82,7 @@ static void fx_make(struct fx *f, const struct plan *p)
 	}
 	fresh_corrector_set_normalize(c, p->normalize);
 	ck_assert_int_eq(fresh_model_build(f->idx, c, f->pool[1], NULL, NULL,
-					   &f->model, &err),
+					   NULL, &f->model, &err),
 			 FRESH_OK);
 	tu_fill_normal(&r, f->q, POOL * D);
 	for (size_t i = 0; i < POOL; i++) {

@@ -4,10 +4,13 @@
  * without normalization, materialized MLP), stale scoring ignores the
  * corrector, and searches from several threads during repeated publishes
  * see consistent, non-decreasing versions (run under TSan and ASan in CI).
+ * An mlp model over a bf16 index answers as the float32 one, bit for bit.
  */
 #include <check.h>
+#include <dirent.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,9 +137,9 @@ static struct fresh_model *build(struct fx *f, struct fresh_corrector *c)
 
 	atomic_init(&prog.done, 0);
 	atomic_init(&prog.total, 0);
-	ck_assert_int_eq(
-		fresh_model_build(f->idx, c, f->pool, &prog, NULL, &m, &err),
-		FRESH_OK);
+	ck_assert_int_eq(fresh_model_build(f->idx, c, f->pool, &prog, NULL,
+					   NULL, &m, &err),
+			 FRESH_OK);
 	ck_assert_uint_eq(atomic_load(&prog.done), atomic_load(&prog.total));
 	return m;
 }
@@ -306,12 +309,122 @@ START_TEST(cancelled_build_leaves_corrector_with_caller)
 
 	atomic_init(&cancel, true);
 	fx_make(&f, 5000, 12, 7);
-	ck_assert_int_eq(
-		fresh_model_build(f.idx, c, f.pool, NULL, &cancel, &m, NULL),
-		FRESH_CANCELLED);
+	ck_assert_int_eq(fresh_model_build(f.idx, c, f.pool, NULL, &cancel,
+					   NULL, &m, NULL),
+			 FRESH_CANCELLED);
 	ck_assert_ptr_null(m);
 	fresh_corrector_free(c); /* still ours: no double free under ASan */
 	fx_free(&f);
+}
+END_TEST
+
+/* Entries of dir other than . and .. */
+static int count_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)))
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+/*
+ * An mlp corrector over a bf16 index keeps h(S) as bf16 in memory and
+ * float32 in an unnamed file: searches (bf16 scan, float32 rescoring) and
+ * seeded samples (float32 rows from the file) equal the float32 model's
+ * bit for bit, plain and normalized; the file leaves no name behind, and
+ * a spill dir that cannot take it is an error with the corrector still
+ * the caller's.
+ */
+START_TEST(mlp_over_bf16_equals_f32)
+{
+	enum { N = 3000, D = 24, B = 7, K = 10 };
+	struct fx f, g;
+	char dir[512], missing[600];
+	float q[B * D], temps[B], lp_a[B * K], lp_b[B * K];
+	uint64_t seeds[B];
+	struct fresh_hit ha[B * K], hb[B * K];
+	size_t ca[B], cb[B];
+	struct tu_rng r = {41};
+
+	tu_tmpdir(dir, sizeof dir);
+	fx_make(&f, N, D, 17);
+	fx_make(&g, N, D, 17);
+	ck_assert_int_eq(fresh_index_add_bf16(g.idx, NULL), FRESH_OK);
+	tu_fill_normal(&r, q, B * D);
+	for (size_t i = 0; i < B; i++) {
+		temps[i] = 0.2f + 0.1f * (float)i;
+		seeds[i] = 1000 + i;
+	}
+	for (int normalize = 0; normalize < 2; normalize++) {
+		struct fresh_corrector *ca_c = random_corrector(
+			FRESH_CORRECTOR_MLP, D, D, 16, normalize, 3);
+		struct fresh_corrector *cb_c = random_corrector(
+			FRESH_CORRECTOR_MLP, D, D, 16, normalize, 3);
+		struct fresh_model *a, *b;
+
+		ck_assert_int_eq(fresh_model_build(f.idx, ca_c, f.pool, NULL,
+						   NULL, dir, &a, NULL),
+				 FRESH_OK);
+		ck_assert_int_eq(fresh_model_build(g.idx, cb_c, g.pool, NULL,
+						   NULL, dir, &b, NULL),
+				 FRESH_OK);
+		ck_assert_uint_eq(fresh_model_extra_bytes(a), N * D * 4);
+		ck_assert_uint_eq(fresh_model_extra_bytes(b), N * (D * 2 + 4));
+		ck_assert_int_eq(count_files(dir), 0);
+		for (size_t k = 1; k <= K; k += K - 1) {
+			ck_assert_int_eq(
+				fresh_model_search(a, f.pool,
+						   FRESH_SCORING_CORRECTED, q,
+						   B, k, NULL, ha, ca),
+				FRESH_OK);
+			ck_assert_int_eq(
+				fresh_model_search(b, g.pool,
+						   FRESH_SCORING_CORRECTED, q,
+						   B, k, NULL, hb, cb),
+				FRESH_OK);
+			for (size_t i = 0; i < B; i++) {
+				ck_assert_uint_eq(ca[i], k);
+				ck_assert_uint_eq(cb[i], k);
+			}
+			tu_assert_hits_eq(ha, hb, B * k);
+		}
+		ck_assert_int_eq(fresh_model_sample(a, f.pool,
+						    FRESH_SCORING_CORRECTED, q,
+						    B, K, true, NULL, temps,
+						    seeds, ha, lp_a, ca, NULL),
+				 FRESH_OK);
+		ck_assert_int_eq(fresh_model_sample(b, g.pool,
+						    FRESH_SCORING_CORRECTED, q,
+						    B, K, true, NULL, temps,
+						    seeds, hb, lp_b, cb, NULL),
+				 FRESH_OK);
+		tu_assert_hits_eq(ha, hb, B * K);
+		ck_assert_int_eq(memcmp(lp_a, lp_b, sizeof lp_a), 0);
+		fresh_model_release(a);
+		fresh_model_release(b);
+	}
+	snprintf(missing, sizeof missing, "%s/none", dir);
+	{
+		struct fresh_corrector *c = random_corrector(
+			FRESH_CORRECTOR_MLP, D, D, 16, false, 3);
+		struct fresh_model *m = NULL;
+		struct fresh_error err;
+
+		ck_assert_int_eq(fresh_model_build(g.idx, c, g.pool, NULL, NULL,
+						   missing, &m, &err),
+				 FRESH_IO);
+		ck_assert_ptr_null(m);
+		ck_assert_ptr_nonnull(strstr(err.msg, missing));
+		fresh_corrector_free(c);
+	}
+	fx_free(&f);
+	fx_free(&g);
+	tu_rmdir(dir);
 }
 END_TEST
 
@@ -389,7 +502,7 @@ START_TEST(searches_during_publishes)
 			(float)v;
 		fresh_corrector_set_version(c, v);
 		ck_assert_int_eq(fresh_model_build(f.idx, c, build_pool, NULL,
-						   NULL, &m, NULL),
+						   NULL, NULL, &m, NULL),
 				 FRESH_OK);
 		fresh_swap_publish(&r.swap, m);
 	}
@@ -417,6 +530,7 @@ static Suite *model_suite(void)
 	tcase_add_test(plans, fresh_width_needs_a_fit);
 	tcase_add_test(plans, corrected_rows_match_forward);
 	tcase_add_test(plans, cancelled_build_leaves_corrector_with_caller);
+	tcase_add_test(plans, mlp_over_bf16_equals_f32);
 	tcase_add_test(swap, searches_during_publishes);
 	suite_add_tcase(s, plans);
 	suite_add_tcase(s, swap);

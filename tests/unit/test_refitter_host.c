@@ -163,9 +163,9 @@ static void setup(void)
 	shape.act = FRESH_ACT_RELU;
 	shape.d_in = shape.d_out = D;
 	ck_assert_int_eq(fresh_corrector_create(&shape, &c, NULL), FRESH_OK);
-	ck_assert_int_eq(
-		fresh_model_build(F.idx, c, F.pool, NULL, NULL, &F.cur, NULL),
-		FRESH_OK);
+	ck_assert_int_eq(fresh_model_build(F.idx, c, F.pool, NULL, NULL, NULL,
+					   &F.cur, NULL),
+			 FRESH_OK);
 }
 
 static void teardown(void)

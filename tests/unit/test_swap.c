@@ -87,8 +87,9 @@ static struct fresh_model *new_model(void)
 	size_t v;
 
 	ck_assert_int_eq(fresh_corrector_create(&sh, &c, NULL), FRESH_OK);
-	ck_assert_int_eq(fresh_model_build(idx, c, pool, NULL, NULL, &m, NULL),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_model_build(idx, c, pool, NULL, NULL, NULL, &m, NULL),
+		FRESH_OK);
 	pthread_mutex_lock(&reg_mu);
 	v = atomic_load(&reg_count);
 	ck_assert_uint_lt(v, MAX_MODELS);
