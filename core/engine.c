@@ -199,6 +199,7 @@ void fresh_engine_close(struct fresh_engine *e)
 	fresh_wal_close(e->wal);
 	fresh_refitter_free(e->refitter);
 	fresh_reloader_free(e->reloader);
+	fresh_model_release(e->staged);
 	fresh_swap_destroy(&e->swap);
 	fresh_pairs_free(e->pairs);
 	fresh_qbuf_free(e->qbuf);

@@ -304,6 +304,26 @@ enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
 					      struct fresh_error *err);
 
 /*
+ * A two-phase install, for a coordinator that must switch every shard at
+ * once: stage checks the checkpoint as put does and builds its model
+ * (h(S) for an mlp: the slow part) while the current one keeps serving,
+ * replacing any checkpoint staged before; commit publishes the staged
+ * model of that version (quick: its checkpoint is written and the model
+ * swapped in). Commit is FRESH_NOT_FOUND when no checkpoint of that
+ * version is staged, FRESH_CONFLICT when the index was reloaded since or
+ * a newer version was published (unless staged with force). Unstage drops
+ * it (true when there was one).
+ */
+enum fresh_status fresh_engine_checkpoint_stage(struct fresh_engine *e,
+						const void *buf, size_t len,
+						bool force, uint64_t *version,
+						struct fresh_error *err);
+enum fresh_status fresh_engine_checkpoint_commit(struct fresh_engine *e,
+						 uint64_t version,
+						 struct fresh_error *err);
+bool fresh_engine_checkpoint_unstage(struct fresh_engine *e);
+
+/*
  * Sharding (API.md --shards; shard.c). A shard's ids (a copy; free()) and
  * its index's fingerprint, from one acquired model.
  */

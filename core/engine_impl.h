@@ -66,6 +66,14 @@ struct fresh_engine {
 	 * any thread), set by a reload's switch under mu.
 	 */
 	uint64_t switch_seq, switch_version;
+
+	/*
+	 * A checkpoint's model built but not yet published (the first phase
+	 * of a two-phase install: fresh_engine_checkpoint_stage / _commit),
+	 * with whether it may be older than the current. (publish_mu)
+	 */
+	struct fresh_model *staged;
+	bool staged_force;
 };
 
 void fresh_engine_logf(struct fresh_engine *e, enum fresh_log_level level,

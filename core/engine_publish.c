@@ -113,6 +113,36 @@ enum fresh_status fresh_engine_checkpoint_get(struct fresh_engine *e,
 	return st;
 }
 
+/*
+ * Under publish_mu: whether a checkpoint of version want may replace the
+ * current version have (FRESH_CONFLICT naming why not).
+ */
+static enum fresh_status check_version_locked(struct fresh_engine *e,
+					      uint64_t want, uint64_t have,
+					      bool force,
+					      struct fresh_error *err)
+{
+	uint64_t sv;
+
+	if (want < have && !force)
+		return fresh_fail(err, FRESH_CONFLICT,
+				  "checkpoint version %" PRIu64
+				  " is older than the current %" PRIu64
+				  " (add ?force=true to install it anyway)",
+				  want, have);
+	pthread_mutex_lock(&e->mu);
+	sv = e->switch_version;
+	pthread_mutex_unlock(&e->mu);
+	if (want < sv)
+		return fresh_fail(err, FRESH_CONFLICT,
+				  "checkpoint version %" PRIu64
+				  " was trained before the index reload that "
+				  "started version %" PRIu64
+				  "; it describes the old index",
+				  want, sv);
+	return FRESH_OK;
+}
+
 /* Removes checkpoints newer than version (after a forced older install). */
 static void drop_newer_checkpoints(struct fresh_engine *e, uint64_t version)
 {
@@ -127,13 +157,18 @@ static void drop_newer_checkpoints(struct fresh_engine *e, uint64_t version)
 	free(v);
 }
 
-enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
-					      const void *buf, size_t len,
-					      bool force, uint64_t *version,
-					      struct fresh_error *err)
+/*
+ * Under publish_mu: checks a checkpoint against the engine and the current
+ * version and builds its model (on refit_pool), without publishing it.
+ */
+static enum fresh_status build_checkpoint_locked(struct fresh_engine *e,
+						 const void *buf, size_t len,
+						 bool force,
+						 struct fresh_model **out,
+						 struct fresh_error *err)
 {
 	struct fresh_corrector *c;
-	struct fresh_model *cur, *m;
+	struct fresh_model *cur;
 	uint64_t have, want;
 	enum fresh_status st = fresh_corrector_deserialize(buf, len, &c, err);
 
@@ -152,42 +187,35 @@ enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
 				  have_s, want_s);
 	}
 	want = fresh_corrector_version(c);
-	pthread_mutex_lock(&e->publish_mu);
 	cur = fresh_engine_acquire(e);
 	have = fresh_model_version(cur);
 	fresh_model_release(cur);
-	if (want < have && !force) {
-		pthread_mutex_unlock(&e->publish_mu);
-		fresh_corrector_free(c);
-		return fresh_fail(err, FRESH_CONFLICT,
-				  "checkpoint version %" PRIu64
-				  " is older than the current %" PRIu64
-				  " (add ?force=true to install it anyway)",
-				  want, have);
-	}
-	pthread_mutex_lock(&e->mu);
-	if (want < e->switch_version) {
-		uint64_t sv = e->switch_version;
-		pthread_mutex_unlock(&e->mu);
-		pthread_mutex_unlock(&e->publish_mu);
-		fresh_corrector_free(c);
-		return fresh_fail(err, FRESH_CONFLICT,
-				  "checkpoint version %" PRIu64
-				  " was trained before the index reload that "
-				  "started version %" PRIu64
-				  "; it describes the old index",
-				  want, sv);
-	}
-	pthread_mutex_unlock(&e->mu);
-	st = fresh_model_build(e->index, c, e->refit_pool, NULL, NULL,
-			       e->data_dir, &m, err);
+	st = check_version_locked(e, want, have, force, err);
 	if (st != FRESH_OK) {
 		fresh_corrector_free(c);
-	} else {
-		if (want < have)
-			drop_newer_checkpoints(e, want);
-		st = fresh_engine_publish_locked(e, m, want, err);
+		return st;
 	}
+	st = fresh_model_build(e->index, c, e->refit_pool, NULL, NULL,
+			       e->data_dir, out, err);
+	if (st != FRESH_OK)
+		fresh_corrector_free(c);
+	return st;
+}
+
+/* Under publish_mu: publishes m (built by build_checkpoint_locked). */
+static enum fresh_status install_locked(struct fresh_engine *e,
+					struct fresh_model *m,
+					uint64_t *version,
+					struct fresh_error *err)
+{
+	struct fresh_model *cur = fresh_engine_acquire(e);
+	uint64_t have = fresh_model_version(cur), want = fresh_model_version(m);
+	enum fresh_status st;
+
+	fresh_model_release(cur);
+	if (want < have)
+		drop_newer_checkpoints(e, want);
+	st = fresh_engine_publish_locked(e, m, want, err);
 	if (st == FRESH_OK) {
 		*version = want;
 		fresh_engine_logf(
@@ -195,6 +223,105 @@ enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
 			"installed corrector checkpoint version %" PRIu64,
 			want);
 	}
+	return st;
+}
+
+enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
+					      const void *buf, size_t len,
+					      bool force, uint64_t *version,
+					      struct fresh_error *err)
+{
+	struct fresh_model *m;
+	enum fresh_status st;
+
+	pthread_mutex_lock(&e->publish_mu);
+	st = build_checkpoint_locked(e, buf, len, force, &m, err);
+	if (st == FRESH_OK)
+		st = install_locked(e, m, version, err);
 	pthread_mutex_unlock(&e->publish_mu);
 	return st;
+}
+
+enum fresh_status fresh_engine_checkpoint_stage(struct fresh_engine *e,
+						const void *buf, size_t len,
+						bool force, uint64_t *version,
+						struct fresh_error *err)
+{
+	struct fresh_model *m, *old;
+	enum fresh_status st;
+
+	pthread_mutex_lock(&e->publish_mu);
+	/* The one staged before goes first: two need not fit at once. */
+	old = e->staged;
+	e->staged = NULL;
+	fresh_model_release(old);
+	st = build_checkpoint_locked(e, buf, len, force, &m, err);
+	if (st == FRESH_OK) {
+		e->staged = m;
+		e->staged_force = force;
+		*version = fresh_model_version(m);
+		fresh_engine_logf(e, FRESH_LOG_INFO,
+				  "staged corrector checkpoint version %" PRIu64
+				  " (served once committed)",
+				  *version);
+	}
+	pthread_mutex_unlock(&e->publish_mu);
+	return st;
+}
+
+enum fresh_status fresh_engine_checkpoint_commit(struct fresh_engine *e,
+						 uint64_t version,
+						 struct fresh_error *err)
+{
+	struct fresh_model *m, *cur;
+	enum fresh_status st;
+
+	pthread_mutex_lock(&e->publish_mu);
+	m = e->staged;
+	if (!m || fresh_model_version(m) != version) {
+		if (m)
+			st = fresh_fail(err, FRESH_NOT_FOUND,
+					"the staged checkpoint is version "
+					"%" PRIu64 ", not %" PRIu64,
+					fresh_model_version(m), version);
+		else
+			st = fresh_fail(err, FRESH_NOT_FOUND,
+					"no checkpoint is staged (to commit "
+					"version %" PRIu64 ")",
+					version);
+		pthread_mutex_unlock(&e->publish_mu);
+		return st;
+	}
+	e->staged = NULL;
+	if (fresh_model_index(m) != e->index) {
+		fresh_model_release(m);
+		pthread_mutex_unlock(&e->publish_mu);
+		return fresh_fail(err, FRESH_CONFLICT,
+				  "the index was reloaded since checkpoint "
+				  "version %" PRIu64 " was staged; stage it "
+				  "again",
+				  version);
+	}
+	cur = fresh_engine_acquire(e);
+	st = check_version_locked(e, version, fresh_model_version(cur),
+				  e->staged_force, err);
+	fresh_model_release(cur);
+	if (st == FRESH_OK)
+		st = install_locked(e, m, &version, err);
+	else
+		fresh_model_release(m);
+	pthread_mutex_unlock(&e->publish_mu);
+	return st;
+}
+
+bool fresh_engine_checkpoint_unstage(struct fresh_engine *e)
+{
+	struct fresh_model *m;
+
+	pthread_mutex_lock(&e->publish_mu);
+	m = e->staged;
+	e->staged = NULL;
+	pthread_mutex_unlock(&e->publish_mu);
+	fresh_model_release(m);
+	return m != NULL;
 }

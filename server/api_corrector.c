@@ -4,6 +4,7 @@
  * /v1/corrector/checkpoint, and the JSON views of its state the
  * coordinator shares.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -214,19 +215,71 @@ void srv_api_checkpoint_get(struct srv_request *req, struct srv_reply *r)
 	free(buf);
 }
 
+/*
+ * PUT /v1/corrector/checkpoint: installs it, or with ?stage=true builds
+ * its model and keeps it until POST /v1/corrector/checkpoint/commit (the
+ * two phases a coordinator uses so that no search waits for h(S)).
+ */
 void srv_api_checkpoint_put(struct srv_request *req, struct srv_reply *r)
 {
 	struct fresh_error ferr;
 	struct srv_error e;
 	uint64_t v;
-	enum fresh_status st = fresh_engine_checkpoint_put(
-		req->srv->engine, req->body, req->body_len,
-		srv_query_flag(req, "force"), &v, &ferr);
+	bool stage = srv_query_flag(req, "stage");
+	enum fresh_status st =
+		stage ? fresh_engine_checkpoint_stage(
+				req->srv->engine, req->body, req->body_len,
+				srv_query_flag(req, "force"), &v, &ferr)
+		      : fresh_engine_checkpoint_put(
+				req->srv->engine, req->body, req->body_len,
+				srv_query_flag(req, "force"), &v, &ferr);
 
 	if (st != FRESH_OK) {
 		srv_error_from_status(&e, st, ferr.msg);
 		srv_reply_error(r, &e);
 		return;
 	}
+	srv_reply_json(r, 200,
+		       json_pack("{s:I,s:b}", "version", (json_int_t)v,
+				 "staged", stage));
+}
+
+/* POST /v1/corrector/checkpoint/commit?version=V: publishes the staged. */
+void srv_api_checkpoint_commit(struct srv_request *req, struct srv_reply *r)
+{
+	const char *arg = srv_query_arg(req, "version");
+	struct fresh_error ferr;
+	struct srv_error e;
+	unsigned long long v;
+	char *end;
+	enum fresh_status st;
+
+	if (!empty_body(req, &e)) {
+		srv_reply_error(r, &e);
+		return;
+	}
+	errno = 0;
+	v = arg && *arg >= '0' && *arg <= '9' ? strtoull(arg, &end, 10) : 0;
+	if (!arg || !*arg || *arg < '0' || *arg > '9' || *end || errno) {
+		srv_bad(&e, "version: the query parameter must be the staged "
+			    "checkpoint's version (a non-negative integer)");
+		srv_reply_error(r, &e);
+		return;
+	}
+	st = fresh_engine_checkpoint_commit(req->srv->engine, v, &ferr);
+	if (st != FRESH_OK) {
+		srv_error_from_status(&e, st, ferr.msg);
+		srv_reply_error(r, &e);
+		return;
+	}
 	srv_reply_json(r, 200, json_pack("{s:I}", "version", (json_int_t)v));
+}
+
+/* DELETE /v1/corrector/checkpoint/staged: drops a staged checkpoint. */
+void srv_api_checkpoint_unstage(struct srv_request *req, struct srv_reply *r)
+{
+	srv_reply_json(
+		r, 200,
+		json_pack("{s:b}", "dropped",
+			  fresh_engine_checkpoint_unstage(req->srv->engine)));
 }

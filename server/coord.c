@@ -274,6 +274,7 @@ enum fresh_status srv_coord_start(struct srv_server *srv, char *err, size_t cap)
 	pthread_rwlockattr_destroy(&wa);
 	pthread_rwlock_init(&c->ids_lock, NULL);
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->install_mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	for (const char *q = p; *q; q++)
 		c->n += *q == ',';
@@ -355,6 +356,7 @@ void srv_coord_stop(struct srv_coord *c)
 	pthread_rwlock_destroy(&c->publish);
 	pthread_rwlock_destroy(&c->ids_lock);
 	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->install_mu);
 	pthread_cond_destroy(&c->cv);
 	free(c->shards);
 	free(c);

@@ -266,13 +266,50 @@ void srv_coord_pairs_delete(struct srv_request *req, struct srv_reply *r)
 	to_all(req, r, "DELETE", "/v1/pairs", NULL);
 }
 
+/*
+ * Installs on every shard in two phases (coord_install.c): a checkpoint a
+ * shard refuses (damaged, another shape, older) changes nothing and gets
+ * that shard's answer; searches wait only for the commits.
+ */
 void srv_coord_checkpoint_put(struct srv_request *req, struct srv_reply *r)
 {
-	to_all(req, r, "PUT",
-	       srv_query_flag(req, "force")
-		       ? "/v1/corrector/checkpoint?force=true"
-		       : "/v1/corrector/checkpoint",
-	       "application/octet-stream");
+	struct srv_coord *c = req->srv->coord;
+	struct srv_call *calls = calloc(c->n, sizeof *calls);
+	struct coord_install in = {0};
+	struct srv_error e;
+
+	if (!calls) {
+		srv_error_from_status(&e, FRESH_NOMEM, NULL);
+		srv_reply_error(r, &e);
+		return;
+	}
+	if (!coord_is_ready(c)) {
+		coord_reply_not_ready(c, r);
+		free(calls);
+		return;
+	}
+	in.ckpt = req->body;
+	in.len = req->body_len;
+	in.force = srv_query_flag(req, "force");
+	in.version = fresh_engine_checkpoint_version(req->body, req->body_len);
+	if (coord_install(c, &in, calls) != COORD_INSTALL_DONE) {
+		coord_fan_check(c, NULL, in.bad, calls, r);
+	} else if (in.committed < c->n) {
+		srv_fail(&e, 503, "shard_unavailable",
+			 "version %" PRIu64 " is installed on %zu of %zu "
+			 "shards (the others get it when they can take it): %s",
+			 in.version, in.committed, c->n, in.why);
+		e.retry_after = 1;
+		srv_reply_error(r, &e);
+	} else {
+		srv_reply_json(r, 200,
+			       json_pack("{s:I,s:b}", "version",
+					 (json_int_t)in.version, "staged",
+					 false));
+	}
+	coord_fan_done(c, calls);
+	free(calls);
+	coord_await_round(c); /* the versions the shards now serve */
 }
 
 /* Proxies a GET to one shard, its answer as it is. */

@@ -241,14 +241,23 @@ static bool judge(struct srv_coord *c)
 	return !why[0] && skew;
 }
 
-/* Installs the newest shard's checkpoint on the shards behind it. */
+/*
+ * Installs the newest shard's checkpoint on the shards behind it, one
+ * shard at a time in two phases (coord_install.c), so searches wait only
+ * for a commit and one shard that cannot take it holds up no other.
+ */
 static void repair_versions(struct srv_coord *c)
 {
-	struct srv_call get, put;
+	struct srv_call get, *calls = calloc(c->n, sizeof *calls);
+	bool *which = calloc(c->n, sizeof *which);
 	size_t newest = 0, due = 0;
 	double now = coord_mono_now();
 	uint64_t v;
 
+	memset(&get, 0, sizeof get);
+	get.fd = -1;
+	if (!calls || !which)
+		goto out;
 	pthread_mutex_lock(&c->mu);
 	for (size_t s = 1; s < c->n; s++)
 		if (c->shards[s].version > c->shards[newest].version)
@@ -259,55 +268,54 @@ static void repair_versions(struct srv_coord *c)
 		       c->shards[s].repair_at <= now;
 	pthread_mutex_unlock(&c->mu);
 	if (due == 0)
-		return; /* every shard behind is backing off */
-	pthread_rwlock_wrlock(&c->publish);
-	if (srv_call(&get, c->shards[newest].client, "GET",
-		     "/v1/corrector/checkpoint", NULL, NULL, 0, 60.0) &&
-	    get.status == 200) {
-		for (size_t s = 0; s < c->n; s++) {
-			uint64_t have;
-			pthread_mutex_lock(&c->mu);
-			have = c->shards[s].version;
-			pthread_mutex_unlock(&c->mu);
-			if (have >= v || c->shards[s].repair_at > now)
-				continue;
-			srv_log(SRV_WARN,
-				"shard %s serves corrector version %" PRIu64
-				", shard %s %" PRIu64 ": installing the newer",
-				srv_client_url(c->shards[s].client), have,
-				srv_client_url(c->shards[newest].client), v);
-			if (srv_call(&put, c->shards[s].client, "PUT",
-				     "/v1/corrector/checkpoint",
-				     "application/octet-stream", get.body,
-				     get.len, LONG_TIMEOUT) &&
-			    put.status == 200) {
-				pthread_mutex_lock(&c->mu);
-				c->shards[s].version = v;
-				pthread_mutex_unlock(&c->mu);
-				c->shards[s].repair_wait = 0;
-			} else {
-				struct shard *sh = &c->shards[s];
-				sh->repair_wait = sh->repair_wait > 0
-							  ? 2 * sh->repair_wait
-							  : 1.0;
-				if (sh->repair_wait > 60)
-					sh->repair_wait = 60;
-				sh->repair_at =
-					coord_mono_now() + sh->repair_wait;
-				srv_log(SRV_ERROR,
-					"shard %s: could not install version "
-					"%" PRIu64 " (next try in %.0f s): %s",
-					srv_client_url(sh->client), v,
-					sh->repair_wait,
-					put.error[0]
-						? put.error
-						: (put.body ? put.body : ""));
-			}
-			srv_call_done(&put);
+		goto out; /* every shard behind is backing off */
+	if (!srv_call(&get, c->shards[newest].client, "GET",
+		      "/v1/corrector/checkpoint", NULL, NULL, 0, 60.0) ||
+	    get.status != 200 ||
+	    fresh_engine_checkpoint_version(get.body, get.len) != v)
+		goto out; /* it moved on, or is down: the next round sees */
+	for (size_t s = 0; s < c->n; s++) {
+		struct shard *sh = &c->shards[s];
+		struct coord_install in = {0};
+		uint64_t have;
+
+		pthread_mutex_lock(&c->mu);
+		have = sh->version;
+		pthread_mutex_unlock(&c->mu);
+		if (have >= v || sh->repair_at > now)
+			continue;
+		srv_log(SRV_WARN,
+			"shard %s serves corrector version %" PRIu64
+			", shard %s %" PRIu64 ": installing the newer",
+			srv_client_url(sh->client), have,
+			srv_client_url(c->shards[newest].client), v);
+		memset(which, 0, c->n * sizeof *which);
+		which[s] = true;
+		in.ckpt = get.body;
+		in.len = get.len;
+		in.version = v;
+		in.which = which;
+		if (coord_install(c, &in, calls) == COORD_INSTALL_DONE &&
+		    in.committed == 1) {
+			sh->repair_wait = 0;
+		} else {
+			sh->repair_wait =
+				sh->repair_wait > 0 ? 2 * sh->repair_wait : 1.0;
+			if (sh->repair_wait > 60)
+				sh->repair_wait = 60;
+			sh->repair_at = coord_mono_now() + sh->repair_wait;
+			srv_log(SRV_ERROR,
+				"shard %s: could not install version %" PRIu64
+				" (next try in %.0f s): %s",
+				srv_client_url(sh->client), v, sh->repair_wait,
+				in.why);
 		}
+		coord_fan_done(c, calls);
 	}
+out:
 	srv_call_done(&get);
-	pthread_rwlock_unlock(&c->publish);
+	free(calls);
+	free(which);
 }
 
 void *coord_health_main(void *arg)

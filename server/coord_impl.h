@@ -42,8 +42,9 @@ struct srv_coord {
 	struct srv_server *srv;
 	size_t n;
 	struct shard *shards;
-	pthread_rwlock_t ids_lock; /* the id tables */
-	pthread_rwlock_t publish;  /* read: a fan-out; write: a publish */
+	pthread_rwlock_t ids_lock;  /* the id tables */
+	pthread_rwlock_t publish;   /* read: a fan-out; write: a publish */
+	pthread_mutex_t install_mu; /* one install at a time (coord_install) */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* health and refit wake-ups, refit done */
 	bool stopping;
@@ -109,6 +110,42 @@ bool coord_publish_rdlock(struct srv_coord *c, struct srv_reply *r);
 void coord_await_round(struct srv_coord *c);
 void *coord_health_main(void *arg);
 void *coord_refit_main(void *arg);
+/*
+ * A checkpoint installed on the shards in two phases (coord_install.c):
+ * every shard in which (NULL: all) stages it with no lock held, then
+ * under the publish lock's write side, if check (may be NULL) agrees,
+ * every one commits it.
+ */
+struct coord_install {
+	const void *ckpt;
+	size_t len;
+	bool force;
+	uint64_t version; /* the checkpoint's */
+	const bool *which;
+	bool (*check)(void *ctx, char *why, size_t cap);
+	void *check_ctx;
+	/*
+	 * Out: the first shard of the last phase that could not be reached
+	 * (-1: all answered; coord_fan_check's bad), how many committed, and
+	 * why the first failure failed.
+	 */
+	int bad;
+	size_t committed;
+	char why[400];
+};
+enum coord_install_result {
+	COORD_INSTALL_DONE,	    /* committed (in->committed shards) */
+	COORD_INSTALL_STAGE_FAILED, /* nothing changed; calls: the stages */
+	COORD_INSTALL_CHECK_FAILED, /* nothing changed; check said why */
+};
+/*
+ * Installs as described; calls[] (c->n) holds the last phase's answers
+ * and must be coord_fan_done'd by the caller.
+ */
+enum coord_install_result coord_install(struct srv_coord *c,
+					struct coord_install *in,
+					struct srv_call *calls);
+
 /* GET /v1/corrector's object over every shard; NULL after replying. */
 json_t *coord_corrector_json(struct srv_coord *c, struct srv_reply *r);
 

@@ -1,7 +1,7 @@
 /*
  * coord_refit.c - the coordinator's refitter: the pairs of every shard, one
- * fit (core/shard.c), the new checkpoint installed on every shard under the
- * publish lock's write side.
+ * fit (core/shard.c), the new checkpoint installed on every shard in two
+ * phases (coord_install.c).
  */
 /* Messages that name a shard may be cut to their buffers; that is fine. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -44,9 +44,33 @@ static uint64_t checkpoint_version(const struct srv_call *call)
 	return fresh_engine_checkpoint_version(call->body, call->len);
 }
 
+/* The install's check: no other version was published while it trained. */
+struct not_superseded {
+	struct srv_coord *c;
+	uint64_t base, seen;
+};
+
+static bool still_current(void *ctx, char *why, size_t cap)
+{
+	struct not_superseded *ns = ctx;
+	struct srv_call again;
+	bool ok;
+
+	memset(&again, 0, sizeof again);
+	again.fd = -1;
+	if (!current_checkpoint(ns->c, &again, why, cap)) {
+		srv_call_done(&again);
+		return false;
+	}
+	ns->seen = checkpoint_version(&again);
+	ok = ns->seen == ns->base;
+	srv_call_done(&again);
+	return ok;
+}
+
 static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 {
-	struct srv_call *calls = calloc(c->n, sizeof *calls), cur, again;
+	struct srv_call *calls = calloc(c->n, sizeof *calls), cur;
 	struct fresh_shard_pairs pairs;
 	struct fresh_error ferr;
 	void *ckpt = NULL;
@@ -59,8 +83,7 @@ static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 	memset(out, 0, sizeof *out);
 	memset(&pairs, 0, sizeof pairs);
 	memset(&cur, 0, sizeof cur);
-	memset(&again, 0, sizeof again);
-	cur.fd = again.fd = -1;
+	cur.fd = -1;
 	ferr.msg[0] = '\0';
 	if (!calls) {
 		st = FRESH_NOMEM;
@@ -92,57 +115,39 @@ static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 	out->train_seconds = coord_mono_now() - t0;
 	if (st == FRESH_OK && ckpt) {
 		double tp = coord_mono_now();
-		pthread_rwlock_wrlock(&c->publish);
-		if (!current_checkpoint(c, &again, why, sizeof why)) {
-			st = FRESH_IO;
-		} else if (checkpoint_version(&again) !=
-			   checkpoint_version(&cur)) {
+		struct not_superseded ns = {c, checkpoint_version(&cur), 0};
+		struct coord_install in = {0};
+
+		in.ckpt = ckpt;
+		in.len = len;
+		in.version = ns.base + 1;
+		in.check = still_current;
+		in.check_ctx = &ns;
+		switch (coord_install(c, &in, calls)) {
+		case COORD_INSTALL_DONE:
+			/* Committed anywhere: it is the version now (the
+			 * others are brought to it); nowhere: nothing
+			 * changed. */
+			if (in.committed > 0)
+				out->version = in.version;
+			else
+				st = FRESH_IO;
+			if (in.committed < c->n)
+				snprintf(why, sizeof why, "%s", in.why);
+			break;
+		case COORD_INSTALL_CHECK_FAILED:
 			out->report.accepted = false;
 			snprintf(out->report.reason, sizeof out->report.reason,
 				 "superseded: version %" PRIu64
 				 " was published while it trained",
-				 checkpoint_version(&again));
-		} else {
-			size_t installed = 0;
-			uint64_t v = checkpoint_version(&cur) + 1;
-
-			bad = coord_fan_out(
-				c, NULL, "PUT", "/v1/corrector/checkpoint",
-				"application/octet-stream", NULL, NULL, ckpt,
-				len, LONG_TIMEOUT, calls);
-			for (size_t s = 0; s < c->n; s++) {
-				if ((int)s != bad && calls[s].sent &&
-				    calls[s].status == 200) {
-					installed++;
-					pthread_mutex_lock(&c->mu);
-					c->shards[s].version = v;
-					pthread_mutex_unlock(&c->mu);
-					continue;
-				}
-				srv_log(SRV_WARN,
-					"refit: shard %s did not install "
-					"version "
-					"%" PRIu64 ": %s; the health check "
-					"installs it when the shard can take "
-					"it",
-					srv_client_url(c->shards[s].client), v,
-					calls[s].error[0] ? calls[s].error
-					: calls[s].body	  ? calls[s].body
-							  : "no answer");
-				snprintf(why, sizeof why,
-					 "installing on shard %s failed",
-					 srv_client_url(c->shards[s].client));
-			}
-			coord_fan_done(c, calls);
-			/* Installed anywhere: it is the version now (the
-			 * others are brought to it); nowhere: nothing
-			 * changed. */
-			if (installed > 0)
-				out->version = v;
-			else
-				st = FRESH_IO;
+				 ns.seen);
+			break;
+		case COORD_INSTALL_STAGE_FAILED:
+			snprintf(why, sizeof why, "%s", in.why);
+			st = FRESH_IO;
+			break;
 		}
-		pthread_rwlock_unlock(&c->publish);
+		coord_fan_done(c, calls);
 		out->publish_seconds = coord_mono_now() - tp;
 	}
 out:
@@ -169,7 +174,6 @@ out:
 		srv_log(st == FRESH_OK ? SRV_INFO : SRV_WARN,
 			"refit not published: %s", out->report.reason);
 	srv_call_done(&cur);
-	srv_call_done(&again);
 	fresh_engine_pairs_free(&pairs);
 	free(ckpt);
 	free(calls);

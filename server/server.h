@@ -146,6 +146,8 @@ void srv_api_corrector(struct srv_request *req, struct srv_reply *r);
 void srv_api_reset(struct srv_request *req, struct srv_reply *r);
 void srv_api_checkpoint_get(struct srv_request *req, struct srv_reply *r);
 void srv_api_checkpoint_put(struct srv_request *req, struct srv_reply *r);
+void srv_api_checkpoint_commit(struct srv_request *req, struct srv_reply *r);
+void srv_api_checkpoint_unstage(struct srv_request *req, struct srv_reply *r);
 void srv_api_reload(struct srv_request *req, struct srv_reply *r);
 void srv_api_demo_fresh(struct srv_request *req, struct srv_reply *r);
 void srv_api_demo_truth(struct srv_request *req, struct srv_reply *r);

@@ -310,6 +310,55 @@ class Checkpoints(CorrectorCase):
         # B now holds exactly A's corrector.
         self.assertEqual(call(b, "GET", "/v1/corrector/checkpoint").data, ckpt1)
 
+    def test_checkpoint_staged_then_committed(self):
+        """The two phases a coordinator uses: a staged checkpoint is built
+        but not served until its version is committed; a commit of another
+        version, or with none staged, is 404 and changes nothing."""
+        a = self.start(*self.args())
+        b = self.start(*self.args())
+        self.post_fresh(a.client, list(range(0, N, 3)))
+        self.assertTrue(a.client.refit(wait=True)["accepted"])
+        ckpt = a.client.checkpoint()
+        Q = np.random.default_rng(4).standard_normal((5, D)).astype(np.float32)
+        before = b.client.search(Q, k=20)
+        octet = {"Content-Type": "application/octet-stream"}
+        r = call(b, "PUT", "/v1/corrector/checkpoint?stage=true", ckpt, headers=octet)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"version": 1, "staged": True})
+        self.assertEqual(b.client.corrector()["version"], 0)
+        self.assertEqual(b.client.search(Q, k=20), before)
+        self.assertError(call(b, "POST", "/v1/corrector/checkpoint/commit?version=2"),
+                         404, "not_found", "version 1", "not 2")
+        for bad in ("", "?version=", "?version=-1", "?version=1x", "?version=99999999999999999999999"):
+            self.assertError(call(b, "POST", "/v1/corrector/checkpoint/commit" + bad),
+                             400, "invalid_argument", "version")
+        self.assertEqual(b.client.corrector()["version"], 0)
+        r = call(b, "POST", "/v1/corrector/checkpoint/commit?version=1")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"version": 1})
+        self.assertEqual(b.client.corrector()["version"], 1)
+        self.assertEqual(b.client.search(Q, k=20), a.client.search(Q, k=20))
+        self.assertError(call(b, "POST", "/v1/corrector/checkpoint/commit?version=1"),
+                         404, "not_found", "no checkpoint is staged")
+        # Staged, then a newer version published: the commit is refused.
+        r = call(b, "PUT", "/v1/corrector/checkpoint?stage=true&force=true", ckpt, headers=octet)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(call(b, "DELETE", "/v1/corrector/checkpoint/staged").json(),
+                         {"dropped": True})
+        self.assertEqual(call(b, "DELETE", "/v1/corrector/checkpoint/staged").json(),
+                         {"dropped": False})
+        r = call(b, "PUT", "/v1/corrector/checkpoint?stage=true", ckpt, headers=octet)
+        self.assertEqual(r.status, 200, r)
+        b.client.reset()  # version 2
+        self.assertError(call(b, "POST", "/v1/corrector/checkpoint/commit?version=1"),
+                         409, "conflict", "older than the current 2")
+        self.assertEqual(b.client.corrector()["version"], 2)
+        # What put refuses, stage refuses: damaged bytes, an older version.
+        self.assertError(call(b, "PUT", "/v1/corrector/checkpoint?stage=true", b"junk",
+                              headers=octet), 400, "invalid_argument")
+        self.assertError(call(b, "PUT", "/v1/corrector/checkpoint?stage=true", ckpt,
+                              headers=octet), 409, "conflict", "older")
+
     def test_checkpoint_of_another_shape_is_409_even_forced(self):
         a = self.start(*self.args())
         other = self.start(*index_args(self.ipath, self.jpath, "--hidden", "8"))

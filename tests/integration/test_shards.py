@@ -5,13 +5,18 @@ updates routed to the shard that owns each target and checked in full
 before any shard sees them, one refit on the coordinator published to
 every shard, a shard that is down answered with 503 naming it and served
 again after it restarts, and a shard put behind on its corrector version
-brought back (no answer mixes versions)."""
+brought back (no answer mixes versions); a new corrector is installed in
+two phases, so searches do not wait for a shard to build it, and one that
+a shard cannot build changes nothing."""
 
+import http.client
+import http.server
 import os
 import socket
 import struct
 import subprocess
 import sys
+import threading
 
 import numpy as np
 
@@ -35,6 +40,63 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class HoldingProxy:
+    """A loopback HTTP/1.1 proxy in front of one shard that forwards every
+    request, except that it holds a request to stage a checkpoint until
+    released (arrived is set when one comes), or answers it 503 when
+    refuse_stage is set: a shard slow or unable to build its model, at a
+    point the test can see."""
+
+    def __init__(self, port):
+        self.arrived, self.release = threading.Event(), threading.Event()
+        self.refuse_stage = False
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "PUT" and "stage=true" in self.path:
+                    proxy.arrived.set()
+                    if proxy.refuse_stage:
+                        return self.answer(503, b'{"error":{"code":"unavailable",'
+                                                b'"message":"held by the test"}}',
+                                           "application/json")
+                    proxy.release.wait(120)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() in ("content-type", "authorization")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                r = conn.getresponse()
+                data = r.read()
+                conn.close()
+                self.answer(r.status, data, r.getheader("Content-Type") or "application/json")
+
+            def answer(self, status, data, ctype):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Shards(ApiCase):
@@ -211,6 +273,68 @@ class Shards(ApiCase):
             self.assertEqual(hits(r), want)
         self.assertTrue(wait_until(
             lambda: self.shards[2].client.corrector()["version"] == 1, timeout=15))
+
+    def test_install_does_not_hold_searches(self):
+        """A refit installs in two phases: while one shard still builds the
+        new corrector (its stage held by a proxy), searches through the
+        coordinator are answered at once, by the old version everywhere;
+        after the commit, by the new one everywhere."""
+        proxy = HoldingProxy(self.ports[0])
+        self.addCleanup(proxy.close)
+        coord = self.start("--shards", ",".join([proxy.url] + [d.url for d in self.shards[1:]]))
+        self.assertTrue(wait_until(lambda: call(coord, "GET", "/readyz").status == 200,
+                                   timeout=30), call(coord, "GET", "/readyz"))
+        rows, G = self.drift()
+        coord.client.update([int(self.ids[r]) for r in rows], G)
+        Q, _ = self.queries(6, 13)
+        before = coord.client.search(Q, k=10)
+        self.assertEqual(before["corrector_version"], 0)
+        out = {}
+        t = threading.Thread(target=lambda: out.update(coord.client.refit(wait=True)))
+        t.start()
+        self.assertTrue(proxy.arrived.wait(60), "no shard was asked to stage")
+        for _ in range(3):
+            r = coord.client.search(Q, k=10)
+            self.assertEqual(r["corrector_version"], 0)
+            self.assertEqual(hits(r), hits(before))
+        self.assertEqual([d.client.corrector()["version"] for d in self.shards], [0] * S)
+        proxy.release.set()
+        t.join(120)
+        self.assertTrue(out.get("accepted"), out)
+        self.assertEqual(out["version"], 1)
+        self.assertEqual([d.client.corrector()["version"] for d in self.shards], [1] * S)
+        self.assertEqual(coord.client.search(Q, k=10)["corrector_version"], 1)
+
+    def test_install_that_a_shard_cannot_stage_changes_nothing(self):
+        """A shard that cannot build the new corrector fails the refit
+        before any shard serves it: every shard stays on the old version
+        (none is left ahead for the health check to push on the others)."""
+        proxy = HoldingProxy(self.ports[0])
+        proxy.refuse_stage = True
+        self.addCleanup(proxy.close)
+        coord = self.start("--shards", ",".join([proxy.url] + [d.url for d in self.shards[1:]]))
+        self.assertTrue(wait_until(lambda: call(coord, "GET", "/readyz").status == 200,
+                                   timeout=30))
+        rows, G = self.drift()
+        coord.client.update([int(self.ids[r]) for r in rows], G)
+        r = coord.client.refit(wait=True)
+        self.assertFalse(r["accepted"], r)
+        self.assertIn("could not stage version 1", r["reason"])
+        self.assertIn(proxy.url, r["reason"])
+        self.assertEqual([d.client.corrector()["version"] for d in self.shards], [0] * S)
+        self.assertEqual(coord.client.search(self.queries(2, 3)[0], k=5)["corrector_version"], 0)
+        # Through the coordinator, an installed checkpoint: the same.
+        ckpt = self.shards[1].client.checkpoint()
+        reply = call(coord, "PUT", "/v1/corrector/checkpoint?force=true", ckpt,
+                     headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(reply.status, 503, reply)
+        self.assertIn(proxy.url, str(reply.json()))
+        proxy.refuse_stage = False
+        proxy.release.set()
+        reply = call(coord, "PUT", "/v1/corrector/checkpoint?force=true", ckpt,
+                     headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(reply.status, 200, reply)
+        self.assertEqual(reply.json(), {"version": 0, "staged": False})
 
 
 class ShardsMlp(Shards):
