@@ -1,7 +1,9 @@
 """A coordinator over three shards against one daemon over the whole index,
 on this machine: are the answers the same bits (1,000 queries: search,
 top-k and sampled negatives), and what do throughput and p99 latency cost
-(one client, and 16 concurrent ones, through wrk)?
+(one client, and 16 concurrent ones, through wrk)? And how long do
+searches wait while the coordinator installs a new MLP corrector (each
+shard builds h(S) of its rows, then all switch at once)?
 
     /usr/bin/python3 tests/bench/bench_shards.py [--toy] [--n N] [--d D]
 
@@ -18,6 +20,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -121,11 +124,86 @@ def run(toy=False, n=None, d=None, seconds=None):
                          "", "", ok))
         rows.append(("shards: RSS of the coordinator", "%.1f MiB" % (coord.rss_bytes() / 2**20),
                      "%.1f MiB one daemon" % (whole.rss_bytes() / 2**20), "", "", ""))
+        for p in reversed(procs):
+            p.stop()
+        procs = []
+        rows += install_wait(path, tmp, n, d, 32 if toy else 256)
     finally:
         for p in reversed(procs):
             p.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
+
+
+def install_wait(path, tmp, n, d, hidden, seconds_before=1.0):
+    """Three MLP shards and a coordinator; one client searches (B = 1)
+    without pause while the coordinator refits and installs: the install's
+    time (every shard builds h(S), then all commit) against the longest
+    and the p99 search latency during it, and the failed searches."""
+    mlp = ("--corrector", "mlp", "--hidden", str(hidden), "--min-pairs", "64",
+           "--refit-every-pairs", "0", "--refit-every-seconds", "0")
+    procs = []
+    try:
+        shards = []
+        for s in range(3):
+            p = os.path.join(tmp, "part-%d" % s)
+            shards.append(benchlib.Freshd("--shard", "--index", p + ".npy", "--ids",
+                                          p + "_ids.npy", *mlp))
+            procs.append(shards[-1])
+        coord = benchlib.Freshd("--shards", ",".join(x.url for x in shards))
+        procs.append(coord)
+        for _ in range(600):
+            try:
+                coord.client.readyz()
+                break
+            except Exception:
+                time.sleep(0.1)
+        X = np.load(path, mmap_mode="r")
+        rng = np.random.default_rng(11)
+        rows = np.sort(rng.choice(n, size=min(n, 4000), replace=False))
+        M = (np.eye(d) + 0.2 / np.sqrt(d) * rng.standard_normal((d, d))).astype(np.float32)
+        G = (np.asarray(X[rows]) @ M.T).astype(np.float32)
+        for i in range(0, len(rows), 1000):
+            coord.client.update([int(r) for r in rows[i:i + 1000]], G[i:i + 1000])
+        q = rng.standard_normal((1, d)).astype(np.float32)
+        lat, fails, stop = [], [0], threading.Event()
+
+        def searcher():
+            client = coord.client  # thread-safe: a connection per thread
+            while not stop.is_set():
+                t = time.monotonic()
+                try:
+                    client.search(q, k=10)
+                except Exception:
+                    fails[0] += 1
+                lat.append((t, time.monotonic() - t))
+
+        th = threading.Thread(target=searcher)
+        th.start()
+        time.sleep(seconds_before)  # a baseline before the refit
+        t0 = time.monotonic()
+        r = coord.client.refit(wait=True)
+        t1 = time.monotonic()
+        stop.set()
+        th.join()
+        during = sorted(x for t, x in lat if t0 <= t <= t1)
+        base = sorted(x for t, x in lat if t < t0)
+        ok = bool(r.get("accepted")) and fails[0] == 0
+        pub = (r.get("timings_ms") or {}).get("publish")
+        return [
+            ("shards mlp N=%d d=%d hidden=%d: refit through the coordinator" % (n, d, hidden),
+             "%.1f s" % (t1 - t0),
+             "install (stage + commit) %s" % ("%.1f s" % (pub / 1e3) if pub is not None else "n/a"),
+             "", "accepted", bool(r.get("accepted"))),
+            ("shards mlp: searches during the refit: count, longest, p99",
+             "%d, %.0f ms, %.0f ms" % (len(during), 1e3 * during[-1] if during else 0,
+                                       1e3 * during[int(0.99 * (len(during) - 1))] if during else 0),
+             "before: p50 %.0f ms" % (1e3 * base[len(base) // 2] if base else 0),
+             "", "no failures", ok),
+        ]
+    finally:
+        for p in reversed(procs):
+            p.stop()
 
 
 if __name__ == "__main__":
