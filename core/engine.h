@@ -99,8 +99,10 @@ struct fresh_engine_info {
 	char source[4096]; /* the index's file (truncated if longer) */
 	enum fresh_store store;
 	size_t index_bytes;  /* the index in memory (rows, ids, bf16) */
-	size_t mapped_bytes; /* bf16: the float32 rows, in the file */
+	size_t mapped_bytes; /* bf16: the float32 rows (S, h(S)), in files */
 	size_t extra_bytes;  /* corrected matrix, norms, fold */
+	/* bf16: rows rescored in float32 since the start (all models). */
+	unsigned long long rescored_rows;
 };
 void fresh_engine_info(struct fresh_engine *e, struct fresh_engine_info *out);
 

@@ -33,7 +33,9 @@ void fresh_engine_info(struct fresh_engine *e, struct fresh_engine_info *out)
 	out->index_bytes = fresh_index_resident_bytes(idx);
 	if (out->store == FRESH_STORE_BF16)
 		out->mapped_bytes = out->targets * out->dim * sizeof(float);
+	out->mapped_bytes += fresh_model_mapped_bytes(m);
 	out->extra_bytes = fresh_model_extra_bytes(m);
+	out->rescored_rows = fresh_topk_bounded_rescored();
 	fresh_model_release(m);
 }
 

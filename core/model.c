@@ -404,6 +404,11 @@ size_t fresh_model_extra_bytes(const struct fresh_model *m)
 	return bytes;
 }
 
+size_t fresh_model_mapped_bytes(const struct fresh_model *m)
+{
+	return m->spill.fd >= 0 ? m->spill.len : 0;
+}
+
 enum fresh_status fresh_model_query_map(const struct fresh_model *m, float *w,
 					float *b)
 {

@@ -74,6 +74,8 @@ size_t fresh_model_query_dim(const struct fresh_model *m,
 bool fresh_model_can_correct(const struct fresh_model *m);
 /* Bytes of memory the model adds to the index (corrected matrix, norms). */
 size_t fresh_model_extra_bytes(const struct fresh_model *m);
+/* Bytes it keeps in a file, mapped (h(S) in float32 under bf16), or 0. */
+size_t fresh_model_mapped_bytes(const struct fresh_model *m);
 
 /*
  * Exact top-k of b queries (b x query_dim) under the given scoring; excl

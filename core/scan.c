@@ -18,7 +18,10 @@
 #include "scan.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "bf16.h"
 #include "dot.h"
@@ -41,6 +44,28 @@ struct scan_job {
 	float **widen;
 };
 
+/*
+ * Under --store bf16 the float32 rows that a float32 scan reads (the
+ * sampler's) are a file mapping advised for random access (the rescoring's
+ * pattern): ask the kernel for the rows a few tiles ahead, so that a scan
+ * of rows not in the page cache reads the file in large requests.
+ */
+#define AHEAD_TILES 8
+static void advise_ahead(const struct fresh_matrix *m, size_t r, size_t end)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a, b;
+	size_t nr = FRESH_SCAN_TILE_ROWS;
+
+	if (!m->xh || r >= end)
+		return;
+	if (end - r < nr)
+		nr = end - r;
+	a = (uintptr_t)(m->x + r * m->dim);
+	b = (uintptr_t)(m->x + (r + nr) * m->dim);
+	a &= ~(page - 1);
+	(void)madvise((void *)a, b - a, MADV_WILLNEED);
+}
+
 static void scan_task(void *arg, size_t task, size_t worker)
 {
 	struct scan_job *j = arg;
@@ -53,11 +78,19 @@ static void scan_task(void *arg, size_t task, size_t worker)
 
 	if (r_end > m->n)
 		r_end = m->n;
+	if (!j->qh)
+		for (size_t t = 0; t < AHEAD_TILES; t++)
+			advise_ahead(m, r_begin + t * FRESH_SCAN_TILE_ROWS,
+				     r_end);
 	for (size_t r0 = r_begin; r0 < r_end; r0 += FRESH_SCAN_TILE_ROWS) {
 		size_t nr = r_end - r0 < FRESH_SCAN_TILE_ROWS
 				    ? r_end - r0
 				    : FRESH_SCAN_TILE_ROWS;
 		const float *xb = m->x + r0 * dim;
+
+		if (!j->qh)
+			advise_ahead(m, r0 + AHEAD_TILES * FRESH_SCAN_TILE_ROWS,
+				     r_end);
 
 		for (size_t qb = 0; qb < j->nq; qb += QUERY_BLOCK) {
 			size_t nq = j->nq - qb < QUERY_BLOCK ? j->nq - qb

@@ -112,6 +112,8 @@ enum fresh_status fresh_spill_map(struct fresh_spill *s,
 	if (map == MAP_FAILED)
 		return fresh_fail(err, FRESH_IO, "cannot map h(S): %s",
 				  strerror(errno));
+	/* The rescoring reads rows here and there: no read-around. */
+	(void)madvise(map, s->len, MADV_RANDOM);
 	s->map = map;
 	return FRESH_OK;
 }

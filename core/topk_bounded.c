@@ -18,7 +18,8 @@
  *
  * Candidate lists grow by doubling and are pruned against the worker's
  * current T whenever they fill, so their size stays near the number of
- * rows whose bounds straddle the k-th score.
+ * rows whose bounds straddle the k-th score. Their float32 rows are asked
+ * of the kernel all at once before the rescoring (they may be on disk).
  */
 #include "topk.h"
 
@@ -26,6 +27,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "bf16.h"
 #include "dot.h"
@@ -234,6 +237,37 @@ static void rescore_task(void *arg, size_t task, size_t worker)
 	j->counts[q] = n;
 }
 
+/*
+ * Asks the kernel to read the float32 rows of every candidate still above
+ * its worker's threshold, all at once, before any is scored. Under bf16
+ * those rows are in a mapped file (the index's, or h(S)'s spill file) that
+ * need not fit the page cache: a page fault per row would wait for one
+ * disk read after another, while advice for all of them lets the device
+ * serve them in parallel. Rows already in memory cost a system call.
+ */
+static void prefetch_candidates(const struct bounded_job *j, size_t nq)
+{
+	const struct fresh_matrix *m = j->m;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	size_t row_bytes = m->dim * sizeof(float);
+
+	for (size_t w = 0; w < j->threads; w++)
+		for (size_t i = 0; i < nq; i++) {
+			const struct qstate *s = &j->st[w][i];
+			float t = s->nlo == j->k ? s->lo[0] : -INFINITY;
+			for (size_t c = 0; c < s->nc; c++) {
+				uintptr_t a, b;
+				if (!(s->c[c].hi >= t))
+					continue;
+				a = (uintptr_t)(m->x +
+						(size_t)s->c[c].row * m->dim);
+				b = a + row_bytes;
+				a &= ~(page - 1);
+				(void)madvise((void *)a, b - a, MADV_WILLNEED);
+			}
+		}
+}
+
 enum fresh_status fresh_topk_bounded(struct fresh_pool *pool,
 				     const struct fresh_matrix *m,
 				     const struct fresh_queries *qs, size_t k,
@@ -313,6 +347,7 @@ enum fresh_status fresh_topk_bounded(struct fresh_pool *pool,
 			st = FRESH_NOMEM;
 		if (st != FRESH_OK)
 			break;
+		prefetch_candidates(&j, nq);
 		fresh_pool_run(pool, nq, rescore_task, &j);
 		if (atomic_load(&j.nomem))
 			st = FRESH_NOMEM;

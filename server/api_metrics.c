@@ -168,6 +168,12 @@ void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 		st.wal.sync_failures + st.wal.write_failures,
 		st.writable ? 1 : 0, info.targets, index_bytes, extra,
 		srv_rss_bytes());
+	srv_buf_printf(&b,
+		       "# HELP freshd_rescored_rows_total Rows scored again "
+		       "in float32 after a bf16 scan (--store bf16).\n"
+		       "# TYPE freshd_rescored_rows_total counter\n"
+		       "freshd_rescored_rows_total %llu\n",
+		       info.rescored_rows);
 	if (b.failed || !b.data) {
 		struct srv_error e;
 		free(b.data);

@@ -115,6 +115,14 @@ def fit_affine(client, path, n_targets, seed=5, batch=1000):
     return r, time.perf_counter() - t
 
 
+def rescored(d):
+    """Rows the daemon has rescored in float32 since it started."""
+    for line in d.client.metrics().splitlines():
+        if line.startswith("freshd_rescored_rows_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def http_latency(client, q, b, reps, scoring):
     ts = []
     for _ in range(reps):
@@ -268,9 +276,12 @@ def mlp_daemon(n, bs, reps, n_targets, hidden):
                          "", "", ok))
             q = near_queries(path, max(bs), seed=9)
             for b in bs:
+                r0 = rescored(d)
+                lat = http_latency(d.client, q, b, reps, "corrected")
                 rows.append(("bf16 mlp daemon N=%d B=%d corrected search over HTTP" % (n, b),
-                             "%.1f ms" % (1e3 * http_latency(d.client, q, b, reps, "corrected")),
-                             "", "", "", ""))
+                             "%.1f ms" % (1e3 * lat),
+                             "%.0f rows rescored a query" % ((rescored(d) - r0) / (reps * b)),
+                             "", "", ""))
             rows.append(("bf16 mlp daemon N=%d: resident set after" % n,
                          "%.2f GiB" % (d.rss_bytes() / 2 ** 30), "", "", "", ""))
     finally:

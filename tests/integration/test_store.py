@@ -12,7 +12,7 @@ import subprocess
 import numpy as np
 
 from harness import FRESHD, run
-from support import ApiCase, TempDir, save_fvecs, save_index, wait_until
+from support import ApiCase, TempDir, metric_value, save_fvecs, save_index, wait_until
 
 N, D = 12000, 72
 
@@ -123,7 +123,9 @@ class Store(ApiCase):
                 ma, mb = a.client.info()["memory"], b.client.info()["memory"]
                 self.assertEqual(ma["model_bytes"], N * D * 4)
                 self.assertEqual(mb["model_bytes"], N * (D * 2 + 4))
+                self.assertEqual(mb["mapped_bytes"], 2 * N * D * 4)  # S and h(S)
                 self.assertEqual(sorted(os.listdir(b.data_dir)), before)
+                self.assertGreater(metric_value(b.client.metrics(), "freshd_rescored_rows_total"), 0)
                 # A restart rebuilds h(S) from the checkpoint the same way.
                 b.stop()
                 b.start()
