@@ -242,11 +242,13 @@ enum fresh_status fresh_corrector_load(const char *path,
 	return st;
 }
 
+/* The one spelling of a checkpoint's file name. */
+#define CKPT_NAME "%s/checkpoints/ckpt-%020" PRIu64 ".bin"
+
 void fresh_checkpoint_path(const char *dir, uint64_t version, char *buf,
 			   size_t cap)
 {
-	if (snprintf(buf, cap, "%s/checkpoints/ckpt-%020" PRIu64 ".bin", dir,
-		     version) >= (int)cap)
+	if (snprintf(buf, cap, CKPT_NAME, dir, version) >= (int)cap)
 		buf[0] = '\0';
 }
 
@@ -316,8 +318,7 @@ static char *version_path(const char *dir, uint64_t version)
 {
 	char *path;
 
-	if (asprintf(&path, "%s/checkpoints/ckpt-%020" PRIu64 ".bin", dir,
-		     version) < 0)
+	if (asprintf(&path, CKPT_NAME, dir, version) < 0)
 		return NULL;
 	return path;
 }

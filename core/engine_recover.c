@@ -8,18 +8,8 @@
 #include "checkpoint.h"
 #include "engine_impl.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "datadir.h"
 #include "hash.h"
