@@ -18,7 +18,6 @@ Writes the series and a plot to tests/bench/results/soak.{json,png}.
 import argparse
 import json
 import os
-import random
 import shutil
 import sys
 import tempfile
@@ -27,7 +26,6 @@ import time
 
 import numpy as np
 
-import benchlib
 from benchlib import Freshd
 
 from freshd_client import FreshdError  # noqa: E402 - benchlib puts it on the path

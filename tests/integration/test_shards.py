@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from harness import Daemon, FreshdError, run
+from harness import FreshdError, run
 from support import ApiCase, TempDir, call, metric_value, save_index, sparse_ids, wait_until
 
 N, D, S = 9000, 40, 3
