@@ -15,6 +15,16 @@
 #include "fault.h"
 #include "fileio.h"
 
+/* bytes for a message: GiB from 1 GiB on, else MiB. */
+static const char *human(double bytes, char *buf, size_t cap)
+{
+	if (bytes >= 1073741824.0)
+		snprintf(buf, cap, "%.2f GiB", bytes / 1073741824.0);
+	else
+		snprintf(buf, cap, "%.2f MiB", bytes / 1048576.0);
+	return buf;
+}
+
 /* An unnamed file in dir: O_TMPFILE where the file system has it. */
 static int open_unnamed(const char *dir)
 {
@@ -45,6 +55,7 @@ enum fresh_status fresh_spill_create(const char *dir, size_t len,
 				     struct fresh_error *err)
 {
 	struct statvfs vs;
+	char a[32], b[32];
 	int rc;
 
 	s->fd = -1;
@@ -55,10 +66,11 @@ enum fresh_status fresh_spill_create(const char *dir, size_t len,
 		if ((double)len > avail)
 			return fresh_fail(
 				err, FRESH_NOMEM,
-				"%s: h(S) in float32 needs %.2f GiB of disk "
-				"(--store bf16 keeps it there) and %.2f GiB "
-				"are free",
-				dir, len / 1073741824.0, avail / 1073741824.0);
+				"%s: h(S) in float32 needs %s of disk "
+				"(--store bf16 keeps it there) and "
+				"%s are free",
+				dir, human((double)len, a, sizeof a),
+				human(avail, b, sizeof b));
 	}
 	s->fd = open_unnamed(dir);
 	if (s->fd < 0)
@@ -72,9 +84,10 @@ enum fresh_status fresh_spill_create(const char *dir, size_t len,
 	if (rc != 0) {
 		fresh_spill_close(s);
 		return fresh_fail(err, rc == ENOSPC ? FRESH_NOMEM : FRESH_IO,
-				  "%s: cannot allocate %.2f GiB for h(S) in "
+				  "%s: cannot allocate %s for h(S) in "
 				  "float32: %s",
-				  dir, len / 1073741824.0, strerror(rc));
+				  dir, human((double)len, a, sizeof a),
+				  strerror(rc));
 	}
 	return FRESH_OK;
 }

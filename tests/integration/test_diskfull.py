@@ -5,7 +5,8 @@ the corrector's state go on answering; a refit whose checkpoint cannot be
 written leaves the published corrector serving; when space returns,
 updates and refits work again without a restart; after a restart every
 acknowledged update is there. And a daemon started on a disk that is
-already full serves what is there, refusing only what needs space."""
+already full serves what is there, refusing only what needs space. An mlp
+refit under --store bf16 whose h(S) cannot be written is refused."""
 
 import os
 import shutil
@@ -142,6 +143,25 @@ class DiskFull(ApiCase):
         d2.stop()
         d3 = self.daemon()
         self.check_all_acked(d3)
+
+    def test_mlp_h_of_s_that_the_disk_cannot_hold(self):
+        """--store bf16 keeps an mlp corrector's h(S) in float32 in a file in
+        the data dir (1.2 MiB here, on a 1 MiB disk): the refit is refused
+        up front, naming what it needs and what is free; the published
+        corrector goes on serving, and nothing is left on the disk."""
+        d = self.start(*index_args(self.ipath), "--store", "bf16", "--corrector", "mlp",
+                       "--hidden", "8", "--min-pairs", "16", "--refit-every-pairs", "0",
+                       "--refit-every-seconds", "0", data_dir=self.data)
+        for _ in range(4):
+            self.assertEqual(self.update(d).status, 202)
+        before = sorted(os.listdir(self.data))
+        r = d.client.refit(wait=True)
+        self.assertFalse(r["accepted"], r)
+        self.assertIn("h(S) in float32 needs 1.22 MiB of disk", r["reason"])
+        self.assertIn("are free", r["reason"])
+        self.assertEqual(d.client.corrector()["version"], 0)
+        self.serving(d)
+        self.assertEqual(sorted(os.listdir(self.data)), before)
 
 
 if __name__ == "__main__":
