@@ -277,6 +277,7 @@ static void repair_versions(struct srv_coord *c)
 	for (size_t s = 0; s < c->n; s++) {
 		struct shard *sh = &c->shards[s];
 		struct coord_install in = {0};
+		enum coord_install_result res;
 		uint64_t have;
 
 		pthread_mutex_lock(&c->mu);
@@ -295,8 +296,12 @@ static void repair_versions(struct srv_coord *c)
 		in.len = get.len;
 		in.version = v;
 		in.which = which;
-		if (coord_install(c, &in, calls) == COORD_INSTALL_DONE &&
-		    in.committed == 1) {
+		/* A refit's install may take minutes: probes go on. */
+		in.if_idle = true;
+		res = coord_install(c, &in, calls);
+		if (res == COORD_INSTALL_BUSY)
+			break; /* the next round sees what it installed */
+		if (res == COORD_INSTALL_DONE && in.committed == 1) {
 			sh->repair_wait = 0;
 		} else {
 			sh->repair_wait =

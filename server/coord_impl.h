@@ -122,6 +122,7 @@ struct coord_install {
 	bool force;
 	uint64_t version; /* the checkpoint's */
 	const bool *which;
+	bool if_idle; /* COORD_INSTALL_BUSY rather than wait for another */
 	bool (*check)(void *ctx, char *why, size_t cap);
 	void *check_ctx;
 	/*
@@ -137,6 +138,7 @@ enum coord_install_result {
 	COORD_INSTALL_DONE,	    /* committed (in->committed shards) */
 	COORD_INSTALL_STAGE_FAILED, /* nothing changed; calls: the stages */
 	COORD_INSTALL_CHECK_FAILED, /* nothing changed; check said why */
+	COORD_INSTALL_BUSY,	    /* if_idle, and another was running */
 };
 /*
  * Installs as described; calls[] (c->n) holds the last phase's answers

@@ -65,7 +65,13 @@ enum coord_install_result coord_install(struct srv_coord *c,
 		snprintf(in->why, sizeof in->why, "out of memory");
 		return COORD_INSTALL_STAGE_FAILED;
 	}
-	pthread_mutex_lock(&c->install_mu);
+	if (!in->if_idle) {
+		pthread_mutex_lock(&c->install_mu);
+	} else if (pthread_mutex_trylock(&c->install_mu) != 0) {
+		free(staged);
+		snprintf(in->why, sizeof in->why, "another install is running");
+		return COORD_INSTALL_BUSY;
+	}
 	in->bad =
 		coord_fan_out(c, in->which, "PUT",
 			      in->force ? "/v1/corrector/checkpoint?stage=true"

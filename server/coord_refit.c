@@ -142,6 +142,7 @@ static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 				 " was published while it trained",
 				 ns.seen);
 			break;
+		case COORD_INSTALL_BUSY: /* not asked: it waits its turn */
 		case COORD_INSTALL_STAGE_FAILED:
 			snprintf(why, sizeof why, "%s", in.why);
 			st = FRESH_IO;
