@@ -86,6 +86,7 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	struct fresh_model *model = NULL;
 	struct fresh_wal_config wcfg;
 	struct fresh_wal_recovery rec;
+	struct fresh_error serr;
 	enum fresh_status st;
 	uint64_t through;
 
@@ -151,8 +152,21 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	if (st != FRESH_OK)
 		goto fail;
 	st = fresh_model_build(idx, corr, e->search_pool, NULL, NULL,
-			       e->data_dir, &model, err);
+			       e->data_dir, &model, &serr);
+	if (st == FRESH_NO_SPACE) {
+		/*
+		 * A daemon on a full disk serves what it has: h(S) in float32
+		 * in memory, if memory allows, until a refit rebuilds it.
+		 */
+		fresh_engine_logf(e, FRESH_LOG_WARN,
+				  "%s; keeping h(S) in float32 in memory "
+				  "instead until the next refit",
+				  serr.msg);
+		st = fresh_model_build(idx, corr, e->search_pool, NULL, NULL,
+				       NULL, &model, &serr);
+	}
 	if (st != FRESH_OK) {
+		fresh_fail(err, st, "%s", serr.msg);
 		fresh_corrector_free(corr);
 		goto fail;
 	}

@@ -20,7 +20,6 @@
 #include "model.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,9 +157,9 @@ static void model_free(struct fresh_model *m)
 }
 
 /*
- * Room for h(S): float32 in memory, or under --store bf16 a bf16 copy in
- * memory and the float32 rows in a file in spill_dir. Refused up front,
- * naming the bytes, rather than killed for memory mid-way.
+ * Room for h(S): float32 in memory, or under --store bf16 with a spill_dir
+ * a bf16 copy in memory and the float32 rows in a file there. Refused up
+ * front, naming the bytes, rather than killed for memory mid-way.
  */
 static enum fresh_status alloc_corrected(struct fresh_model *m,
 					 struct fresh_index *idx, size_t d_out,
@@ -168,7 +167,7 @@ static enum fresh_status alloc_corrected(struct fresh_model *m,
 					 struct fresh_error *err)
 {
 	size_t n = fresh_index_size(idx);
-	bool bf16 = fresh_index_store(idx) == FRESH_STORE_BF16;
+	bool bf16 = fresh_index_store(idx) == FRESH_STORE_BF16 && spill_dir;
 	size_t need = bf16 ? n * (d_out * sizeof(uint16_t) + sizeof(float))
 			   : n * d_out * sizeof(float);
 	size_t avail = fresh_mem_available();
@@ -200,8 +199,8 @@ static enum fresh_status alloc_corrected(struct fresh_model *m,
 				n, d_out);
 		goto fail;
 	}
-	st = fresh_spill_create(spill_dir ? spill_dir : P_tmpdir,
-				n * d_out * sizeof(float), &m->spill, err);
+	st = fresh_spill_create(spill_dir, n * d_out * sizeof(float), &m->spill,
+				err);
 	if (st == FRESH_OK)
 		return FRESH_OK;
 fail:
@@ -337,6 +336,11 @@ done:
 					  "h(S) has a value beyond bfloat16's "
 					  "range (--store bf16 needs |x| < "
 					  "3.39e38; use --store f32)");
+		if (st == FRESH_NO_SPACE || st == FRESH_IO)
+			return fresh_fail(err, st,
+					  "writing h(S) in float32 to its file "
+					  "in %s: %s",
+					  spill_dir, fresh_status_str(st));
 		return fresh_fail(err, st, "building the corrected model: %s",
 				  fresh_status_str(st));
 	}

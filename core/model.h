@@ -39,8 +39,9 @@ double fresh_progress_fraction(const struct fresh_progress *p);
  * success, untouched on failure). Materializes what scoring needs on pool,
  * counting rows in prog (may be NULL); stops early with FRESH_CANCELLED
  * when *cancel becomes true (cancel may be NULL). An mlp corrector over a
- * bf16 index keeps h(S) in float32 in an unnamed file in spill_dir (NULL:
- * the system's temporary directory) and its bf16 copy in memory.
+ * bf16 index keeps h(S) in float32 in an unnamed file in spill_dir and its
+ * bf16 copy in memory; with spill_dir NULL, h(S) is float32 in memory
+ * whatever the store.
  */
 enum fresh_status fresh_model_build(
 	struct fresh_index *idx, struct fresh_corrector *corr,

@@ -65,7 +65,7 @@ enum fresh_status fresh_spill_create(const char *dir, size_t len,
 		double avail = (double)vs.f_bavail * (double)vs.f_frsize;
 		if ((double)len > avail)
 			return fresh_fail(
-				err, FRESH_NOMEM,
+				err, FRESH_NO_SPACE,
 				"%s: h(S) in float32 needs %s of disk "
 				"(--store bf16 keeps it there) and "
 				"%s are free",
@@ -79,11 +79,11 @@ enum fresh_status fresh_spill_create(const char *dir, size_t len,
 	if (len == 0)
 		return FRESH_OK;
 	rc = fresh_fault_hit("fallocate", dir)
-		     ? ENOSPC
+		     ? errno
 		     : posix_fallocate(s->fd, 0, (off_t)len);
 	if (rc != 0) {
 		fresh_spill_close(s);
-		return fresh_fail(err, rc == ENOSPC ? FRESH_NOMEM : FRESH_IO,
+		return fresh_fail(err, rc == ENOSPC ? FRESH_NO_SPACE : FRESH_IO,
 				  "%s: cannot allocate %s for h(S) in "
 				  "float32: %s",
 				  dir, human((double)len, a, sizeof a),
@@ -105,6 +105,8 @@ enum fresh_status fresh_spill_write(struct fresh_spill *s, const void *buf,
 				    : pwrite(s->fd, p, len, (off_t)off);
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && (errno == ENOSPC || errno == EDQUOT))
+			return FRESH_NO_SPACE;
 		if (w <= 0)
 			return FRESH_IO;
 		p += w;

@@ -23,15 +23,16 @@ struct fresh_spill {
 
 /*
  * An unnamed file of len bytes in dir, its blocks allocated:
- * FRESH_NOMEM naming the bytes needed and free when the file system has
- * no room for them, FRESH_IO otherwise.
+ * FRESH_NO_SPACE naming the bytes needed and free when the file system
+ * has no room for them, FRESH_IO otherwise.
  */
 enum fresh_status fresh_spill_create(const char *dir, size_t len,
 				     struct fresh_spill *s,
 				     struct fresh_error *err);
 /*
  * Writes len bytes at off (within the file). Several threads may write
- * disjoint ranges at once. FRESH_IO on failure.
+ * disjoint ranges at once. FRESH_NO_SPACE when the file system is full
+ * (possible where blocks cannot be reserved ahead), else FRESH_IO.
  */
 enum fresh_status fresh_spill_write(struct fresh_spill *s, const void *buf,
 				    size_t len, size_t off);

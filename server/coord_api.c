@@ -243,10 +243,13 @@ static void to_all(struct srv_request *req, struct srv_reply *r,
 		free(calls);
 		return;
 	}
+	/* Not between an install's stage and its commit (coord_install.c). */
+	pthread_mutex_lock(&c->install_mu);
 	pthread_rwlock_wrlock(&c->publish);
 	bad = coord_fan_out(c, NULL, method, path, ctype, NULL, NULL, req->body,
 			    req->body_len, LONG_TIMEOUT, calls);
 	pthread_rwlock_unlock(&c->publish);
+	pthread_mutex_unlock(&c->install_mu);
 	if (coord_fan_check(c, NULL, bad, calls, r))
 		srv_reply_text(r, calls[0].status, "application/json",
 			       calls[0].body, calls[0].len);
@@ -276,6 +279,7 @@ void srv_coord_checkpoint_put(struct srv_request *req, struct srv_reply *r)
 	struct srv_coord *c = req->srv->coord;
 	struct srv_call *calls = calloc(c->n, sizeof *calls);
 	struct coord_install in = {0};
+	enum coord_install_result res;
 	struct srv_error e;
 
 	if (!calls) {
@@ -292,8 +296,17 @@ void srv_coord_checkpoint_put(struct srv_request *req, struct srv_reply *r)
 	in.len = req->body_len;
 	in.force = srv_query_flag(req, "force");
 	in.version = fresh_engine_checkpoint_version(req->body, req->body_len);
-	if (coord_install(c, &in, calls) != COORD_INSTALL_DONE) {
-		coord_fan_check(c, NULL, in.bad, calls, r);
+	res = coord_install(c, &in, calls);
+	if (res == COORD_INSTALL_CHECK_FAILED) { /* stopping */
+		srv_error_from_status(&e, FRESH_CANCELLED, in.why);
+		srv_reply_error(r, &e);
+	} else if (res != COORD_INSTALL_DONE || in.committed == 0) {
+		/* Nothing changed: the first shard's refusal, as it is. */
+		if (coord_fan_check(c, NULL, in.bad, calls, r)) {
+			srv_fail(&e, 503, "shard_unavailable", "%s", in.why);
+			e.retry_after = 1;
+			srv_reply_error(r, &e);
+		}
 	} else if (in.committed < c->n) {
 		srv_fail(&e, 503, "shard_unavailable",
 			 "version %" PRIu64 " is installed on %zu of %zu "

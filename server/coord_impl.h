@@ -137,7 +137,7 @@ struct coord_install {
 enum coord_install_result {
 	COORD_INSTALL_DONE,	    /* committed (in->committed shards) */
 	COORD_INSTALL_STAGE_FAILED, /* nothing changed; calls: the stages */
-	COORD_INSTALL_CHECK_FAILED, /* nothing changed; check said why */
+	COORD_INSTALL_CHECK_FAILED, /* nothing changed: check, or stopping */
 	COORD_INSTALL_BUSY,	    /* if_idle, and another was running */
 };
 /*

@@ -55,12 +55,17 @@ enum coord_install_result coord_install(struct srv_coord *c,
 					struct srv_call *calls)
 {
 	char path[96];
-	bool *staged = calloc(c->n, sizeof *staged);
+	bool *staged = calloc(c->n, sizeof *staged), stopping;
 	enum coord_install_result res = COORD_INSTALL_DONE;
 
 	in->bad = -1;
 	in->committed = 0;
 	in->why[0] = '\0';
+	/* Safe to coord_fan_done whatever happens below. */
+	for (size_t s = 0; s < c->n; s++) {
+		memset(&calls[s], 0, sizeof calls[s]);
+		calls[s].fd = -1;
+	}
 	if (!staged) {
 		snprintf(in->why, sizeof in->why, "out of memory");
 		return COORD_INSTALL_STAGE_FAILED;
@@ -93,14 +98,25 @@ enum coord_install_result coord_install(struct srv_coord *c,
 		}
 	}
 	if (res != COORD_INSTALL_DONE) {
-		/* The stage answers stay in calls for the caller's reply. */
-		unstage(c, staged);
+		/*
+		 * The stage answers stay in calls for the caller's reply. Every
+		 * shard asked drops what it has: one that timed out may still
+		 * have staged it (its drop waits for that build).
+		 */
+		unstage(c, in->which);
 		goto out;
 	}
 	coord_fan_done(c, calls);
 
 	pthread_rwlock_wrlock(&c->publish);
-	if (in->check && !in->check(in->check_ctx, in->why, sizeof in->why)) {
+	pthread_mutex_lock(&c->mu);
+	stopping = c->stopping;
+	pthread_mutex_unlock(&c->mu);
+	if (stopping)
+		snprintf(in->why, sizeof in->why,
+			 "shutting down: nothing was committed");
+	if (stopping ||
+	    (in->check && !in->check(in->check_ctx, in->why, sizeof in->why))) {
 		pthread_rwlock_unlock(&c->publish);
 		unstage(c, staged);
 		res = COORD_INSTALL_CHECK_FAILED;

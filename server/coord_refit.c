@@ -48,6 +48,7 @@ static uint64_t checkpoint_version(const struct srv_call *call)
 struct not_superseded {
 	struct srv_coord *c;
 	uint64_t base, seen;
+	bool unknown; /* the current version could not be read */
 };
 
 static bool still_current(void *ctx, char *why, size_t cap)
@@ -60,6 +61,7 @@ static bool still_current(void *ctx, char *why, size_t cap)
 	again.fd = -1;
 	if (!current_checkpoint(ns->c, &again, why, cap)) {
 		srv_call_done(&again);
+		ns->unknown = true;
 		return false;
 	}
 	ns->seen = checkpoint_version(&again);
@@ -115,7 +117,8 @@ static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 	out->train_seconds = coord_mono_now() - t0;
 	if (st == FRESH_OK && ckpt) {
 		double tp = coord_mono_now();
-		struct not_superseded ns = {c, checkpoint_version(&cur), 0};
+		uint64_t base = checkpoint_version(&cur);
+		struct not_superseded ns = {c, base, base, false};
 		struct coord_install in = {0};
 
 		in.ckpt = ckpt;
@@ -136,6 +139,13 @@ static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 				snprintf(why, sizeof why, "%s", in.why);
 			break;
 		case COORD_INSTALL_CHECK_FAILED:
+			if (ns.unknown || ns.seen == ns.base) {
+				/* Not superseded: the version could not be
+				 * read, or the coordinator is stopping. */
+				snprintf(why, sizeof why, "%s", in.why);
+				st = FRESH_IO;
+				break;
+			}
 			out->report.accepted = false;
 			snprintf(out->report.reason, sizeof out->report.reason,
 				 "superseded: version %" PRIu64

@@ -163,6 +163,34 @@ class DiskFull(ApiCase):
         self.serving(d)
         self.assertEqual(sorted(os.listdir(self.data)), before)
 
+    def test_mlp_restart_on_a_full_disk(self):
+        """A bf16 daemon whose mlp corrector was fitted restarts on a disk
+        that has since filled: h(S) cannot get its file, so it is kept in
+        float32 in memory (said in the log), and the answers are the
+        same."""
+        mnt = os.path.join(self.tmp, "medium")
+        os.mkdir(mnt)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        data = os.path.join(mnt, "data")
+        args = (*index_args(self.ipath), "--store", "bf16", "--corrector", "mlp", "--hidden", "8",
+                "--min-pairs", "16", "--refit-every-pairs", "0", "--refit-every-seconds", "0")
+        d = self.start(*args, data_dir=data)
+        for _ in range(4):
+            self.assertEqual(self.update(d).status, 202)
+        self.assertTrue(d.client.refit(wait=True)["accepted"])
+        self.assertEqual(d.client.info()["memory"]["model_bytes"], N * (D * 2 + 4))
+        q = self.X[:3] + 0.1
+        want = d.client.search(q, k=20)
+        d.stop()
+        fill(os.path.join(mnt, "filler"))
+        d2 = self.start(*args, data_dir=data)
+        self.assertEqual(d2.client.corrector()["version"], 1)
+        self.assertEqual(d2.client.info()["memory"]["model_bytes"], N * D * 4)
+        self.assertEqual(d2.client.search(q, k=20), want)
+        self.serving(d2)
+        self.assertIn("keeping h(S) in float32 in memory", d2.stop())
+
 
 if __name__ == "__main__":
     run()
