@@ -95,6 +95,7 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 		return fresh_fail(err, FRESH_NOMEM, "out of memory");
 	}
 	e->cfg = *cfg;
+	atomic_init(&e->stopping, false);
 	e->index = idx;
 	e->shape.kind = cfg->kind;
 	e->shape.act = cfg->act;
@@ -192,6 +193,7 @@ void fresh_engine_stop_refits(struct fresh_engine *e)
 {
 	if (!e)
 		return;
+	atomic_store(&e->stopping, true);
 	fresh_refitter_stop(e->refitter);
 	fresh_reloader_stop(e->reloader);
 }

@@ -74,6 +74,8 @@ struct fresh_engine {
 	 */
 	struct fresh_model *staged;
 	bool staged_force;
+	/* Set when refits stop (shutdown): a checkpoint's build stops too. */
+	atomic_bool stopping;
 };
 
 void fresh_engine_logf(struct fresh_engine *e, enum fresh_log_level level,

@@ -185,7 +185,7 @@ static enum fresh_status build_checkpoint_locked(struct fresh_engine *e,
 		fresh_corrector_free(c);
 		return st;
 	}
-	st = fresh_model_build(e->index, c, e->refit_pool, NULL, NULL,
+	st = fresh_model_build(e->index, c, e->refit_pool, NULL, &e->stopping,
 			       e->data_dir, out, err);
 	if (st != FRESH_OK)
 		fresh_corrector_free(c);
