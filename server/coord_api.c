@@ -221,6 +221,27 @@ void srv_coord_metrics(struct srv_request *req, struct srv_reply *r)
 /* ---- forwarded to every shard, or to one ------------------------------ */
 
 /*
+ * Calls for a fan-out to every shard (free() them), or NULL after replying
+ * 503 when the shards are not all ready (or out of memory).
+ */
+static struct srv_call *calls_if_ready(struct srv_coord *c, struct srv_reply *r)
+{
+	struct srv_call *calls;
+	struct srv_error e;
+
+	if (!coord_is_ready(c)) {
+		coord_reply_not_ready(c, r);
+		return NULL;
+	}
+	calls = calloc(c->n, sizeof *calls);
+	if (!calls) {
+		srv_error_from_status(&e, FRESH_NOMEM, NULL);
+		srv_reply_error(r, &e);
+	}
+	return calls;
+}
+
+/*
  * Sends the request to every shard under the publish lock's write side
  * (it changes the corrector) and answers with the first shard's answer
  * when every shard agreed.
@@ -229,20 +250,11 @@ static void to_all(struct srv_request *req, struct srv_reply *r,
 		   const char *method, const char *path, const char *ctype)
 {
 	struct srv_coord *c = req->srv->coord;
-	struct srv_call *calls = calloc(c->n, sizeof *calls);
+	struct srv_call *calls = calls_if_ready(c, r);
 	int bad;
 
-	if (!calls) {
-		struct srv_error e;
-		srv_error_from_status(&e, FRESH_NOMEM, NULL);
-		srv_reply_error(r, &e);
+	if (!calls)
 		return;
-	}
-	if (!coord_is_ready(c)) {
-		coord_reply_not_ready(c, r);
-		free(calls);
-		return;
-	}
 	/* Not between an install's stage and its commit (coord_install.c). */
 	pthread_mutex_lock(&c->install_mu);
 	pthread_rwlock_wrlock(&c->publish);
@@ -277,21 +289,13 @@ void srv_coord_pairs_delete(struct srv_request *req, struct srv_reply *r)
 void srv_coord_checkpoint_put(struct srv_request *req, struct srv_reply *r)
 {
 	struct srv_coord *c = req->srv->coord;
-	struct srv_call *calls = calloc(c->n, sizeof *calls);
+	struct srv_call *calls = calls_if_ready(c, r);
 	struct coord_install in = {0};
 	enum coord_install_result res;
 	struct srv_error e;
 
-	if (!calls) {
-		srv_error_from_status(&e, FRESH_NOMEM, NULL);
-		srv_reply_error(r, &e);
+	if (!calls)
 		return;
-	}
-	if (!coord_is_ready(c)) {
-		coord_reply_not_ready(c, r);
-		free(calls);
-		return;
-	}
 	in.ckpt = req->body;
 	in.len = req->body_len;
 	in.force = srv_query_flag(req, "force");

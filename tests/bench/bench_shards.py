@@ -71,6 +71,26 @@ def compare(whole, coord, d, count, rng):
     return same, total, lp_same, lp_total, worst
 
 
+def cluster(tmp, flags, procs):
+    """A shard daemon on each of the three parts in tmp (with flags) and a
+    coordinator over them, appended to procs; the coordinator once ready."""
+    shards = []
+    for s in range(3):
+        p = os.path.join(tmp, "part-%d" % s)
+        shards.append(benchlib.Freshd("--shard", "--index", p + ".npy", "--ids",
+                                      p + "_ids.npy", *flags))
+        procs.append(shards[-1])
+    coord = benchlib.Freshd("--shards", ",".join(x.url for x in shards))
+    procs.append(coord)
+    for _ in range(600):
+        try:
+            coord.client.readyz()
+            break
+        except Exception:
+            time.sleep(0.1)
+    return coord
+
+
 def run(toy=False, n=None, d=None, seconds=None):
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: bash .ci/setup installs it")
@@ -87,20 +107,7 @@ def run(toy=False, n=None, d=None, seconds=None):
                        capture_output=True)
         whole = benchlib.Freshd("--index", path, *COMMON)
         procs.append(whole)
-        shards = []
-        for s in range(3):
-            p = os.path.join(tmp, "part-%d" % s)
-            shards.append(benchlib.Freshd("--shard", "--index", p + ".npy", "--ids",
-                                          p + "_ids.npy", "--threads", "1", *COMMON))
-            procs.append(shards[-1])
-        coord = benchlib.Freshd("--shards", ",".join(x.url for x in shards))
-        procs.append(coord)
-        for _ in range(600):
-            try:
-                coord.client.readyz()
-                break
-            except Exception:
-                time.sleep(0.1)
+        coord = cluster(tmp, ("--threads", "1") + COMMON, procs)
         rng = np.random.default_rng(3)
         same, total, lp_same, lp_total, worst = compare(whole, coord, d, count, rng)
         rows.append(("shards: answers equal one daemon's (%d queries x 4 calls)" % count,
@@ -144,20 +151,7 @@ def install_wait(path, tmp, n, d, hidden, seconds_before=1.0):
            "--refit-every-pairs", "0", "--refit-every-seconds", "0")
     procs = []
     try:
-        shards = []
-        for s in range(3):
-            p = os.path.join(tmp, "part-%d" % s)
-            shards.append(benchlib.Freshd("--shard", "--index", p + ".npy", "--ids",
-                                          p + "_ids.npy", *mlp))
-            procs.append(shards[-1])
-        coord = benchlib.Freshd("--shards", ",".join(x.url for x in shards))
-        procs.append(coord)
-        for _ in range(600):
-            try:
-                coord.client.readyz()
-                break
-            except Exception:
-                time.sleep(0.1)
+        coord = cluster(tmp, mlp, procs)
         X = np.load(path, mmap_mode="r")
         rng = np.random.default_rng(11)
         rows = np.sort(rng.choice(n, size=min(n, 4000), replace=False))
