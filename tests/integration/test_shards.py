@@ -322,6 +322,10 @@ class Shards(ApiCase):
         self.assertIn("could not stage version 1", r["reason"])
         self.assertIn(proxy.url, r["reason"])
         self.assertEqual([d.client.corrector()["version"] for d in self.shards], [0] * S)
+        # The shards that had staged it dropped it: nothing is left to drop.
+        for d in self.shards:
+            self.assertEqual(call(d, "DELETE", "/v1/corrector/checkpoint/staged").json(),
+                             {"dropped": False})
         self.assertEqual(coord.client.search(self.queries(2, 3)[0], k=5)["corrector_version"], 0)
         # Through the coordinator, an installed checkpoint: the same.
         ckpt = self.shards[1].client.checkpoint()
