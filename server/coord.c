@@ -15,12 +15,12 @@
  *
  * One version per answer. Every shard names the corrector version that
  * scored its part; the coordinator publishes a new corrector to every
- * shard under the write side of a lock whose read side each fan-out
- * holds, so no answer mixes versions that the coordinator published. A
- * shard that restarts behind (or was written to directly) shows as a
- * version mismatch: the answer is refused with 503 rather than mixed,
- * and the health thread re-installs the newest checkpoint on the shards
- * behind.
+ * shard (staged first, then committed under the write side of a lock
+ * whose read side each fan-out holds: coord_install.c), so no answer
+ * mixes versions that the coordinator published. A shard that restarts
+ * behind (or was written to directly) shows as a version mismatch: the
+ * answer is refused with 503 rather than mixed, and the newest checkpoint
+ * is installed on the shards behind.
  *
  * Updates. The request is checked here in full (fields, widths, finite
  * values, every id owned by a shard) before any shard sees it, then each
@@ -30,7 +30,8 @@
  * repeating the request is safe (a pair replaces the same pair).
  *
  * Threads: HTTP handlers (one per connection), the health thread (probes
- * every shard, loads their id tables, repairs versions) and the refitter.
+ * every shard, loads their id tables, finds versions behind) and the
+ * refitter (refits, and brings shards behind forward when asked).
  */
 /* Messages that name a shard may be cut to their buffers; that is fine. */
 #if defined(__GNUC__) && !defined(__clang__)

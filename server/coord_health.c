@@ -1,7 +1,9 @@
 /*
  * coord_health.c - the coordinator's health thread: probes every shard,
- * loads its id table when its index is new, decides readiness, re-installs
- * the newest corrector on shards found behind.
+ * loads its id table when its index is new, decides readiness, and asks
+ * for the newest corrector on shards found behind (installed by
+ * coord_repair_versions on the refitter's thread, so probes never wait
+ * for a shard's build).
  */
 /* Messages that name a shard may be cut to their buffers; that is fine. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -246,7 +248,7 @@ static bool judge(struct srv_coord *c)
  * shard at a time in two phases (coord_install.c), so searches wait only
  * for a commit and one shard that cannot take it holds up no other.
  */
-static void repair_versions(struct srv_coord *c)
+void coord_repair_versions(struct srv_coord *c)
 {
 	struct srv_call get, *calls = calloc(c->n, sizeof *calls);
 	bool *which = calloc(c->n, sizeof *which);
@@ -331,13 +333,18 @@ void *coord_health_main(void *arg)
 	while (!c->stopping) {
 		struct timespec until;
 		double t;
+		bool skew;
 
 		pthread_mutex_unlock(&c->mu);
 		for (size_t s = 0; s < c->n; s++)
 			probe(c, &c->shards[s]);
-		if (judge(c))
-			repair_versions(c);
+		skew = judge(c);
 		pthread_mutex_lock(&c->mu);
+		if (skew && !c->repair) {
+			/* The refitter's thread repairs (coord_refit.c). */
+			c->repair = true;
+			pthread_cond_broadcast(&c->cv);
+		}
 		c->rounds++;
 		pthread_cond_broadcast(&c->cv);
 		if (c->stopping)

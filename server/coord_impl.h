@@ -54,6 +54,7 @@ struct srv_coord {
 	size_t dim, fresh_dim, targets; /* (mu) once ready */
 	/* The refitter; (mu). */
 	bool running, want;
+	bool repair; /* the health thread found a shard behind */
 	uint64_t gen_started, gen_done;
 	uint64_t pairs_since;
 	double last_refit_end;
@@ -109,6 +110,12 @@ bool coord_publish_rdlock(struct srv_coord *c, struct srv_reply *r);
 /* Waits (10 s at most) for a probe round that started after the call. */
 void coord_await_round(struct srv_coord *c);
 void *coord_health_main(void *arg);
+/*
+ * Installs the newest shard's corrector on the shards behind it (run by
+ * the refitter's thread when the health thread asks, so that probes go on
+ * while a shard builds it).
+ */
+void coord_repair_versions(struct srv_coord *c);
 void *coord_refit_main(void *arg);
 /*
  * A checkpoint installed on the shards in two phases (coord_install.c):

@@ -202,6 +202,13 @@ void *coord_refit_main(void *arg)
 		if (!c->want && every > 0 && c->pairs_since > 0 &&
 		    coord_mono_now() - c->last_refit_end >= every)
 			c->want = true;
+		if (!c->want && c->repair) {
+			pthread_mutex_unlock(&c->mu);
+			coord_repair_versions(c);
+			pthread_mutex_lock(&c->mu);
+			c->repair = false; /* the next probe round says again */
+			continue;
+		}
 		if (!c->want) {
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
