@@ -96,6 +96,7 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	}
 	e->cfg = *cfg;
 	atomic_init(&e->stopping, false);
+	atomic_init(&e->staged_bytes, 0);
 	e->index = idx;
 	e->shape.kind = cfg->kind;
 	e->shape.act = cfg->act;

@@ -74,6 +74,7 @@ struct fresh_engine {
 	 */
 	struct fresh_model *staged;
 	bool staged_force;
+	atomic_size_t staged_bytes; /* its extra bytes, read without a lock */
 	/* Set when refits stop (shutdown): a checkpoint's build stops too. */
 	atomic_bool stopping;
 };
@@ -104,6 +105,10 @@ enum fresh_status fresh_engine_publish_locked(struct fresh_engine *e,
 void fresh_engine_publish_anyway_locked(struct fresh_engine *e,
 					struct fresh_model *m,
 					uint64_t version);
+
+/* engine_publish.c, under publish_mu: m (or NULL) is staged, the old goes. */
+void fresh_engine_set_staged_locked(struct fresh_engine *e,
+				    struct fresh_model *m);
 
 /* The current index, retained (release it). */
 struct fresh_index *fresh_engine_index(struct fresh_engine *e);

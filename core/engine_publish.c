@@ -232,22 +232,31 @@ enum fresh_status fresh_engine_checkpoint_put(struct fresh_engine *e,
 	return st;
 }
 
+/* Under publish_mu: m (or NULL) becomes the staged model; the old goes. */
+void fresh_engine_set_staged_locked(struct fresh_engine *e,
+				    struct fresh_model *m)
+{
+	struct fresh_model *old = e->staged;
+
+	e->staged = m;
+	atomic_store(&e->staged_bytes, m ? fresh_model_extra_bytes(m) : 0);
+	fresh_model_release(old);
+}
+
 enum fresh_status fresh_engine_checkpoint_stage(struct fresh_engine *e,
 						const void *buf, size_t len,
 						bool force, uint64_t *version,
 						struct fresh_error *err)
 {
-	struct fresh_model *m, *old;
+	struct fresh_model *m;
 	enum fresh_status st;
 
 	pthread_mutex_lock(&e->publish_mu);
 	/* The one staged before goes first: two need not fit at once. */
-	old = e->staged;
-	e->staged = NULL;
-	fresh_model_release(old);
+	fresh_engine_set_staged_locked(e, NULL);
 	st = build_checkpoint_locked(e, buf, len, force, &m, err);
 	if (st == FRESH_OK) {
-		e->staged = m;
+		fresh_engine_set_staged_locked(e, m);
 		e->staged_force = force;
 		*version = fresh_model_version(m);
 		fresh_engine_logf(e, FRESH_LOG_INFO,
@@ -282,7 +291,8 @@ enum fresh_status fresh_engine_checkpoint_commit(struct fresh_engine *e,
 		pthread_mutex_unlock(&e->publish_mu);
 		return st;
 	}
-	e->staged = NULL;
+	e->staged = NULL; /* ours now: released or published below */
+	atomic_store(&e->staged_bytes, 0);
 	if (fresh_model_index(m) != e->index) {
 		fresh_model_release(m);
 		pthread_mutex_unlock(&e->publish_mu);
@@ -306,12 +316,11 @@ enum fresh_status fresh_engine_checkpoint_commit(struct fresh_engine *e,
 
 bool fresh_engine_checkpoint_unstage(struct fresh_engine *e)
 {
-	struct fresh_model *m;
+	bool had;
 
 	pthread_mutex_lock(&e->publish_mu);
-	m = e->staged;
-	e->staged = NULL;
+	had = e->staged != NULL;
+	fresh_engine_set_staged_locked(e, NULL);
 	pthread_mutex_unlock(&e->publish_mu);
-	fresh_model_release(m);
-	return m != NULL;
+	return had;
 }

@@ -109,8 +109,7 @@ static enum fresh_status switch_locked(struct fresh_engine *e,
 	fresh_refitter_request_compact(e->refitter); /* drop the old pairs */
 	fresh_index_release(old);
 	/* A staged checkpoint describes the old index (and holds it). */
-	fresh_model_release(e->staged);
-	e->staged = NULL;
+	fresh_engine_set_staged_locked(e, NULL);
 	fresh_engine_publish_anyway_locked(e, m, *version);
 	return FRESH_OK;
 }

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
+#include "engine_impl.h"
 #include "index.h"
 #include "mem.h"
 #include "model.h"
@@ -37,6 +37,8 @@ void fresh_engine_info(struct fresh_engine *e, struct fresh_engine_info *out)
 	out->extra_bytes = fresh_model_extra_bytes(m);
 	out->rescored_rows = fresh_topk_bounded_rescored();
 	fresh_model_release(m);
+	/* Not under publish_mu: a stage holds it while it builds. */
+	out->staged_bytes = atomic_load(&e->staged_bytes);
 }
 
 size_t fresh_engine_dim(struct fresh_engine *e)

@@ -65,10 +65,11 @@ static json_t *memory_json(struct srv_server *srv,
 		}
 		json_object_set_new(largest, s ? "bf16" : "f32", by);
 	}
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:o}", "index_bytes",
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "index_bytes",
 			 (json_int_t)info->index_bytes, "mapped_bytes",
 			 (json_int_t)info->mapped_bytes, "model_bytes",
-			 (json_int_t)info->extra_bytes, "resident_bytes",
+			 (json_int_t)info->extra_bytes, "staged_bytes",
+			 (json_int_t)info->staged_bytes, "resident_bytes",
 			 (json_int_t)srv_rss_bytes(), "machine_bytes",
 			 (json_int_t)total, "largest_targets", largest);
 }

@@ -322,10 +322,13 @@ class Checkpoints(CorrectorCase):
         Q = np.random.default_rng(4).standard_normal((5, D)).astype(np.float32)
         before = b.client.search(Q, k=20)
         octet = {"Content-Type": "application/octet-stream"}
+        self.assertEqual(b.client.info()["memory"]["staged_bytes"], 0)
         r = call(b, "PUT", "/v1/corrector/checkpoint?stage=true", ckpt, headers=octet)
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json(), {"version": 1, "staged": True})
         self.assertEqual(b.client.corrector()["version"], 0)
+        # Its h(S), built and held beside the one served.
+        self.assertEqual(b.client.info()["memory"]["staged_bytes"], N * D * 4)
         self.assertEqual(b.client.search(Q, k=20), before)
         self.assertError(call(b, "POST", "/v1/corrector/checkpoint/commit?version=2"),
                          404, "not_found", "version 1", "not 2")
@@ -337,6 +340,7 @@ class Checkpoints(CorrectorCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json(), {"version": 1})
         self.assertEqual(b.client.corrector()["version"], 1)
+        self.assertEqual(b.client.info()["memory"]["staged_bytes"], 0)
         self.assertEqual(b.client.search(Q, k=20), a.client.search(Q, k=20))
         self.assertError(call(b, "POST", "/v1/corrector/checkpoint/commit?version=1"),
                          404, "not_found", "no checkpoint is staged")
