@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = {"zeroshot": "0.6", "inbatch": "tab:gray", "stale": "tab:red", "freshd": "tab:green",
-          "oracle": "black"}
+          "writeback": "tab:orange", "oracle": "black"}
 
 
 def main(out):

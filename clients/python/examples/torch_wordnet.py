@@ -32,7 +32,8 @@ its positive and its own n sampled negatives (--loss own, the default;
 --loss pooled scores every query against every target the step encoded,
 which lets the other queries' positives stand in for hard negatives and
 made staleness cost nothing in our probes).  In-batch runs always pool.
-Adam (sparse for the token vectors) at 1e-2, the same for every method.
+Adam (sparse for the token vectors) at 1e-2, the same for every method
+(--table-lr sets the token vectors' rate apart).
 
 Negatives (n per query, positives excluded):
   zeroshot   no training: the pretrained towers as they start;
@@ -46,7 +47,16 @@ Negatives (n per query, positives excluded):
              POST /v1/updates, and every K steps a refit runs
              (refit?wait=true, so a run is reproducible);
   oracle     re-embed the corpus every step and draw from exact scores
-             (in torch): the upper bound.
+             (in torch): the upper bound;
+  writeback  no daemon, no corrector, not run by default: the step-0
+             cache, where every row the loss encoded is overwritten with
+             that fresh embedding (in torch). What the embeddings a step
+             computes anyway are worth by themselves;
+  freshd-writeback  not run by default: freshd's updates and refits as
+             in freshd, but negatives drawn in torch from the rows the
+             loss last encoded where there is one and freshd's corrected
+             rows (POST /v1/corrected after each refit) elsewhere: what
+             freshd would give if it served the fresh rows it holds.
 Negatives are drawn from softmax(score / T) without replacement
 (Gumbel-top-k, method "sample"), T = 0.05.
 
@@ -216,6 +226,12 @@ def evaluate(task, qt, tt):
             "mrr": float((1.0 / (rank + 1).float()).mean())}, T.numpy()
 
 
+def corrected_all(client, n, chunk=4096):
+    """Every row's corrected vector as freshd scores it (POST /v1/corrected)."""
+    return np.concatenate([np.asarray(client.corrected(range(i, min(n, i + chunk)))["vectors"],
+                                      np.float32) for i in range(0, n, chunk)])
+
+
 def gumbel_topk(scores, n, temperature, exclude, gen):
     """n draws without replacement from softmax(scores / T), per row."""
     z = scores / temperature
@@ -237,7 +253,7 @@ def run(task, args, method, seed, freshd_bin, workdir):
         tables = [qt.bag.weight, tt.bag.weight]
     # Sparse Adam for the token vectors (a step touches few of them), Adam
     # for the projections.
-    opts = [torch.optim.SparseAdam(tables, lr=args.lr),
+    opts = [torch.optim.SparseAdam(tables, lr=args.lr if args.table_lr is None else args.table_lr),
             torch.optim.Adam([qt.proj.weight, tt.proj.weight], lr=args.lr)]
     qbags = Bags([q for q, _ in task.train], task.vocab)
     order = np.random.default_rng(seed).permutation(len(task.train))
@@ -245,10 +261,11 @@ def run(task, args, method, seed, freshd_bin, workdir):
     t0 = time.time()
     corpus_embeddings, encodings, daemon, period = task.n, 0, None, 0
     stale0 = embed_all(tt, task.targets, task.n)  # the cache at step 0 (not counted)
-    if method not in ("inbatch", "oracle", "zeroshot"):
+    corrects = method in ("freshd", "freshd-writeback")
+    if method not in ("inbatch", "oracle", "zeroshot", "writeback"):
         d = tempfile.mkdtemp(prefix="freshd-torch-", dir=workdir)
         save_npy(os.path.join(d, "index.npy"), stale0)
-        flags = ["--corrector", "none"] if method != "freshd" else [
+        flags = ["--corrector", "none"] if not corrects else [
             "--corrector", args.corrector, "--normalize-output", "on", "--min-pairs", "256",
             "--refit-every-pairs", "0", "--refit-every-seconds", "0",
             "--max-step-lag", str(args.max_step_lag)] + args.freshd_flags.split()
@@ -265,9 +282,13 @@ def run(task, args, method, seed, freshd_bin, workdir):
         if method == "inbatch":
             cand = np.unique(pos)
         else:
-            if method == "oracle":
-                fresh_T = torch.from_numpy(embed_all(tt, task.targets, task.n))
-                corpus_embeddings += task.n
+            if method in ("oracle", "writeback", "freshd-writeback"):
+                if method == "oracle":
+                    fresh_T = torch.from_numpy(embed_all(tt, task.targets, task.n))
+                    corpus_embeddings += task.n
+                elif fresh_T is None:
+                    fresh_T = torch.from_numpy(stale0.copy())
+                    written = torch.zeros(task.n, dtype=torch.bool)
                 neg = gumbel_topk(q.detach() @ fresh_T.T, args.negatives, args.temperature,
                                   torch.from_numpy(pos), gen).numpy()
             else:
@@ -292,7 +313,10 @@ def run(task, args, method, seed, freshd_bin, workdir):
         loss.backward()
         for o in opts:
             o.step()
-        if method == "freshd":
+        if method in ("writeback", "freshd-writeback"):
+            fresh_T[torch.from_numpy(cand)] = t.detach()
+            written[torch.from_numpy(cand)] = True
+        if corrects:
             if args.with_queries:
                 daemon.client.update(cand.tolist(), t.detach().numpy(), step=step,
                                      queries=q.detach().numpy(), positives=pos.tolist())
@@ -300,6 +324,9 @@ def run(task, args, method, seed, freshd_bin, workdir):
                 daemon.client.update(cand.tolist(), t.detach().numpy(), step=step)
             if (step + 1) % args.refit_every == 0:
                 daemon.client.refit(wait=True)
+                if method == "freshd-writeback":  # corrected rows where none was written
+                    fresh_T = torch.where(written[:, None], fresh_T,
+                                          torch.from_numpy(corrected_all(daemon.client, task.n)))
         if period and (step + 1) % period == 0 and step + 1 < args.steps:
             name = "index-%d.npy" % (step + 1)
             save_npy(os.path.join(daemon.data_dir, name), embed_all(tt, task.targets, task.n))
@@ -315,14 +342,19 @@ def run(task, args, method, seed, freshd_bin, workdir):
     res = dict(method=method, seed=seed, steps=0 if method == "zeroshot" else args.steps, corpus_embeddings=corpus_embeddings,
                corpus_passes=corpus_embeddings / task.n, loss_encodings=encodings,
                wall_s=round(wall, 1), curve=curve, **metrics)
-    if daemon:  # how much of the final fresh top-10 the daemon's index still finds
+    if daemon or method == "writeback":  # how much of the final fresh top-10 the index finds
         rng = np.random.default_rng(seed)
         probe = final_T[rng.choice(task.n, 200, replace=False)] + 0.0
         want = np.argsort(-(probe @ final_T.T), axis=1)[:, :10]
-        got = daemon.client.search(probe, k=10)["results"]
+        if method in ("writeback", "freshd-writeback"):
+            got = [[{"id": int(i)} for i in r]
+                   for r in np.argsort(-(probe @ fresh_T.numpy().T), axis=1)[:, :10]]
+        else:
+            got = daemon.client.search(probe, k=10)["results"]
         res["fresh_top10_overlap"] = float(np.mean([len(set(w) & {h["id"] for h in g}) / 10
                                                     for w, g in zip(want, got)]))
-        if method == "freshd":
+    if daemon:
+        if corrects:
             res["holdout"] = daemon.client.corrector().get("holdout")
         daemon.stop()
     log(json.dumps(res))
@@ -364,7 +396,7 @@ def table(rows):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="few steps, three methods (CI)")
+    ap.add_argument("--quick", action="store_true", help="few steps, four methods (CI)")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch", type=int, default=128)
@@ -372,6 +404,8 @@ def main(argv=None):
     ap.add_argument("--temperature", type=float, default=0.05, help="of the negatives' softmax")
     ap.add_argument("--tau", type=float, default=0.05, help="of the loss")
     ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--table-lr", type=float, default=None,
+                    help="learning rate of the token vectors (default: --lr)")
     ap.add_argument("--loss", choices=("own", "pooled"), default="own",
                     help="each query against its own negatives, or against every target the step encoded")
     ap.add_argument("--dim", type=int, default=64)
@@ -397,7 +431,7 @@ def main(argv=None):
         # dozen steps, which tests nothing), few steps.
         args.steps, args.seeds, args.periods, args.eval_every = 40, "1", "20", 0
         args.refit_every = 10
-        args.methods = args.methods or "stale,freshd,periodic-20"
+        args.methods = args.methods or "stale,freshd,periodic-20,writeback"
     if not os.path.isdir(WORDNET) or not os.path.exists(os.path.join(WORDNET, "data.noun")):
         log("WordNet is missing: apt-get install wordnet-base")
         return 3
@@ -420,7 +454,9 @@ def main(argv=None):
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "results.json"), "w") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=1)
+            # Where things are on this machine is no part of the result.
+            kept = {k: v for k, v in vars(args).items() if k not in ("freshd", "out")}
+            json.dump({"args": kept, "results": results}, f, indent=1)
         with open(os.path.join(args.out, "table.md"), "w") as f:
             f.write(table(rows) + "\n")
     if args.quick:
