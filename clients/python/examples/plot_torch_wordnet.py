@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Plots of a torch_wordnet.py run (its --out directory):
 
-    /usr/bin/python3 clients/python/examples/plot_torch_wordnet.py DIR
+    /usr/bin/python3 clients/python/examples/plot_torch_wordnet.py DIR [MORE_DIR ...]
 
-writes DIR/accuracy-vs-embeddings.png (held-out R@10 and R@1 against the
+reads DIR/results.json and those of the MORE_DIRs (other methods run with
+the same settings, e.g. the writeback probes) and writes DIR/accuracy-vs-embeddings.png (held-out R@10 and R@1 against the
 corpus embeddings each method used, mean over seeds with the seeds' range)
 and DIR/accuracy-over-steps.png (held-out R@10 during training, mean over
 seeds).
@@ -20,19 +21,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = {"zeroshot": "0.6", "inbatch": "tab:gray", "stale": "tab:red", "freshd": "tab:green",
-          "writeback": "tab:orange", "oracle": "black"}
+          "writeback": "tab:orange", "freshd-writeback": "tab:olive", "oracle": "black"}
 
 
-def main(out):
-    with open(os.path.join(out, "results.json")) as f:
-        results = json.load(f)["results"]
+def main(out, *more):
+    results = []
+    for d in (out,) + more:
+        with open(os.path.join(d, "results.json")) as f:
+            results += json.load(f)["results"]
     methods = []
     for r in results:
         if r["method"] not in methods:
             methods.append(r["method"])
+    allm = {k: [100 * np.mean([r[k] for r in results if r["method"] == m]) for m in methods]
+            for k in ("r10", "r1")}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, label in ((axes[0], "r10", "R@10"), (axes[1], "r1", "R@1")):
-        px, py = [], []
+        px, py, placed = [], [], {}
         for m in methods:
             rs = [r for r in results if r["method"] == m]
             x = np.mean([r["corpus_passes"] for r in rs])
@@ -40,7 +45,12 @@ def main(out):
             color = COLORS.get(m, "tab:blue")
             ax.errorbar([x], [y.mean()], yerr=[[y.mean() - y.min()], [y.max() - y.mean()]],
                         fmt="o", color=color, capsize=3)
-            ax.annotate(m, (x, y.mean()), textcoords="offset points", xytext=(6, 4), fontsize=8)
+            # Labels of points at the same x go one under the other.
+            below = placed.setdefault(round(float(x), 3), [])
+            near = sum(1 for v in below if abs(v - y.mean()) < 0.3 * np.ptp(allm[key]) / 4)
+            below.append(y.mean())
+            ax.annotate(m, (x, y.mean()), textcoords="offset points",
+                        xytext=(6, 4 - 10 * near), fontsize=8)
             if m.startswith("periodic-"):
                 px.append(x)
                 py.append(y.mean())
@@ -74,4 +84,4 @@ def main(out):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(*sys.argv[1:]))

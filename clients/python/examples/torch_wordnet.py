@@ -25,7 +25,8 @@ labels: fastText skip-gram on the definitions alone (no lemma-definition
 pairing is ever seen), subword vectors for words the definitions lack.
 Both towers start from these vectors and the identity map, so step 0 is
 a weak zero-shot retriever, and training moves the target tower a
-moderate distance: the regime a corrector is for.
+moderate distance: the regime a corrector is for. (--tower-hidden H adds
+an MLP branch of width H to each tower, its output zero at step 0.)
 
 Loss.  Softmax cross-entropy at temperature 0.05 of each query against
 its positive and its own n sampled negatives (--loss own, the default;
@@ -65,6 +66,8 @@ Counted: corpus embeddings (targets encoded only to index them: N at step
 Evaluated: R@1, R@10, MRR of the held-out queries over all targets with
 the final towers, and, for the daemons, how many of the final fresh top-10
 their index finds (how stale the negatives were at the end).
+--drift-probe adds, after each run, what of the drift maps of the stale
+rows fitted in torch can undo, and freshd's corrector beside them.
 """
 
 import argparse
@@ -174,16 +177,34 @@ def token_table(vectors):
 
 
 class Tower(torch.nn.Module):
-    def __init__(self, bag):
+    """normalize(P x + W2 relu(W1 x + b1)), x the mean of the text's token
+    vectors; P starts as the identity and W2 as zero, so every tower starts
+    as the pretrained vectors' mean. hidden 0 drops the MLP branch."""
+
+    def __init__(self, bag, hidden=0):
         super().__init__()
         self.bag = bag
         dim = bag.weight.shape[1]
         self.proj = torch.nn.Linear(dim, dim, bias=False)
         with torch.no_grad():
             self.proj.weight.copy_(torch.eye(dim))
+        self.mlp = None
+        if hidden:
+            self.mlp = torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.ReLU(),
+                                           torch.nn.Linear(hidden, dim))
+            torch.nn.init.zeros_(self.mlp[2].weight)
+            torch.nn.init.zeros_(self.mlp[2].bias)
+
+    def dense(self):
+        """The parameters past the token vectors."""
+        return [p for n, p in self.named_parameters() if not n.startswith("bag.")]
 
     def forward(self, flat, offsets):
-        return F.normalize(self.proj(self.bag(flat, offsets)), dim=1)
+        x = self.bag(flat, offsets)
+        y = self.proj(x)
+        if self.mlp is not None:
+            y = y + self.mlp(x)
+        return F.normalize(y, dim=1)
 
 
 class Task:
@@ -241,20 +262,105 @@ def gumbel_topk(scores, n, temperature, exclude, gen):
     return keys.topk(n, dim=1).indices
 
 
+def fit_map(S, F_, train, hidden, seed, epochs):
+    """The best map of the stale vector this training budget finds: a
+    residual MLP (hidden > 0) or least squares (hidden 0) from S[train] to
+    F_[train], rows unit-normalised, as freshd's corrector is."""
+    S, F_ = torch.from_numpy(S), torch.from_numpy(F_)
+    if hidden == 0:
+        A = torch.linalg.lstsq(S[train], F_[train]).solution
+        return F.normalize(S @ A, dim=1).numpy()
+    g = torch.Generator().manual_seed(seed)
+    d = S.shape[1]
+    net = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(),
+                              torch.nn.Linear(hidden, d))
+    torch.nn.init.zeros_(net[2].weight)
+    torch.nn.init.zeros_(net[2].bias)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    tr = torch.from_numpy(train)
+    for _ in range(epochs):
+        for b in torch.randperm(len(tr), generator=g).split(1024):
+            rows = tr[b]
+            out = F.normalize(S[rows] + net(S[rows]), dim=1)
+            loss = ((out - F_[rows]) ** 2).sum(1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return F.normalize(S + net(S), dim=1).numpy()
+
+
+def drift_probe(task, args, qt, tt, stale0, final_T, seed, corrected=None, pairs=None):
+    """What of the drift a map of the stale vector can undo. The stale
+    row is the normalized mean x of the text's step-0 token vectors: a
+    change of the dense layers acts on x (for the linear tower, as a
+    linear map of the stale row), a change of the token vectors E is a
+    different change for every text, which no map of the stale row can
+    know. So the view "final dense layers, step-0 token vectors" is about
+    what a corrector could reach if it were perfect on the dense part. For
+    each view of the corpus: mean squared distance to the final rows on
+    10% of targets no fit saw, the share of the final fresh top-10 it finds
+    (200 probes, as fresh_top10_overlap), and the held-out queries' R@10
+    scored against it with the final query tower."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(task.n)
+    held, train = perm[:task.n // 10], perm[task.n // 10:]
+    probe = final_T[np.random.default_rng(seed).choice(task.n, 200, replace=False)] + 0.0
+    want = np.argsort(-(probe @ final_T.T), axis=1)[:, :10]
+    qbags = Bags([q for q, _ in task.test], task.vocab)
+    with torch.no_grad():
+        Q = qt(*qbags.batch(range(len(task.test)))).numpy()
+    pos = np.array([t for _, t in task.test])
+    frozen = Tower(torch.nn.EmbeddingBag.from_pretrained(torch.tensor(task.vectors), mode="mean"),
+                   args.tower_hidden)
+    with torch.no_grad():
+        for a, b in zip(frozen.dense(), tt.dense()):
+            a.copy_(b)
+    views = [("stale (step 0)", stale0),
+             ("final dense layers, step-0 token vectors", embed_all(frozen, task.targets, task.n))]
+    for hidden in (0, 256, 1024):
+        views.append(("fit on final rows: %s" % ("least squares" if hidden == 0 else
+                                               "MLP %d" % hidden),
+                      fit_map(stale0, final_T, train, hidden, seed, args.probe_epochs)))
+    if pairs is not None:  # what freshd's corrector is fitted to: each id's newest fresh row
+        rows, row_step, steps = pairs
+        for lag in (0, 100):
+            have = np.flatnonzero(row_step >= (steps - lag if lag else 0))
+            views.append(("fit on newest fresh rows%s: MLP 256" %
+                          (" of the last %d steps" % lag if lag else ""),
+                          fit_map(stale0, rows, np.intersect1d(have, train), 256, seed,
+                                  args.probe_epochs)))
+    if corrected is not None:
+        views.append(("freshd's corrector", corrected))
+    out = []
+    for name, V in views:
+        got = np.argsort(-(probe @ V.T), axis=1)[:, :10]
+        s = Q @ V.T
+        rank = (s > s[np.arange(len(pos)), pos][:, None]).sum(1)
+        out.append({"view": name,
+                    "held_sq_dist": float(((V[held] - final_T[held]) ** 2).sum(1).mean()),
+                    "fresh_top10_overlap": float(np.mean([len(set(w) & set(g)) / 10
+                                                          for w, g in zip(want, got)])),
+                    "r10_final_queries": float((rank < 10).mean())})
+        log("drift probe: %s" % json.dumps(out[-1]))
+    return out
+
+
 def run(task, args, method, seed, freshd_bin, workdir):
     """Trains with one method; returns its figures."""
     torch.manual_seed(seed)
     if args.towers == "shared":  # one token table, a projection each
         bag = token_table(task.vectors)
-        qt, tt = Tower(bag), Tower(bag)
+        qt, tt = Tower(bag, args.tower_hidden), Tower(bag, args.tower_hidden)
         tables = [bag.weight]
     else:
-        qt, tt = Tower(token_table(task.vectors)), Tower(token_table(task.vectors))
+        qt, tt = (Tower(token_table(task.vectors), args.tower_hidden),
+                  Tower(token_table(task.vectors), args.tower_hidden))
         tables = [qt.bag.weight, tt.bag.weight]
     # Sparse Adam for the token vectors (a step touches few of them), Adam
     # for the projections.
     opts = [torch.optim.SparseAdam(tables, lr=args.lr if args.table_lr is None else args.table_lr),
-            torch.optim.Adam([qt.proj.weight, tt.proj.weight], lr=args.lr)]
+            torch.optim.Adam(qt.dense() + tt.dense(), lr=args.lr)]
     qbags = Bags([q for q, _ in task.train], task.vocab)
     order = np.random.default_rng(seed).permutation(len(task.train))
     gen = torch.Generator().manual_seed(seed)
@@ -273,6 +379,8 @@ def run(task, args, method, seed, freshd_bin, workdir):
         if method.startswith("periodic-"):
             period = int(method.split("-")[1])
     fresh_T, curve, eval_s = None, [], 0.0
+    if args.drift_probe and corrects:  # what freshd holds: each id's newest fresh row
+        last_row, last_step = stale0.copy(), np.full(task.n, -1)
     for step in range(0 if method == "zeroshot" else args.steps):
         rows = order[(step * args.batch) % len(order):][:args.batch]
         if len(rows) < args.batch:
@@ -317,6 +425,8 @@ def run(task, args, method, seed, freshd_bin, workdir):
             fresh_T[torch.from_numpy(cand)] = t.detach()
             written[torch.from_numpy(cand)] = True
         if corrects:
+            if args.drift_probe:
+                last_row[cand], last_step[cand] = t.detach().numpy(), step
             if args.with_queries:
                 daemon.client.update(cand.tolist(), t.detach().numpy(), step=step,
                                      queries=q.detach().numpy(), positives=pos.tolist())
@@ -353,6 +463,10 @@ def run(task, args, method, seed, freshd_bin, workdir):
             got = daemon.client.search(probe, k=10)["results"]
         res["fresh_top10_overlap"] = float(np.mean([len(set(w) & {h["id"] for h in g}) / 10
                                                     for w, g in zip(want, got)]))
+    if args.drift_probe and (corrects or not args.quick):  # quick: freshd's run only
+        res["drift_probe"] = drift_probe(task, args, qt, tt, stale0, final_T, seed,
+                                         corrected_all(daemon.client, task.n) if corrects else None,
+                                         (last_row, last_step, args.steps) if corrects else None)
     if daemon:
         if corrects:
             res["holdout"] = daemon.client.corrector().get("holdout")
@@ -411,12 +525,17 @@ def main(argv=None):
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--towers", choices=("shared", "separate"), default="shared",
                     help="one token table for both towers (each its own projection), or one each")
+    ap.add_argument("--tower-hidden", type=int, default=0,
+                    help="an MLP branch of this width in each tower (0: mean of token vectors and a linear map)")
     ap.add_argument("--refit-every", type=int, default=25)
     ap.add_argument("--corrector", default="mlp")
     ap.add_argument("--max-step-lag", type=int, default=0,
                     help="the corrector forgets pairs this many steps old (0: keeps all)")
     ap.add_argument("--with-queries", action="store_true",
                     help="send the step's queries with its updates (the refit's logit term)")
+    ap.add_argument("--drift-probe", action="store_true",
+                    help="after training, measure what of the drift a map of the stale vector can undo")
+    ap.add_argument("--probe-epochs", type=int, default=30, help="of the drift probe's MLP fits")
     ap.add_argument("--freshd-flags", default="", help="more flags for the freshd daemon")
     ap.add_argument("--periods", default="50,100,150,300")
     ap.add_argument("--methods", default=None)
@@ -431,6 +550,7 @@ def main(argv=None):
         # dozen steps, which tests nothing), few steps.
         args.steps, args.seeds, args.periods, args.eval_every = 40, "1", "20", 0
         args.refit_every = 10
+        args.probe_epochs = 3
         args.methods = args.methods or "stale,freshd,periodic-20,writeback"
     if not os.path.isdir(WORDNET) or not os.path.exists(os.path.join(WORDNET, "data.noun")):
         log("WordNet is missing: apt-get install wordnet-base")
@@ -467,6 +587,16 @@ def main(argv=None):
         log("quick check: fresh top-10 overlap freshd %.3f vs stale %.3f: %s" % (
             by["freshd"]["fresh_top10_overlap"], by["stale"]["fresh_top10_overlap"],
             "ok" if ok else "FAILED"))
+        if args.drift_probe:
+            # The probe's views of the freshd run: its corrector's rows are
+            # closer to the final ones than the stale rows, and so are the
+            # fitted maps'.
+            views = {v["view"]: v["held_sq_dist"] for v in by["freshd"]["drift_probe"]}
+            stale = views.pop("stale (step 0)")
+            probe_ok = len(views) == 7 and all(d < stale for d in views.values())
+            log("quick check: drift probe, every view closer to the final rows than stale "
+                "(%.4f): %s" % (stale, "ok" if probe_ok else "FAILED"))
+            ok = ok and probe_ok
         return 0 if ok else 1
     return 0
 
