@@ -21,7 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = {"zeroshot": "0.6", "inbatch": "tab:gray", "stale": "tab:red", "freshd": "tab:green",
-          "writeback": "tab:orange", "freshd-writeback": "tab:olive", "oracle": "black"}
+          "writeback": "tab:orange", "freshd-writeback": "tab:olive", "oracle": "black",
+          "periodic-50": "tab:blue", "periodic-100": "tab:purple", "periodic-150": "tab:cyan",
+          "periodic-300": "tab:brown"}
 
 
 def main(out, *more):
@@ -73,7 +75,7 @@ def main(out, *more):
             continue
         steps = [p["step"] for p in rs[0]["curve"]]
         y = np.mean([[100 * p["r10"] for p in r["curve"]] for r in rs], axis=0)
-        ax.plot(steps, y, marker=".", label=m, color=COLORS.get(m))
+        ax.plot(steps, y, marker=".", label=m, color=COLORS.get(m, "tab:pink"))
     ax.set_xlabel("training step")
     ax.set_ylabel("held-out R@10 (%)")
     ax.grid(alpha=0.3)
