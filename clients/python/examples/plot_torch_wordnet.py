@@ -58,7 +58,7 @@ def main(out, *more):
                 py.append(y.mean())
         if px:
             order = np.argsort(px)
-            ax.plot(np.array(px)[order], np.array(py)[order], "--", color="tab:blue", lw=1)
+            ax.plot(np.array(px)[order], np.array(py)[order], "--", color="0.5", lw=1)
         ax.set_xscale("log")
         ax.set_xlabel("corpus embeddings (multiples of N, log scale)")
         ax.set_ylabel("held-out %s (%%)" % label)

@@ -325,7 +325,7 @@ def drift_probe(task, args, qt, tt, stale0, final_T, seed, corrected=None, pairs
     if pairs is not None:  # what freshd's corrector is fitted to: each id's newest fresh row
         rows, row_step, steps = pairs
         for lag in (0, 100):
-            have = np.flatnonzero(row_step >= (steps - lag if lag else 0))
+            have = np.flatnonzero(row_step >= (max(steps - lag, 0) if lag else 0))
             views.append(("fit on newest fresh rows%s: MLP 256" %
                           (" of the last %d steps" % lag if lag else ""),
                           fit_map(stale0, rows, np.intersect1d(have, train), 256, seed,
