@@ -176,6 +176,16 @@ def token_table(vectors):
                                                  mode="mean", sparse=True)
 
 
+def zero_mlp(dim, hidden):
+    """dim -> hidden -> dim with ReLU, its output zero until trained, so a
+    residual branch made of it starts as the identity."""
+    mlp = torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.ReLU(),
+                              torch.nn.Linear(hidden, dim))
+    torch.nn.init.zeros_(mlp[2].weight)
+    torch.nn.init.zeros_(mlp[2].bias)
+    return mlp
+
+
 class Tower(torch.nn.Module):
     """normalize(P x + W2 relu(W1 x + b1)), x the mean of the text's token
     vectors; P starts as the identity and W2 as zero, so every tower starts
@@ -188,12 +198,7 @@ class Tower(torch.nn.Module):
         self.proj = torch.nn.Linear(dim, dim, bias=False)
         with torch.no_grad():
             self.proj.weight.copy_(torch.eye(dim))
-        self.mlp = None
-        if hidden:
-            self.mlp = torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.ReLU(),
-                                           torch.nn.Linear(hidden, dim))
-            torch.nn.init.zeros_(self.mlp[2].weight)
-            torch.nn.init.zeros_(self.mlp[2].bias)
+        self.mlp = zero_mlp(dim, hidden) if hidden else None
 
     def dense(self):
         """The parameters past the token vectors."""
@@ -235,14 +240,33 @@ def embed_all(tower, bags, n, chunk=8192):
     return out
 
 
-def evaluate(task, qt, tt):
-    T = torch.from_numpy(embed_all(tt, task.targets, task.n))
+def held_out_ranks(task, qt, T):
+    """Rank of each held-out query's target among the rows of T (n x d,
+    a tensor), scored with the query tower qt."""
     qbags = Bags([q for q, _ in task.test], task.vocab)
     with torch.no_grad():
         Q = qt(*qbags.batch(range(len(task.test))))
     pos = torch.tensor([t for _, t in task.test])
     s = Q @ T.T
-    rank = (s > s.gather(1, pos[:, None])).sum(1)
+    return (s > s.gather(1, pos[:, None])).sum(1)
+
+
+def fresh_top10(final_T, seed):
+    """200 probe rows of the final corpus and their exact top-10 in it."""
+    rng = np.random.default_rng(seed)
+    probe = final_T[rng.choice(len(final_T), 200, replace=False)] + 0.0
+    return probe, np.argsort(-(probe @ final_T.T), axis=1)[:, :10]
+
+
+def top10_found(probe, want, V):
+    """The share of the probes' exact top-10 that the rows V put in theirs."""
+    got = np.argsort(-(probe @ V.T), axis=1)[:, :10]
+    return float(np.mean([len(set(w) & set(g)) / 10 for w, g in zip(want, got)]))
+
+
+def evaluate(task, qt, tt):
+    T = torch.from_numpy(embed_all(tt, task.targets, task.n))
+    rank = held_out_ranks(task, qt, T)
     return {"r1": float((rank < 1).float().mean()), "r10": float((rank < 10).float().mean()),
             "mrr": float((1.0 / (rank + 1).float()).mean())}, T.numpy()
 
@@ -271,11 +295,7 @@ def fit_map(S, F_, train, hidden, seed, epochs):
         A = torch.linalg.lstsq(S[train], F_[train]).solution
         return F.normalize(S @ A, dim=1).numpy()
     g = torch.Generator().manual_seed(seed)
-    d = S.shape[1]
-    net = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(),
-                              torch.nn.Linear(hidden, d))
-    torch.nn.init.zeros_(net[2].weight)
-    torch.nn.init.zeros_(net[2].bias)
+    net = zero_mlp(S.shape[1], hidden)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     tr = torch.from_numpy(train)
     for _ in range(epochs):
@@ -305,12 +325,7 @@ def drift_probe(task, args, qt, tt, stale0, final_T, seed, corrected=None, pairs
     rng = np.random.default_rng(seed)
     perm = rng.permutation(task.n)
     held, train = perm[:task.n // 10], perm[task.n // 10:]
-    probe = final_T[np.random.default_rng(seed).choice(task.n, 200, replace=False)] + 0.0
-    want = np.argsort(-(probe @ final_T.T), axis=1)[:, :10]
-    qbags = Bags([q for q, _ in task.test], task.vocab)
-    with torch.no_grad():
-        Q = qt(*qbags.batch(range(len(task.test)))).numpy()
-    pos = np.array([t for _, t in task.test])
+    probe, want = fresh_top10(final_T, seed)
     frozen = Tower(torch.nn.EmbeddingBag.from_pretrained(torch.tensor(task.vectors), mode="mean"),
                    args.tower_hidden)
     with torch.no_grad():
@@ -334,14 +349,11 @@ def drift_probe(task, args, qt, tt, stale0, final_T, seed, corrected=None, pairs
         views.append(("freshd's corrector", corrected))
     out = []
     for name, V in views:
-        got = np.argsort(-(probe @ V.T), axis=1)[:, :10]
-        s = Q @ V.T
-        rank = (s > s[np.arange(len(pos)), pos][:, None]).sum(1)
+        rank = held_out_ranks(task, qt, torch.from_numpy(V))
         out.append({"view": name,
                     "held_sq_dist": float(((V[held] - final_T[held]) ** 2).sum(1).mean()),
-                    "fresh_top10_overlap": float(np.mean([len(set(w) & set(g)) / 10
-                                                          for w, g in zip(want, got)])),
-                    "r10_final_queries": float((rank < 10).mean())})
+                    "fresh_top10_overlap": top10_found(probe, want, V),
+                    "r10_final_queries": float((rank < 10).float().mean())})
         log("drift probe: %s" % json.dumps(out[-1]))
     return out
 
@@ -453,16 +465,13 @@ def run(task, args, method, seed, freshd_bin, workdir):
                corpus_passes=corpus_embeddings / task.n, loss_encodings=encodings,
                wall_s=round(wall, 1), curve=curve, **metrics)
     if daemon or method == "writeback":  # how much of the final fresh top-10 the index finds
-        rng = np.random.default_rng(seed)
-        probe = final_T[rng.choice(task.n, 200, replace=False)] + 0.0
-        want = np.argsort(-(probe @ final_T.T), axis=1)[:, :10]
+        probe, want = fresh_top10(final_T, seed)
         if method in ("writeback", "freshd-writeback"):
-            got = [[{"id": int(i)} for i in r]
-                   for r in np.argsort(-(probe @ fresh_T.numpy().T), axis=1)[:, :10]]
+            res["fresh_top10_overlap"] = top10_found(probe, want, fresh_T.numpy())
         else:
             got = daemon.client.search(probe, k=10)["results"]
-        res["fresh_top10_overlap"] = float(np.mean([len(set(w) & {h["id"] for h in g}) / 10
-                                                    for w, g in zip(want, got)]))
+            res["fresh_top10_overlap"] = float(np.mean([len(set(w) & {h["id"] for h in g}) / 10
+                                                        for w, g in zip(want, got)]))
     if args.drift_probe and (corrects or not args.quick):  # quick: freshd's run only
         res["drift_probe"] = drift_probe(task, args, qt, tt, stale0, final_T, seed,
                                          corrected_all(daemon.client, task.n) if corrects else None,
