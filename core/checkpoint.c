@@ -29,6 +29,18 @@
 #define CKPT_HEADER 72
 #define CKPT_HOLDOUT 48
 #define CKPT_MAX_BYTES ((size_t)1 << 32)
+/*
+ * Format 2 is format 1 with a block of fresh rows after the parameters:
+ * their count (8 bytes), the ids (8 each, strictly ascending), the rows
+ * (count x d_out floats). Written only when there are fresh rows, so a
+ * corrector without them keeps format 1's bytes.
+ */
+#define CKPT_FORMAT_FRESH 2u
+
+static size_t fresh_block_bytes(size_t n, size_t d_out)
+{
+	return 8 + n * (8 + d_out * sizeof(float));
+}
 
 enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 					    void **buf, size_t *len)
@@ -36,14 +48,18 @@ enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 	const struct fresh_corrector_shape *shape = fresh_corrector_shape(c);
 	struct fresh_corrector_layout layout = fresh_corrector_layout(c);
 	struct fresh_holdout q;
-	size_t n =
-		CKPT_HEADER + layout.total * sizeof(float) + CKPT_HOLDOUT + 4;
+	const uint64_t *ids;
+	const float *rows;
+	size_t nf = fresh_corrector_fresh_rows(c, &ids, &rows);
+	size_t fresh = nf ? fresh_block_bytes(nf, shape->d_out) : 0;
+	size_t n = CKPT_HEADER + layout.total * sizeof(float) + fresh +
+		   CKPT_HOLDOUT + 4;
 	unsigned char *b = calloc(1, n);
 
 	if (!b)
 		return FRESH_NOMEM;
 	memcpy(b, CKPT_MAGIC, 8);
-	fresh_put32(b + 8, CKPT_FORMAT);
+	fresh_put32(b + 8, nf ? CKPT_FORMAT_FRESH : CKPT_FORMAT);
 	fresh_put32(b + 12, (uint32_t)shape->kind);
 	fresh_put32(b + 16, (uint32_t)shape->act);
 	fresh_put32(b + 20, fresh_corrector_normalize(c) ? 1u : 0u);
@@ -55,6 +71,14 @@ enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 	fresh_put64(b + 64, layout.total);
 	memcpy(b + CKPT_HEADER, fresh_corrector_params_const(c),
 	       layout.total * sizeof(float));
+	if (nf) {
+		unsigned char *f =
+			b + CKPT_HEADER + layout.total * sizeof(float);
+		fresh_put64(f, nf);
+		for (size_t i = 0; i < nf; i++)
+			fresh_put64(f + 8 + 8 * i, ids[i]);
+		memcpy(f + 8 + 8 * nf, rows, nf * shape->d_out * sizeof(float));
+	}
 	if (fresh_corrector_holdout(c, &q)) {
 		unsigned char *h = b + n - 4 - CKPT_HOLDOUT;
 		double v[4] = {q.stale_mse, q.corrected_mse, q.stale_rel_err,
@@ -108,6 +132,46 @@ static enum fresh_status read_holdout(const unsigned char *h,
 	return FRESH_OK;
 }
 
+/* The fresh-row block: ids strictly ascending, rows finite. */
+static enum fresh_status read_fresh_rows(const unsigned char *f, size_t n,
+					 struct fresh_corrector *c,
+					 struct fresh_error *err)
+{
+	size_t d = fresh_corrector_shape(c)->d_out;
+	uint64_t *ids = malloc(n * sizeof *ids);
+	float *rows = malloc(n * d * sizeof *rows);
+	enum fresh_status st = FRESH_OK;
+
+	if (!ids || !rows) {
+		st = fresh_fail(err, FRESH_NOMEM,
+				"no memory for %zu fresh rows", n);
+		goto out;
+	}
+	for (size_t i = 0; i < n && st == FRESH_OK; i++) {
+		ids[i] = fresh_get64(f + 8 + 8 * i);
+		if (i && ids[i] <= ids[i - 1])
+			st = fresh_fail(err, FRESH_FORMAT,
+					"checkpoint fresh-row ids not "
+					"ascending at %zu",
+					i);
+	}
+	memcpy(rows, f + 8 + 8 * n, n * d * sizeof *rows);
+	for (size_t i = 0; i < n * d && st == FRESH_OK; i++)
+		if (!isfinite(rows[i]))
+			st = fresh_fail(err, FRESH_FORMAT,
+					"checkpoint fresh row %zu is not "
+					"finite",
+					i / d);
+	if (st == FRESH_OK &&
+	    fresh_corrector_set_fresh_rows(c, ids, rows, n) != FRESH_OK)
+		st = fresh_fail(err, FRESH_NOMEM,
+				"no memory for %zu fresh rows", n);
+out:
+	free(ids);
+	free(rows);
+	return st;
+}
+
 enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 					      struct fresh_corrector **out,
 					      struct fresh_error *err)
@@ -118,8 +182,9 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 	struct fresh_corrector *c;
 	struct fresh_error serr;
 	float *params;
-	uint32_t flags;
-	uint64_t nparams;
+	uint32_t flags, format;
+	uint64_t nparams, nf = 0;
+	size_t fresh = 0, head;
 	enum fresh_status st;
 
 	if (len < CKPT_HEADER + CKPT_HOLDOUT + 4 ||
@@ -127,10 +192,11 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 		return fresh_fail(
 			err, FRESH_FORMAT,
 			"not a freshd checkpoint (bad magic or size)");
-	if (fresh_get32(b + 8) != CKPT_FORMAT)
+	format = fresh_get32(b + 8);
+	if (format != CKPT_FORMAT && format != CKPT_FORMAT_FRESH)
 		return fresh_fail(err, FRESH_FORMAT,
-				  "checkpoint format %u, expected %u",
-				  fresh_get32(b + 8), CKPT_FORMAT);
+				  "checkpoint format %u, expected %u or %u",
+				  format, CKPT_FORMAT, CKPT_FORMAT_FRESH);
 	if (fresh_crc32c(0, b, len - 4) != fresh_get32(b + len - 4))
 		return fresh_fail(err, FRESH_CHECKSUM,
 				  "checkpoint checksum mismatch (damaged)");
@@ -143,6 +209,11 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 	    fresh_get64(b + 40) > FRESH_MAX_HIDDEN || flags > 1)
 		return fresh_fail(err, FRESH_FORMAT,
 				  "checkpoint header out of range");
+	if (format == CKPT_FORMAT_FRESH && shape.kind != FRESH_CORRECTOR_MLP)
+		return fresh_fail(err, FRESH_FORMAT,
+				  "checkpoint has fresh rows but a corrector "
+				  "'%s' (only mlp serves them)",
+				  fresh_corrector_kind_name(shape.kind));
 	shape.d_in = (size_t)fresh_get64(b + 24);
 	shape.d_out = (size_t)fresh_get64(b + 32);
 	shape.hidden = (size_t)fresh_get64(b + 40);
@@ -152,9 +223,21 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 				  serr.msg);
 	layout = fresh_corrector_layout_of(&shape);
 	nparams = fresh_get64(b + 64);
-	if (nparams != layout.total ||
-	    len != CKPT_HEADER + layout.total * sizeof(float) + CKPT_HOLDOUT +
-			    4)
+	head = CKPT_HEADER + layout.total * sizeof(float);
+	if (nparams == layout.total && format == CKPT_FORMAT_FRESH) {
+		if (len < head + 8 + CKPT_HOLDOUT + 4)
+			return fresh_fail(err, FRESH_FORMAT,
+					  "checkpoint fresh-row block cut off");
+		nf = fresh_get64(b + head);
+		if (nf == 0 || nf > (len - head - 8 - CKPT_HOLDOUT -
+				     4) / (8 + shape.d_out * sizeof(float)))
+			return fresh_fail(err, FRESH_FORMAT,
+					  "checkpoint fresh-row count %llu "
+					  "does not fit its %zu bytes",
+					  (unsigned long long)nf, len);
+		fresh = fresh_block_bytes((size_t)nf, shape.d_out);
+	}
+	if (nparams != layout.total || len != head + fresh + CKPT_HOLDOUT + 4)
 		return fresh_fail(err, FRESH_FORMAT,
 				  "checkpoint holds %llu parameters in %zu "
 				  "bytes, its shape needs %zu",
@@ -174,7 +257,10 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 					  i);
 		}
 	}
-	st = read_holdout(b + len - 4 - CKPT_HOLDOUT, c, err);
+	if (nf)
+		st = read_fresh_rows(b + head, (size_t)nf, c, err);
+	if (st == FRESH_OK)
+		st = read_holdout(b + len - 4 - CKPT_HOLDOUT, c, err);
 	if (st != FRESH_OK) {
 		fresh_corrector_free(c);
 		return st;

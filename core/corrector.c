@@ -33,6 +33,10 @@ struct fresh_corrector {
 	bool normalize, has_holdout;
 	struct fresh_holdout holdout;
 	float *params;
+	/* Targets served their fresh row in place of h(s) (ascending ids). */
+	size_t fresh_n;
+	uint64_t *fresh_ids;
+	float *fresh_rows; /* fresh_n x d_out */
 };
 
 const char *fresh_corrector_kind_name(enum fresh_corrector_kind kind)
@@ -182,6 +186,12 @@ enum fresh_status fresh_corrector_clone(const struct fresh_corrector *c,
 	d->normalize = c->normalize;
 	d->has_holdout = c->has_holdout;
 	d->holdout = c->holdout;
+	if (c->fresh_n &&
+	    fresh_corrector_set_fresh_rows(d, c->fresh_ids, c->fresh_rows,
+					   c->fresh_n) != FRESH_OK) {
+		fresh_corrector_free(d);
+		return FRESH_NOMEM;
+	}
 	*out = d;
 	return FRESH_OK;
 }
@@ -191,7 +201,68 @@ void fresh_corrector_free(struct fresh_corrector *c)
 	if (!c)
 		return;
 	fresh_free(c->params);
+	fresh_free(c->fresh_ids);
+	fresh_free(c->fresh_rows);
 	free(c);
+}
+
+struct id_row {
+	uint64_t id;
+	size_t k;
+};
+
+static int id_row_cmp(const void *a, const void *b)
+{
+	const struct id_row *x = a, *y = b;
+
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+enum fresh_status fresh_corrector_set_fresh_rows(struct fresh_corrector *c,
+						 const uint64_t *ids,
+						 const float *rows, size_t n)
+{
+	size_t d = c->shape.d_out;
+	uint64_t *nid = NULL;
+	float *nrow = NULL;
+	struct id_row *order = NULL;
+
+	if (n) {
+		nid = fresh_alloc(n, sizeof *nid);
+		nrow = fresh_alloc(n, d * sizeof *nrow);
+		order = malloc(n * sizeof *order);
+		if (!nid || !nrow || !order) {
+			fresh_free(nid);
+			fresh_free(nrow);
+			free(order);
+			return FRESH_NOMEM;
+		}
+		for (size_t i = 0; i < n; i++)
+			order[i] = (struct id_row){ids[i], i};
+		qsort(order, n, sizeof *order, id_row_cmp);
+		for (size_t i = 0; i < n; i++) {
+			nid[i] = order[i].id;
+			memcpy(nrow + i * d, rows + order[i].k * d,
+			       d * sizeof *nrow);
+		}
+		free(order);
+	}
+	fresh_free(c->fresh_ids);
+	fresh_free(c->fresh_rows);
+	c->fresh_n = n;
+	c->fresh_ids = nid;
+	c->fresh_rows = nrow;
+	return FRESH_OK;
+}
+
+size_t fresh_corrector_fresh_rows(const struct fresh_corrector *c,
+				  const uint64_t **ids, const float **rows)
+{
+	if (ids)
+		*ids = c->fresh_ids;
+	if (rows)
+		*rows = c->fresh_rows;
+	return c->fresh_n;
 }
 
 const struct fresh_corrector_shape *fresh_corrector_shape(

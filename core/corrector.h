@@ -133,6 +133,20 @@ bool fresh_corrector_holdout(const struct fresh_corrector *c,
 void fresh_corrector_set_holdout(struct fresh_corrector *c,
 				 const struct fresh_holdout *h);
 
+/*
+ * Fresh rows served in place of h(s) (--serve-fresh-rows): n targets' ids
+ * and their fresh embeddings (n x d_out), copied and kept sorted by id.
+ * Part of the corrector: checkpointed and installed with it, applied when
+ * a model materializes C (model.h). Duplicate ids are the caller's to
+ * avoid. n = 0 clears them.
+ */
+enum fresh_status fresh_corrector_set_fresh_rows(struct fresh_corrector *c,
+						 const uint64_t *ids,
+						 const float *rows, size_t n);
+/* How many, with borrowed pointers to the ids (ascending) and rows. */
+size_t fresh_corrector_fresh_rows(const struct fresh_corrector *c,
+				  const uint64_t **ids, const float **rows);
+
 /* Whether scoring uses h(s) / ||h(s)||. */
 bool fresh_corrector_normalize(const struct fresh_corrector *c);
 void fresh_corrector_set_normalize(struct fresh_corrector *c, bool on);

@@ -265,6 +265,7 @@ void fresh_engine_status(struct fresh_engine *e, struct fresh_engine_status *st)
 	st->version = fresh_model_version(m);
 	st->shape = e->shape;
 	st->normalize = fresh_corrector_normalize(fresh_model_corrector(m));
+	st->fresh_rows = fresh_model_fresh_rows(m);
 	st->have_holdout =
 		fresh_corrector_holdout(fresh_model_corrector(m), &st->holdout);
 	fresh_model_release(m);

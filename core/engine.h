@@ -219,6 +219,7 @@ struct fresh_engine_status {
 	uint64_t version;
 	struct fresh_corrector_shape shape;
 	bool normalize;
+	size_t fresh_rows; /* targets the published model scores by a fresh row */
 	enum fresh_refit_state state;
 	double progress; /* 0..1 within the current state */
 	size_t progress_done, progress_total; /* epochs, or rows */

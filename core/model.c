@@ -48,6 +48,7 @@ struct fresh_model {
 	float corrected_max;
 	float *row_scale; /* n, when normalizing an S-based plan, else NULL */
 	float *fold_rows; /* what queries are folded with, when fold */
+	size_t fresh_served; /* rows of C that are the corrector's fresh rows */
 	bool fold, can_correct;
 };
 
@@ -58,10 +59,18 @@ double fresh_progress_fraction(const struct fresh_progress *p)
 	return total ? (double)done / (double)total : 0.0;
 }
 
+/* A fresh row of the corrector (its k-th) and the index row it replaces. */
+struct fresh_at {
+	size_t row, k;
+};
+
 struct build_job {
 	struct fresh_model *m;
 	const float *s;
 	size_t n, d_in, d_out;
+	const struct fresh_at *fresh; /* ascending rows */
+	size_t nfresh;
+	const float *fresh_rows;
 	struct fresh_corrector_ws *ws; /* per worker */
 	float **tmp;		       /* per worker: CHUNK_ROWS x d_out */
 	float *max_norm;	       /* per worker, with corrected_h */
@@ -97,6 +106,57 @@ static enum fresh_status spill_chunk(struct build_job *j, size_t r0, size_t nr,
 	return FRESH_OK;
 }
 
+/* Rows [r0, r0 + nr) of C, in y, that the corrector serves fresh. */
+static void put_fresh_rows(const struct build_job *j, size_t r0, size_t nr,
+			   float *y)
+{
+	size_t lo = 0, hi = j->nfresh;
+
+	while (lo < hi) { /* the first at or after r0 */
+		size_t mid = lo + (hi - lo) / 2;
+		if (j->fresh[mid].row < r0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < j->nfresh && j->fresh[lo].row < r0 + nr; lo++)
+		memcpy(y + (j->fresh[lo].row - r0) * j->d_out,
+		       j->fresh_rows + j->fresh[lo].k * j->d_out,
+		       j->d_out * sizeof *y);
+}
+
+static int fresh_at_cmp(const void *a, const void *b)
+{
+	const struct fresh_at *x = a, *y = b;
+
+	return (x->row > y->row) - (x->row < y->row);
+}
+
+/*
+ * Where the corrector's fresh rows go in idx, ascending by row; ids the
+ * index lacks are skipped. *out is NULL when there are none.
+ */
+static enum fresh_status locate_fresh_rows(const struct fresh_corrector *c,
+					   const struct fresh_index *idx,
+					   struct fresh_at **out, size_t *n)
+{
+	const uint64_t *ids;
+	size_t nf = fresh_corrector_fresh_rows(c, &ids, NULL), row;
+
+	*out = NULL;
+	*n = 0;
+	if (!nf)
+		return FRESH_OK;
+	*out = malloc(nf * sizeof **out);
+	if (!*out)
+		return FRESH_NOMEM;
+	for (size_t k = 0; k < nf; k++)
+		if (fresh_index_find(idx, ids[k], &row))
+			(*out)[(*n)++] = (struct fresh_at){row, k};
+	qsort(*out, *n, sizeof **out, fresh_at_cmp);
+	return FRESH_OK;
+}
+
 static void build_task(void *arg, size_t task, size_t worker)
 {
 	struct build_job *j = arg;
@@ -121,6 +181,7 @@ static void build_task(void *arg, size_t task, size_t worker)
 			atomic_store(&j->failed, (int)st);
 			return;
 		}
+		put_fresh_rows(j, r0, nr, y);
 	}
 	if (fresh_corrector_normalize(m->corr)) {
 		/* In place in C, or as per-row scales for an S-based plan. */
@@ -222,7 +283,10 @@ enum fresh_status fresh_model_build(
 	struct fresh_model *m;
 	struct build_job j;
 	enum fresh_status st = FRESH_OK;
-	bool identity = fresh_corrector_is_identity(corr);
+	bool identity = fresh_corrector_is_identity(corr) &&
+			!fresh_corrector_fresh_rows(corr, NULL, NULL);
+	struct fresh_at *fresh = NULL;
+	size_t nfresh = 0;
 	bool work;
 
 	if (sh->d_in != fresh_index_dim(idx))
@@ -244,11 +308,17 @@ enum fresh_status fresh_model_build(
 			m->can_correct = a[i] != 0.0f;
 	}
 	if (sh->kind == FRESH_CORRECTOR_MLP && !identity && m->can_correct) {
-		st = alloc_corrected(m, idx, sh->d_out, spill_dir, err);
+		st = locate_fresh_rows(corr, idx, &fresh, &nfresh);
+		if (st == FRESH_OK)
+			st = alloc_corrected(m, idx, sh->d_out, spill_dir, err);
+		else
+			fresh_fail(err, st, "no memory for the fresh rows");
 		if (st != FRESH_OK) {
+			free(fresh);
 			free(m);
 			return st;
 		}
+		m->fresh_served = nfresh;
 	}
 	if (fresh_corrector_normalize(corr) && !m->corrected &&
 	    !m->corrected_h && m->can_correct) {
@@ -282,6 +352,9 @@ enum fresh_status fresh_model_build(
 	j.n = n;
 	j.d_in = sh->d_in;
 	j.d_out = sh->d_out;
+	j.fresh = fresh;
+	j.nfresh = nfresh;
+	fresh_corrector_fresh_rows(corr, NULL, &j.fresh_rows);
 	j.prog = prog;
 	j.cancel = cancel;
 	atomic_init(&j.failed, 0);
@@ -313,6 +386,8 @@ enum fresh_status fresh_model_build(
 		if (j.max_norm[w] > m->corrected_max)
 			m->corrected_max = j.max_norm[w];
 	free(j.max_norm);
+	free(fresh);
+	fresh = NULL;
 	if (st == FRESH_OK && cancel && atomic_load(cancel))
 		st = FRESH_CANCELLED;
 	if (st == FRESH_OK && atomic_load(&j.failed))
@@ -327,6 +402,7 @@ enum fresh_status fresh_model_build(
 		m->corrected = m->spill.map;
 	}
 done:
+	free(fresh);
 	if (st != FRESH_OK) {
 		/* Hand corr back untouched: the caller still owns it. */
 		m->corr = NULL;
@@ -388,6 +464,11 @@ size_t fresh_model_query_dim(const struct fresh_model *m,
 	return scoring == FRESH_SCORING_STALE
 		       ? fresh_index_dim(m->index)
 		       : fresh_corrector_shape(m->corr)->d_out;
+}
+
+size_t fresh_model_fresh_rows(const struct fresh_model *m)
+{
+	return m->fresh_served;
 }
 
 bool fresh_model_can_correct(const struct fresh_model *m)

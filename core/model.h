@@ -73,6 +73,8 @@ size_t fresh_model_query_dim(const struct fresh_model *m,
  * the stale one and no corrector has been fitted yet.
  */
 bool fresh_model_can_correct(const struct fresh_model *m);
+/* How many rows it serves as the corrector's fresh rows, not h(s). */
+size_t fresh_model_fresh_rows(const struct fresh_model *m);
 /* Bytes of memory the model adds to the index (corrected matrix, norms). */
 size_t fresh_model_extra_bytes(const struct fresh_model *m);
 /* Bytes it keeps in a file, mapped (h(S) in float32 under bf16), or 0. */

@@ -312,6 +312,33 @@ static enum fresh_status refit_affine_on_all(struct fresh_corrector *c,
 	return st;
 }
 
+/* Whether pairs would serve other rows than current's fresh rows. */
+static bool fresh_rows_differ(const struct fresh_corrector *current,
+			      const struct fresh_pairs_snapshot *pairs)
+{
+	const uint64_t *ids;
+	const float *rows;
+	size_t n = fresh_corrector_fresh_rows(current, &ids, &rows);
+	size_t d = pairs->dim;
+
+	if (n != pairs->n)
+		return true;
+	for (size_t i = 0; i < pairs->n; i++) {
+		size_t lo = 0, hi = n;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (ids[mid] < pairs->ids[i])
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo == n || ids[lo] != pairs->ids[i] ||
+		    memcmp(rows + lo * d, pairs->g + i * d, d * sizeof *rows))
+			return true;
+	}
+	return false;
+}
+
 enum fresh_status fresh_refit_train(
 	const struct fresh_index *idx, const struct fresh_pairs_snapshot *pairs,
 	const struct fresh_qgroups *groups,
@@ -411,6 +438,29 @@ enum fresh_status fresh_refit_train(
 	if (!isfinite(rep->holdout.corrected_mse)) {
 		snprintf(rep->reason, sizeof rep->reason,
 			 "held-out error is not finite");
+	} else if (cfg->serve_fresh_rows && sh->kind == FRESH_CORRECTOR_MLP &&
+		   (!(rep->holdout.corrected_mse < cur.corrected_mse) ||
+		    (rep->holdout.stale_defined &&
+		     !(rep->holdout.corrected_mse < rep->holdout.stale_mse))) &&
+		   fresh_rows_differ(current, pairs)) {
+		/* The published network stays; only the served rows are new. */
+		fresh_corrector_free(cand);
+		cand = NULL;
+		st = fresh_corrector_clone(current, &cand);
+		if (st == FRESH_OK)
+			st = fresh_corrector_set_fresh_rows(cand, pairs->ids,
+							    pairs->g, pairs->n);
+		if (st != FRESH_OK) {
+			st = fresh_fail(err, st, "no memory for %zu fresh rows",
+					pairs->n);
+			goto done;
+		}
+		rep->holdout.corrected_mse = cur.corrected_mse;
+		rep->holdout.corrected_rel_err = cur.corrected_rel_err;
+		rep->method = "fresh-rows";
+		rep->accepted = true;
+		*out = cand;
+		cand = NULL;
 	} else if (!(rep->holdout.corrected_mse < cur.corrected_mse)) {
 		snprintf(rep->reason, sizeof rep->reason,
 			 "held-out MSE %.6g does not beat the published "
@@ -437,6 +487,14 @@ enum fresh_status fresh_refit_train(
 			} else {
 				fresh_corrector_free(all);
 			}
+		}
+		if (cfg->serve_fresh_rows && sh->kind == FRESH_CORRECTOR_MLP &&
+		    fresh_corrector_set_fresh_rows(cand, pairs->ids, pairs->g,
+						   pairs->n) != FRESH_OK) {
+			st = fresh_fail(err, FRESH_NOMEM,
+					"no memory for %zu fresh rows",
+					pairs->n);
+			goto done;
 		}
 		*out = cand;
 		cand = NULL;

@@ -52,6 +52,11 @@ struct fresh_refit_config {
 	enum fresh_normalize_mode normalize;
 	float logit_weight;	 /* weight of the logit-matching term (0) */
 	float logit_temperature; /* its softmax temperature (0.05) */
+	/*
+	 * An mlp corrector also carries the pairs' fresh rows, served in
+	 * place of h(s) for those targets (corrector.h); off by default.
+	 */
+	bool serve_fresh_rows;
 };
 
 struct fresh_refit_config fresh_refit_config_default(void);

@@ -93,6 +93,8 @@ json_t *srv_corrector_json(struct srv_server *srv)
 	json_object_set_new(j, "fresh_dim",
 			    json_integer((json_int_t)st.shape.d_out));
 	json_object_set_new(j, "normalize", json_boolean(st.normalize));
+	json_object_set_new(j, "fresh_rows",
+			    json_integer((json_int_t)st.fresh_rows));
 	json_object_set_new(j, "state",
 			    json_string(fresh_refit_state_name(st.state)));
 	json_object_set_new(j, "progress", json_real(st.progress));

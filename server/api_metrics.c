@@ -127,6 +127,10 @@ void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 		"# HELP freshd_pairs_buffered Targets with a fresh pair held.\n"
 		"# TYPE freshd_pairs_buffered gauge\n"
 		"freshd_pairs_buffered %zu\n"
+		"# HELP freshd_fresh_rows_served Targets scored by their fresh "
+		"row, not h(s) (--serve-fresh-rows).\n"
+		"# TYPE freshd_fresh_rows_served gauge\n"
+		"freshd_fresh_rows_served %zu\n"
 		"# HELP freshd_pairs_total Fresh pairs accepted in this data "
 		"dir.\n"
 		"# TYPE freshd_pairs_total counter\n"
@@ -163,7 +167,7 @@ void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 		"# HELP freshd_resident_memory_bytes Resident set size.\n"
 		"# TYPE freshd_resident_memory_bytes gauge\n"
 		"freshd_resident_memory_bytes %lld\n",
-		st.pairs_buffered, st.pairs_total, st.log_bytes, st.wal.syncs,
+		st.pairs_buffered, st.fresh_rows, st.pairs_total, st.log_bytes, st.wal.syncs,
 		st.wal.sync_seconds,
 		st.wal.sync_failures + st.wal.write_failures,
 		st.writable ? 1 : 0, info.targets, index_bytes, extra,

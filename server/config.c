@@ -129,6 +129,10 @@ static size_t build(struct flag *f, size_t cap, struct srv_config *c,
 		 "weight of the logit-matching term over updates' queries "
 		 "(0: off)",
 		 0, 1e6, NULL},
+		{"serve-fresh-rows", BOOL, &r->serve_fresh_rows, NULL,
+		 "score a target with a fresh row by that row, not h(s): each "
+		 "refit's pairs go into its corrector and checkpoint (mlp)",
+		 0, 0, NULL},
 		{"logit-temperature", FLOAT, &r->logit_temperature, "T",
 		 "softmax temperature of the logit term", 1e-4, 100, NULL},
 		{"max-update-queries", SIZE, &e->max_queries, "N",
@@ -463,6 +467,16 @@ enum srv_parse_result srv_config_parse(int argc, char **argv,
 	if (!cfg->collection[0] || strlen(cfg->collection) > 255 ||
 	    strchr(cfg->collection, '/')) {
 		fail(err, cap, "--collection: 1 to 255 characters, no '/'");
+		return SRV_CONFIG_ERROR;
+	}
+	if (cfg->engine.refit.serve_fresh_rows &&
+	    (cfg->shard ||
+	     (!cfg->shards && cfg->engine.kind != FRESH_CORRECTOR_MLP))) {
+		fail(err, cap,
+		     cfg->shard ? "--serve-fresh-rows is the coordinator's "
+				  "flag: a shard serves what it installs"
+				: "--serve-fresh-rows needs --corrector mlp "
+				  "(only a materialized h(S) can hold rows)");
 		return SRV_CONFIG_ERROR;
 	}
 	if (cfg->shard) {

@@ -71,7 +71,7 @@ json_t *coord_corrector_json(struct srv_coord *c, struct srv_reply *r)
 {
 	struct srv_call *calls = calloc(c->n, sizeof *calls);
 	json_t *j = NULL;
-	uint64_t buffered = 0, total = 0;
+	uint64_t buffered = 0, total = 0, fresh_rows = 0;
 	bool answered = false;
 	int bad;
 
@@ -93,6 +93,8 @@ json_t *coord_corrector_json(struct srv_coord *c, struct srv_reply *r)
 				json_object_get(p, "buffered"));
 			total += (uint64_t)json_integer_value(
 				json_object_get(p, "total"));
+			fresh_rows += (uint64_t)json_integer_value(
+				json_object_get(o, "fresh_rows"));
 			if (s == 0)
 				j = o;
 			else
@@ -111,6 +113,8 @@ json_t *coord_corrector_json(struct srv_coord *c, struct srv_reply *r)
 			    json_pack("{s:I,s:I}", "buffered",
 				      (json_int_t)buffered, "total",
 				      (json_int_t)total));
+	json_object_set_new(j, "fresh_rows",
+			    json_integer((json_int_t)fresh_rows));
 	pthread_mutex_lock(&c->mu);
 	json_object_set_new(j, "state",
 			    json_string(fresh_refit_state_name(c->state)));

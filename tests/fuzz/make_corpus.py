@@ -107,11 +107,16 @@ def snapshot(n, d, ids, vectors):
 
 
 def checkpoint(kind, act, d_in, d_out, hidden, params, normalize=0,
-               version=3, through=17, holdout=None):
-    body = b"FRSHCKPT" + struct.pack("<IIII", 1, kind, act, normalize)
+               version=3, through=17, holdout=None, fresh=None):
+    """fresh: (ids, rows) of served fresh rows, which make it format 2."""
+    body = b"FRSHCKPT" + struct.pack("<IIII", 2 if fresh else 1, kind, act,
+                                     normalize)
     body += struct.pack("<QQQQQQ", d_in, d_out, hidden, version, through,
                         len(params))
     body += f32(params)
+    if fresh:
+        ids, rows = fresh
+        body += struct.pack("<Q%dQ" % len(ids), len(ids), *ids) + f32(rows)
     if holdout is None:  # the held-out block: absent is all zero
         body += bytes(48)
     else:
@@ -257,6 +262,15 @@ def corpora():
         "wrong_count": checkpoint(1, 0, 2, 2, 0, [0.0] * 5),
         "bad_kind": checkpoint(7, 0, 2, 2, 0, [0.0] * 6),
         "truncated": affine[:40],
+        "mlp_fresh_rows": checkpoint(
+            2, 0, 2, 3, 2, [0.25] * layout_total(2, 2, 3, 2),
+            fresh=([4, 9], [0.5, -1.0, 2.0, 0.0, 1.5, -0.25])),
+        "fresh_rows_unsorted": checkpoint(
+            2, 0, 2, 3, 2, [0.25] * layout_total(2, 2, 3, 2),
+            fresh=([9, 4], [0.5, -1.0, 2.0, 0.0, 1.5, -0.25])),
+        "fresh_rows_affine": checkpoint(
+            1, 0, 2, 2, 0, [0.5] * layout_total(1, 2, 2, 0),
+            fresh=([1], [1.0, 2.0])),
     }
 
     upd = record([1, 2], matrix(2, 3), 3)

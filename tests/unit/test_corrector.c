@@ -460,6 +460,96 @@ START_TEST(checkpoint_damage_is_refused)
 }
 END_TEST
 
+/*
+ * Fresh rows travel with the corrector: kept sorted by id, through a clone
+ * and a checkpoint (format 2); a corrector without them keeps format 1's
+ * bytes; ids out of order, or fresh rows on an affine corrector, are
+ * refused even under a valid checksum.
+ */
+START_TEST(checkpoint_carries_fresh_rows)
+{
+	struct fresh_corrector_shape s = {FRESH_CORRECTOR_MLP, FRESH_ACT_RELU,
+					  6, 6, 4};
+	struct fresh_corrector *c = random_corrector(s, 12, 1.0f), *d, *e;
+	const uint64_t in_ids[3] = {900, 7, 41}, *ids;
+	float rows[18];
+	const float *got;
+	struct tu_rng r = {77};
+	struct fresh_error err;
+	unsigned char *b;
+	void *raw;
+	size_t len, plain_len;
+	uint32_t crc;
+
+	tu_fill_normal(&r, rows, 18);
+	ck_assert_int_eq(fresh_corrector_serialize(c, &raw, &plain_len),
+			 FRESH_OK);
+	ck_assert_uint_eq(((unsigned char *)raw)[8], 1); /* format 1 */
+	free(raw);
+	ck_assert_int_eq(fresh_corrector_set_fresh_rows(c, in_ids, rows, 3),
+			 FRESH_OK);
+	ck_assert_int_eq(fresh_corrector_clone(c, &e), FRESH_OK);
+	ck_assert_int_eq(fresh_corrector_serialize(e, &raw, &len), FRESH_OK);
+	b = raw;
+	ck_assert_uint_eq(b[8], 2);
+	ck_assert_uint_eq(len, plain_len + 8 + 3 * (8 + 6 * 4));
+	ck_assert_int_eq(fresh_corrector_deserialize(b, len, &d, &err),
+			 FRESH_OK);
+	ck_assert_uint_eq(fresh_corrector_fresh_rows(d, &ids, &got), 3);
+	ck_assert_uint_eq(ids[0], 7);
+	ck_assert_uint_eq(ids[1], 41);
+	ck_assert_uint_eq(ids[2], 900);
+	ck_assert_mem_eq(got, rows + 6, 6 * sizeof(float));	 /* id 7 */
+	ck_assert_mem_eq(got + 6, rows + 12, 6 * sizeof(float)); /* id 41 */
+	ck_assert_mem_eq(got + 12, rows, 6 * sizeof(float));	 /* id 900 */
+	fresh_corrector_free(d);
+	/* Ids out of order under a valid checksum. */
+	{
+		size_t at = 72 + fresh_corrector_layout(c).total * 4 + 8;
+		unsigned char tmp[8];
+		memcpy(tmp, b + at, 8);
+		memcpy(b + at, b + at + 8, 8);
+		memcpy(b + at + 8, tmp, 8);
+		crc = fresh_crc32c(0, b, len - 4);
+		memcpy(b + len - 4, &crc, 4);
+		d = NULL;
+		ck_assert_int_eq(fresh_corrector_deserialize(b, len, &d, &err),
+				 FRESH_FORMAT);
+		ck_assert_ptr_null(d);
+		ck_assert(strstr(err.msg, "ascending") != NULL);
+	}
+	/* A count that does not fit the bytes. */
+	{
+		uint64_t many = 1000;
+		memcpy(b + 72 + fresh_corrector_layout(c).total * 4, &many, 8);
+		crc = fresh_crc32c(0, b, len - 4);
+		memcpy(b + len - 4, &crc, 4);
+		ck_assert_int_eq(fresh_corrector_deserialize(b, len, &d, &err),
+				 FRESH_FORMAT);
+		ck_assert(strstr(err.msg, "fresh-row count") != NULL);
+	}
+	/* Fresh rows on an affine corrector. */
+	{
+		uint32_t affine = FRESH_CORRECTOR_AFFINE;
+		memcpy(b + 12, &affine, 4);
+		crc = fresh_crc32c(0, b, len - 4);
+		memcpy(b + len - 4, &crc, 4);
+		ck_assert_int_eq(fresh_corrector_deserialize(b, len, &d, &err),
+				 FRESH_FORMAT);
+		ck_assert(strstr(err.msg, "only mlp") != NULL);
+	}
+	/* Cleared: format 1 again. */
+	ck_assert_int_eq(fresh_corrector_set_fresh_rows(e, NULL, NULL, 0),
+			 FRESH_OK);
+	free(raw);
+	ck_assert_int_eq(fresh_corrector_serialize(e, &raw, &len), FRESH_OK);
+	ck_assert_uint_eq(len, plain_len);
+	free(raw);
+	fresh_corrector_free(c);
+	fresh_corrector_free(e);
+}
+END_TEST
+
 START_TEST(crc32c_known_value)
 {
 	ck_assert_uint_eq(fresh_crc32c(0, "123456789", 9), 0xE3069283u);
@@ -486,6 +576,7 @@ static Suite *corrector_suite(void)
 	tcase_add_checked_fixture(ckpt, setup, teardown);
 	tcase_add_test(ckpt, checkpoint_round_trip);
 	tcase_add_test(ckpt, checkpoint_damage_is_refused);
+	tcase_add_test(ckpt, checkpoint_carries_fresh_rows);
 	tcase_add_test(ckpt, crc32c_known_value);
 	suite_add_tcase(s, num);
 	suite_add_tcase(s, ckpt);

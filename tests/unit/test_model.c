@@ -467,6 +467,111 @@ static void *reader(void *arg)
 	return NULL;
 }
 
+/*
+ * A corrector's fresh rows replace h(s) for the ids the index has (an
+ * unknown id is skipped), normalized like the rest of C; every other row
+ * stays h(s); a query equal to a fresh row finds its target first; and an
+ * mlp over bf16 gives the float32 model's answers. An identity mlp with
+ * fresh rows still materializes C to hold them.
+ */
+START_TEST(fresh_rows_replace_h_of_their_targets)
+{
+	enum { N = 2000, D = 12, NF = 5 };
+	const size_t rows[NF] = {0, 17, 999, 1000, 1999};
+	uint64_t ids[NF + 1];
+	float fresh[(NF + 1) * D], out[D], h[D], q[NF * D];
+	struct fresh_hit ha[NF * 3], hb[NF * 3];
+	size_t ca[NF], cb[NF];
+	struct tu_rng r = {91};
+	struct fresh_corrector_ws ws;
+	struct fx f, g;
+	char dir[512];
+
+	tu_tmpdir(dir, sizeof dir);
+	fx_make(&f, N, D, 23);
+	fx_make(&g, N, D, 23);
+	ck_assert_int_eq(fresh_index_add_bf16(g.idx, NULL), FRESH_OK);
+	tu_fill_normal(&r, fresh, (NF + 1) * D);
+	for (size_t i = 0; i < NF; i++)
+		ids[i] = 5 * rows[i] + 3;
+	ids[NF] = 4; /* not in the index */
+	ck_assert_int_eq(fresh_corrector_ws_init(&ws, 1, 8), FRESH_OK);
+	for (int identity = 0; identity < 2; identity++) {
+		struct fresh_corrector *c[2];
+		struct fresh_model *a, *b;
+
+		for (int k = 0; k < 2; k++) {
+			c[k] = identity ? random_corrector(FRESH_CORRECTOR_MLP,
+							   D, D, 8, true, 4)
+					: random_corrector(FRESH_CORRECTOR_MLP,
+							   D, D, 8, true, 5);
+			if (identity)
+				memset(fresh_corrector_params(c[k]), 0,
+				       fresh_corrector_layout(c[k]).total *
+					       sizeof(float));
+			ck_assert_int_eq(fresh_corrector_set_fresh_rows(
+						 c[k], ids, fresh, NF + 1),
+					 FRESH_OK);
+		}
+		ck_assert_int_eq(fresh_model_build(f.idx, c[0], f.pool, NULL,
+						   NULL, dir, &a, NULL),
+				 FRESH_OK);
+		ck_assert_int_eq(fresh_model_build(g.idx, c[1], g.pool, NULL,
+						   NULL, dir, &b, NULL),
+				 FRESH_OK);
+		ck_assert_uint_eq(fresh_model_fresh_rows(a), NF);
+		ck_assert_uint_eq(fresh_model_fresh_rows(b), NF);
+		for (size_t row = 2; row < N; row += 37) { /* no fresh row */
+			double ss = 0.0;
+			ck_assert_int_eq(
+				fresh_model_corrected_rows(a, &row, 1, out),
+				FRESH_OK);
+			ck_assert_int_eq(fresh_corrector_forward(
+						 fresh_model_corrector(a),
+						 f.s + row * D, 1, h, &ws),
+					 FRESH_OK);
+			for (size_t o = 0; o < D; o++)
+				ss += h[o] * h[o];
+			for (size_t o = 0; o < D; o++)
+				ck_assert_float_eq_tol(
+					out[o], h[o] / (float)sqrt(ss), 1e-5f);
+		}
+		for (size_t i = 0; i < NF; i++) {
+			double ss = 0.0;
+			ck_assert_int_eq(
+				fresh_model_corrected_rows(a, &rows[i], 1, out),
+				FRESH_OK);
+			for (size_t o = 0; o < D; o++)
+				ss += fresh[i * D + o] * fresh[i * D + o];
+			for (size_t o = 0; o < D; o++) {
+				ck_assert_float_eq_tol(out[o],
+						       fresh[i * D + o] /
+							       (float)sqrt(ss),
+						       1e-6f);
+				q[i * D + o] = fresh[i * D + o] * 10.0f;
+			}
+		}
+		ck_assert_int_eq(fresh_model_search(a, f.pool,
+						    FRESH_SCORING_CORRECTED, q,
+						    NF, 3, NULL, ha, ca),
+				 FRESH_OK);
+		ck_assert_int_eq(fresh_model_search(b, g.pool,
+						    FRESH_SCORING_CORRECTED, q,
+						    NF, 3, NULL, hb, cb),
+				 FRESH_OK);
+		for (size_t i = 0; i < NF; i++)
+			ck_assert_uint_eq(ha[i * 3].id, ids[i]);
+		tu_assert_hits_eq(ha, hb, NF * 3);
+		fresh_model_release(a);
+		fresh_model_release(b);
+	}
+	fresh_corrector_ws_free(&ws);
+	fx_free(&f);
+	fx_free(&g);
+	tu_rmdir(dir);
+}
+END_TEST
+
 START_TEST(searches_during_publishes)
 {
 	struct fx f;
@@ -531,6 +636,7 @@ static Suite *model_suite(void)
 	tcase_add_test(plans, corrected_rows_match_forward);
 	tcase_add_test(plans, cancelled_build_leaves_corrector_with_caller);
 	tcase_add_test(plans, mlp_over_bf16_equals_f32);
+	tcase_add_test(plans, fresh_rows_replace_h_of_their_targets);
 	tcase_add_test(swap, searches_during_publishes);
 	suite_add_tcase(s, plans);
 	suite_add_tcase(s, swap);

@@ -287,6 +287,64 @@ START_TEST(gate_refuses_no_improvement)
 }
 END_TEST
 
+/*
+ * With serve_fresh_rows, an accepted refit carries its pairs' rows; the
+ * same pairs again publish nothing; new rows whose network does not beat
+ * the published one publish that network with the new rows
+ * ("fresh-rows").
+ */
+START_TEST(fresh_rows_ride_with_the_refit)
+{
+	struct world w;
+	struct fresh_pairs_snapshot snap, more;
+	struct fresh_refit_config cfg = fresh_refit_config_default();
+	struct fresh_corrector *cur = identity(FRESH_CORRECTOR_MLP, 12, 12, 8);
+	struct fresh_corrector *first, *second, *third;
+	struct fresh_refit_report rep;
+	const uint64_t *ids;
+	const float *rows;
+
+	cfg.serve_fresh_rows = true;
+	cfg.max_epochs = 20;
+	make_world(&w, 3000, 12, 12, LINEAR, 13);
+	snapshot(&w, 800, &snap);
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, cur, &cfg, NULL,
+					   NULL, &first, &rep, NULL),
+			 FRESH_OK);
+	ck_assert(rep.accepted);
+	ck_assert_uint_eq(fresh_corrector_fresh_rows(first, &ids, &rows), 800);
+	for (size_t i = 0; i < 800; i++) {
+		ck_assert_uint_eq(ids[i], i);
+		ck_assert_mem_eq(rows + i * 12, w.g + i * 12,
+				 12 * sizeof(float));
+	}
+	ck_assert_int_eq(fresh_refit_train(w.idx, &snap, NULL, first, &cfg,
+					   NULL, NULL, &second, &rep, NULL),
+			 FRESH_OK);
+	ck_assert(!rep.accepted);
+	ck_assert_ptr_null(second);
+	/* One more pair: its network does not beat the serving one, which
+	 * is kept and published with the new rows. */
+	snapshot(&w, 801, &more);
+	ck_assert_int_eq(fresh_refit_train(w.idx, &more, NULL, first, &cfg,
+					   NULL, NULL, &third, &rep, NULL),
+			 FRESH_OK);
+	ck_assert(rep.accepted);
+	ck_assert_uint_eq(fresh_corrector_fresh_rows(third, NULL, NULL), 801);
+	/* (Training is deterministic: this network does not beat it.) */
+	ck_assert_str_eq(rep.method, "fresh-rows");
+	ck_assert_mem_eq(fresh_corrector_params(third),
+			 fresh_corrector_params(first),
+			 fresh_corrector_layout(first).total * sizeof(float));
+	fresh_corrector_free(first);
+	fresh_corrector_free(third);
+	fresh_corrector_free(cur);
+	fresh_pairs_snapshot_free(&snap);
+	fresh_pairs_snapshot_free(&more);
+	free_world(&w);
+}
+END_TEST
+
 START_TEST(too_few_pairs)
 {
 	struct world w;
@@ -428,6 +486,7 @@ static Suite *trainer_suite(void)
 	tcase_add_test(fit, mlp_not_clearly_better_is_dropped);
 	tcase_add_test(fit, learns_a_change_of_width);
 	tcase_add_test(gate, gate_refuses_no_improvement);
+	tcase_add_test(gate, fresh_rows_ride_with_the_refit);
 	tcase_add_test(gate, too_few_pairs);
 	tcase_add_test(gate, unit_norm_pairs_turn_normalization_on);
 	tcase_add_test(gate, holdout_split_is_stable_and_about_ten_percent);
