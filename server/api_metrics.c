@@ -167,8 +167,8 @@ void srv_api_metrics(struct srv_request *req, struct srv_reply *r)
 		"# HELP freshd_resident_memory_bytes Resident set size.\n"
 		"# TYPE freshd_resident_memory_bytes gauge\n"
 		"freshd_resident_memory_bytes %lld\n",
-		st.pairs_buffered, st.fresh_rows, st.pairs_total, st.log_bytes, st.wal.syncs,
-		st.wal.sync_seconds,
+		st.pairs_buffered, st.fresh_rows, st.pairs_total, st.log_bytes,
+		st.wal.syncs, st.wal.sync_seconds,
 		st.wal.sync_failures + st.wal.write_failures,
 		st.writable ? 1 : 0, info.targets, index_bytes, extra,
 		srv_rss_bytes());
