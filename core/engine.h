@@ -203,6 +203,13 @@ struct fresh_refit_outcome {
  */
 enum fresh_status fresh_engine_refit(struct fresh_engine *e, bool wait,
 				     struct fresh_refit_outcome *out);
+/*
+ * As fresh_engine_refit, but publishes the buffer's fresh rows with the
+ * serving network, without training (--serve-fresh-rows; POST
+ * /v1/refit?rows_only=true).
+ */
+enum fresh_status fresh_engine_refit_rows(struct fresh_engine *e, bool wait,
+					  struct fresh_refit_outcome *out);
 
 /* Publishes the identity corrector (version + 1). */
 enum fresh_status fresh_engine_reset(struct fresh_engine *e, uint64_t *version,

@@ -179,3 +179,14 @@ enum fresh_status fresh_engine_refit(struct fresh_engine *e, bool wait,
 	pthread_mutex_unlock(&e->mu);
 	return fresh_refitter_request(e->refitter, seq, wait, out);
 }
+
+enum fresh_status fresh_engine_refit_rows(struct fresh_engine *e, bool wait,
+					  struct fresh_refit_outcome *out)
+{
+	uint64_t seq;
+
+	pthread_mutex_lock(&e->mu);
+	seq = e->applied_seq;
+	pthread_mutex_unlock(&e->mu);
+	return fresh_refitter_request_rows(e->refitter, seq, wait, out);
+}

@@ -40,6 +40,8 @@ struct fresh_refitter {
 	pthread_cond_t work_cv, done_cv;
 	/* Everything below: (mu). */
 	bool stopping, requested, compact_requested, running;
+	bool requested_full; /* a request that needs training, not rows only */
+	bool running_full;
 	uint64_t pairs_since_refit;
 	double first_new_pair; /* monotonic: when pairs_since_refit left 0 */
 	uint64_t started_gen, done_gen;
@@ -103,10 +105,14 @@ static bool wait_for_work(struct fresh_refitter *r)
 	return !r->stopping;
 }
 
-/* Trains, builds and has the host publish; fills out. No lock held. */
-static void train_and_publish(struct fresh_refitter *r, double t0,
+/*
+ * Trains (or, when !full, takes the serving network with the buffer's
+ * fresh rows), builds and has the host publish; fills out. No lock held.
+ */
+static void train_and_publish(struct fresh_refitter *r, double t0, bool full,
 			      struct fresh_refit_outcome *out)
 {
+	struct fresh_refit_config rc = r->cfg.refit;
 	struct fresh_pairs_snapshot snap;
 	struct fresh_qgroups groups = {0, NULL};
 	struct fresh_corrector *cand = NULL;
@@ -117,7 +123,8 @@ static void train_and_publish(struct fresh_refitter *r, double t0,
 
 	memset(&snap, 0, sizeof snap);
 	err.msg[0] = '\0';
-	st = r->host.snapshot(r->host.ctx, r->cfg.refit.logit_weight > 0, &snap,
+	rc.rows_only = !full;
+	st = r->host.snapshot(r->host.ctx, full && rc.logit_weight > 0, &snap,
 			      &groups, &seq);
 	pthread_mutex_lock(&r->mu);
 	r->running_seq = seq;
@@ -128,9 +135,9 @@ static void train_and_publish(struct fresh_refitter *r, double t0,
 	base = fresh_model_version(cur);
 	if (st == FRESH_OK)
 		st = fresh_refit_train(fresh_model_index(cur), &snap, &groups,
-				       fresh_model_corrector(cur),
-				       &r->cfg.refit, &r->train_prog,
-				       &r->cancel, &cand, &out->report, &err);
+				       fresh_model_corrector(cur), &rc,
+				       &r->train_prog, &r->cancel, &cand,
+				       &out->report, &err);
 	fresh_pairs_snapshot_free(&snap);
 	fresh_qgroups_free(&groups);
 	out->train_seconds = fresh_monotonic() - t0;
@@ -139,7 +146,8 @@ static void train_and_publish(struct fresh_refitter *r, double t0,
 		r->state = FRESH_REFIT_MATERIALIZING;
 		pthread_mutex_unlock(&r->mu);
 		fresh_corrector_set_trained_through(cand, seq);
-		fresh_corrector_set_holdout(cand, &out->report.holdout);
+		if (full) /* rows only: the serving network's errors */
+			fresh_corrector_set_holdout(cand, &out->report.holdout);
 		st = fresh_model_build(fresh_model_index(cur), cand,
 				       r->cfg.pool, &r->build_prog, &r->cancel,
 				       r->cfg.spill_dir, &m, &err);
@@ -176,7 +184,7 @@ static void train_and_publish(struct fresh_refitter *r, double t0,
 }
 
 /* Called and returns with mu held. */
-static void run_refit(struct fresh_refitter *r)
+static void run_refit(struct fresh_refitter *r, bool full)
 {
 	struct fresh_refit_outcome out;
 	double t0 = fresh_monotonic();
@@ -184,16 +192,18 @@ static void run_refit(struct fresh_refitter *r)
 
 	gen = ++r->started_gen;
 	r->running = true;
+	r->running_full = full;
 	r->running_seq_known = false;
 	r->state = FRESH_REFIT_TRAINING;
 	r->started++;
-	r->pairs_since_refit = 0;
+	if (full) /* the automatic policy counts pairs since training */
+		r->pairs_since_refit = 0;
 	atomic_store(&r->train_prog.done, 0);
 	atomic_store(&r->build_prog.done, 0);
 	pthread_mutex_unlock(&r->mu);
 
 	memset(&out, 0, sizeof out);
-	train_and_publish(r, t0, &out);
+	train_and_publish(r, t0, full, &out);
 
 	pthread_mutex_lock(&r->mu);
 	if (out.status != FRESH_OK)
@@ -238,8 +248,12 @@ static void *worker_main(void *arg)
 			pthread_mutex_lock(&r->mu);
 			continue;
 		}
+		/* Rows only when only rows were asked for. */
+		bool full = r->requested_full || !r->requested ||
+			    auto_due(r, fresh_monotonic());
 		r->requested = false;
-		run_refit(r);
+		r->requested_full = false;
+		run_refit(r, full);
 	}
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
@@ -324,19 +338,21 @@ void fresh_refitter_request_compact(struct fresh_refitter *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
-enum fresh_status fresh_refitter_request(struct fresh_refitter *r, uint64_t seq,
-					 bool wait,
-					 struct fresh_refit_outcome *out)
+static enum fresh_status request(struct fresh_refitter *r, uint64_t seq,
+				 bool wait, bool full,
+				 struct fresh_refit_outcome *out)
 {
 	enum fresh_status st = FRESH_OK;
 	uint64_t target;
 
 	memset(out, 0, sizeof *out);
 	pthread_mutex_lock(&r->mu);
-	if (r->running && r->running_seq_known && r->running_seq >= seq) {
+	if (r->running && r->running_seq_known && r->running_seq >= seq &&
+	    (r->running_full || !full)) {
 		target = r->started_gen;
 	} else {
 		r->requested = true;
+		r->requested_full = r->requested_full || full;
 		target = r->started_gen + 1;
 		pthread_cond_signal(&r->work_cv);
 	}
@@ -350,6 +366,20 @@ enum fresh_status fresh_refitter_request(struct fresh_refitter *r, uint64_t seq,
 	}
 	pthread_mutex_unlock(&r->mu);
 	return st;
+}
+
+enum fresh_status fresh_refitter_request(struct fresh_refitter *r, uint64_t seq,
+					 bool wait,
+					 struct fresh_refit_outcome *out)
+{
+	return request(r, seq, wait, true, out);
+}
+
+enum fresh_status fresh_refitter_request_rows(struct fresh_refitter *r,
+					      uint64_t seq, bool wait,
+					      struct fresh_refit_outcome *out)
+{
+	return request(r, seq, wait, false, out);
 }
 
 void fresh_refitter_status(struct fresh_refitter *r,

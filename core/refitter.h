@@ -87,6 +87,15 @@ enum fresh_status fresh_refitter_request(struct fresh_refitter *r, uint64_t seq,
 					 bool wait,
 					 struct fresh_refit_outcome *out);
 
+/*
+ * As fresh_refitter_request, for a publish of the buffer's fresh rows with
+ * the serving network and no training (refit config rows_only); a running
+ * or queued refit that trains also serves it.
+ */
+enum fresh_status fresh_refitter_request_rows(struct fresh_refitter *r,
+					      uint64_t seq, bool wait,
+					      struct fresh_refit_outcome *out);
+
 struct fresh_refitter_status {
 	enum fresh_refit_state state;
 	double progress;		      /* 0..1 within the state */

@@ -212,7 +212,7 @@ enum fresh_status fresh_engine_fit(const void *current, size_t current_len,
 				  fresh_corrector_shape(cur)->d_in,
 				  fresh_corrector_shape(cur)->d_out);
 	}
-	if (pairs->n < c.min_pairs || pairs->n == 0) {
+	if ((!c.rows_only && pairs->n < c.min_pairs) || pairs->n == 0) {
 		rep->pairs = pairs->n;
 		snprintf(rep->reason, sizeof rep->reason,
 			 "%zu pairs buffered on the shards; a refit needs "
@@ -242,7 +242,8 @@ enum fresh_status fresh_engine_fit(const void *current, size_t current_len,
 	if (st == FRESH_OK && cand) {
 		fresh_corrector_set_version(cand,
 					    fresh_corrector_version(cur) + 1);
-		fresh_corrector_set_holdout(cand, &rep->holdout);
+		if (!c.rows_only) /* rows only: the serving network's */
+			fresh_corrector_set_holdout(cand, &rep->holdout);
 		st = fresh_corrector_serialize(cand, ckpt, ckpt_len);
 		if (st != FRESH_OK)
 			fresh_fail(err, st, "could not encode the corrector");

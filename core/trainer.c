@@ -339,6 +339,50 @@ static bool fresh_rows_differ(const struct fresh_corrector *current,
 	return false;
 }
 
+/* The serving network with the pairs' rows, when they are new. */
+static enum fresh_status rows_only(const struct fresh_corrector *current,
+				   const struct fresh_pairs_snapshot *pairs,
+				   const struct fresh_refit_config *cfg,
+				   struct fresh_corrector **out,
+				   struct fresh_refit_report *rep,
+				   struct fresh_error *err)
+{
+	struct fresh_corrector *c = NULL;
+	enum fresh_status st;
+
+	rep->pairs = pairs->n;
+	if (!cfg->serve_fresh_rows ||
+	    fresh_corrector_shape(current)->kind != FRESH_CORRECTOR_MLP) {
+		snprintf(rep->reason, sizeof rep->reason,
+			 "publishing rows only needs --serve-fresh-rows and "
+			 "an mlp corrector");
+		return FRESH_OK;
+	}
+	if (!fresh_rows_differ(current, pairs)) {
+		snprintf(rep->reason, sizeof rep->reason,
+			 "no fresh rows other than the %zu served", pairs->n);
+		return FRESH_OK;
+	}
+	st = fresh_corrector_clone(current, &c);
+	if (st == FRESH_OK)
+		st = fresh_corrector_set_fresh_rows(c, pairs->ids, pairs->g,
+						    pairs->n);
+	if (st != FRESH_OK) {
+		fresh_corrector_free(c);
+		return fresh_fail(err, st, "no memory for %zu fresh rows",
+				  pairs->n);
+	}
+	/* The clone keeps the serving network's held-out errors. */
+	fresh_corrector_holdout(current, &rep->holdout);
+	rep->current_mse = rep->holdout.corrected_mse;
+	rep->current_rel_err = rep->holdout.corrected_rel_err;
+	rep->normalize = fresh_corrector_normalize(current);
+	rep->method = "fresh-rows";
+	rep->accepted = true;
+	*out = c;
+	return FRESH_OK;
+}
+
 enum fresh_status fresh_refit_train(
 	const struct fresh_index *idx, const struct fresh_pairs_snapshot *pairs,
 	const struct fresh_qgroups *groups,
@@ -368,6 +412,8 @@ enum fresh_status fresh_refit_train(
 			 "corrector 'none' has nothing to fit");
 		return FRESH_OK;
 	}
+	if (cfg->rows_only)
+		return rows_only(current, pairs, cfg, out, rep, err);
 	st = split_pairs(idx, pairs, cfg->holdout_permille, &s);
 	if (st != FRESH_OK)
 		return fresh_fail(err, st, "no memory for %zu pairs", pairs->n);

@@ -57,6 +57,12 @@ struct fresh_refit_config {
 	 * place of h(s) for those targets (corrector.h); off by default.
 	 */
 	bool serve_fresh_rows;
+	/*
+	 * No training: the current corrector's network with the pairs' rows
+	 * (needs serve_fresh_rows and an mlp), published when they differ
+	 * from the rows it serves.
+	 */
+	bool rows_only;
 };
 
 struct fresh_refit_config fresh_refit_config_default(void);

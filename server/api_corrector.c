@@ -142,14 +142,27 @@ static bool empty_body(struct srv_request *req, struct srv_error *e)
 	return ok;
 }
 
+bool srv_rows_only_allowed(const struct srv_request *req, bool rows_only,
+			   struct srv_error *e)
+{
+	if (!rows_only || req->srv->cfg.engine.refit.serve_fresh_rows)
+		return true;
+	srv_fail(e, 409, "conflict",
+		 "rows_only: this daemon does not serve fresh rows (start it "
+		 "with --serve-fresh-rows)");
+	return false;
+}
+
 void srv_api_refit(struct srv_request *req, struct srv_reply *r)
 {
 	struct fresh_refit_outcome out;
 	struct srv_error e;
 	bool wait = srv_query_flag(req, "wait");
+	bool rows_only = srv_query_flag(req, "rows_only");
 	enum fresh_status st;
 
-	if (!empty_body(req, &e)) {
+	if (!empty_body(req, &e) ||
+	    !srv_rows_only_allowed(req, rows_only, &e)) {
 		srv_reply_error(r, &e);
 		return;
 	}
@@ -160,7 +173,8 @@ void srv_api_refit(struct srv_request *req, struct srv_reply *r)
 		srv_reply_error(r, &e);
 		return;
 	}
-	st = fresh_engine_refit(req->srv->engine, wait, &out);
+	st = rows_only ? fresh_engine_refit_rows(req->srv->engine, wait, &out)
+		       : fresh_engine_refit(req->srv->engine, wait, &out);
 	if (st != FRESH_OK) {
 		srv_error_from_status(&e, st,
 				      st == FRESH_CANCELLED

@@ -54,6 +54,7 @@ struct srv_coord {
 	size_t dim, fresh_dim, targets; /* (mu) once ready */
 	/* The refitter; (mu). */
 	bool running, want;
+	bool want_full, running_full; /* training, not rows only */
 	bool repair; /* the health thread found a shard behind */
 	uint64_t gen_started, gen_done;
 	uint64_t pairs_since;

@@ -70,8 +70,10 @@ static bool still_current(void *ctx, char *why, size_t cap)
 	return ok;
 }
 
-static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
+static void run_refit(struct srv_coord *c, bool full,
+		      struct fresh_refit_outcome *out)
 {
+	struct fresh_refit_config rc = c->srv->cfg.engine.refit;
 	struct srv_call *calls = calloc(c->n, sizeof *calls), cur;
 	struct fresh_shard_pairs pairs;
 	struct fresh_error ferr;
@@ -110,10 +112,11 @@ static void run_refit(struct srv_coord *c, struct fresh_refit_outcome *out)
 	coord_fan_done(c, calls);
 	if (st == FRESH_OK && !current_checkpoint(c, &cur, why, sizeof why))
 		st = FRESH_IO;
+	rc.rows_only = !full;
 	if (st == FRESH_OK)
-		st = fresh_engine_fit(cur.body, cur.len, &pairs,
-				      &c->srv->cfg.engine.refit, &c->cancel,
-				      &ckpt, &len, &out->report, &ferr);
+		st = fresh_engine_fit(cur.body, cur.len, &pairs, &rc,
+				      &c->cancel, &ckpt, &len, &out->report,
+				      &ferr);
 	out->train_seconds = coord_mono_now() - t0;
 	if (st == FRESH_OK && ckpt) {
 		double tp = coord_mono_now();
@@ -198,10 +201,11 @@ void *coord_refit_main(void *arg)
 	pthread_mutex_lock(&c->mu);
 	while (!c->stopping) {
 		struct fresh_refit_outcome out;
+		bool full;
 
 		if (!c->want && every > 0 && c->pairs_since > 0 &&
 		    coord_mono_now() - c->last_refit_end >= every)
-			c->want = true;
+			c->want = c->want_full = true;
 		if (!c->want && c->repair) {
 			pthread_mutex_unlock(&c->mu);
 			coord_repair_versions(c);
@@ -220,14 +224,17 @@ void *coord_refit_main(void *arg)
 			pthread_cond_timedwait(&c->cv, &c->mu, &until);
 			continue;
 		}
-		c->want = false;
+		full = c->want_full;
+		c->want = c->want_full = false;
 		c->running = true;
+		c->running_full = full;
 		c->gen_started++;
-		c->pairs_since = 0;
+		if (full)
+			c->pairs_since = 0;
 		c->started++;
 		c->state = FRESH_REFIT_TRAINING;
 		pthread_mutex_unlock(&c->mu);
-		run_refit(c, &out);
+		run_refit(c, full, &out);
 		pthread_mutex_lock(&c->mu);
 		if (out.status != FRESH_OK)
 			c->failed++;
@@ -250,6 +257,7 @@ void srv_coord_refit(struct srv_request *req, struct srv_reply *r)
 {
 	struct srv_coord *c = req->srv->coord;
 	bool wait = srv_query_flag(req, "wait");
+	bool full = !srv_query_flag(req, "rows_only");
 	struct fresh_refit_outcome out;
 	struct srv_error e;
 	json_t *body = NULL;
@@ -258,7 +266,8 @@ void srv_coord_refit(struct srv_request *req, struct srv_reply *r)
 	bool done;
 
 	if (!srv_parse_body(req->body, req->body_len, true, &body, &e) ||
-	    !srv_check_keys(body, none, &e)) {
+	    !srv_check_keys(body, none, &e) ||
+	    !srv_rows_only_allowed(req, !full, &e)) {
 		srv_body_release(body);
 		srv_reply_error(r, &e);
 		return;
@@ -270,9 +279,11 @@ void srv_coord_refit(struct srv_request *req, struct srv_reply *r)
 	}
 	pthread_mutex_lock(&c->mu);
 	if (!wait) {
-		/* A call while one runs joins it. */
-		if (!c->running)
+		/* A call while one runs joins it (rows only joins any). */
+		if (!c->running || (full && !c->running_full)) {
 			c->want = true;
+			c->want_full = c->want_full || full;
+		}
 		pthread_cond_broadcast(&c->cv);
 		pthread_mutex_unlock(&c->mu);
 		srv_reply_json(r, 202, json_pack("{s:s}", "state", "training"));
@@ -281,6 +292,7 @@ void srv_coord_refit(struct srv_request *req, struct srv_reply *r)
 	/* A refit that reads the pairs after this call: the next one. */
 	target = c->gen_started + 1;
 	c->want = true;
+	c->want_full = c->want_full || full;
 	pthread_cond_broadcast(&c->cv);
 	while (c->gen_done < target && !c->stopping)
 		pthread_cond_wait(&c->cv, &c->mu);

@@ -187,7 +187,7 @@ void srv_coord_updates(struct srv_request *req, struct srv_reply *r)
 		if (c->srv->cfg.engine.refit_every_pairs &&
 		    c->pairs_since >= c->srv->cfg.engine.refit_every_pairs &&
 		    !c->running) {
-			c->want = true;
+			c->want = c->want_full = true;
 			pthread_cond_broadcast(&c->cv);
 		}
 		pthread_mutex_unlock(&c->mu);

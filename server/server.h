@@ -174,6 +174,9 @@ bool srv_update_item(json_t *item, const char *list, size_t i,
 /* The per-route request counts, latencies and in-progress gauges. */
 void srv_route_metrics(struct srv_server *srv, struct srv_buf *b);
 json_t *srv_refit_json(const struct fresh_refit_outcome *o);
+/* POST /v1/refit?rows_only=true needs --serve-fresh-rows (else 409). */
+bool srv_rows_only_allowed(const struct srv_request *req, bool rows_only,
+			   struct srv_error *e);
 
 /* Starts HTTP on cfg.listen; prints the listening line. */
 struct srv_http;

@@ -288,8 +288,12 @@ class Client:
         return self.request("DELETE", "/v1/pairs")
 
     # -- the corrector ----------------------------------------------------
-    def refit(self, wait=False):
-        return self.request("POST", "/v1/refit?wait=true" if wait else "/v1/refit")
+    def refit(self, wait=False, rows_only=False):
+        """Trains a new corrector on the buffered pairs (wait: answer when
+        done). rows_only (a daemon with --serve-fresh-rows): no training,
+        publish the buffered fresh rows with the serving network."""
+        args = [a for a, on in (("wait=true", wait), ("rows_only=true", rows_only)) if on]
+        return self.request("POST", "/v1/refit" + ("?" + "&".join(args) if args else ""))
 
     def reset(self):
         return self.request("POST", "/v1/corrector/reset")

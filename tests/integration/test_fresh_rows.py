@@ -93,6 +93,46 @@ class FreshRows(ApiCase):
         else:
             self.assertEqual(c.corrector()["version"], after["corrector_version"])
 
+    def test_rows_only_publishes_rows_without_training(self):
+        d = self.daemon("--serve-fresh-rows")
+        c = d.client
+        c.update(range(400), self.F[:400], step=1)
+        # Before any refit: the identity network with the rows.
+        out = c.refit(wait=True, rows_only=True)
+        self.assertTrue(out["accepted"], out)
+        self.assertEqual(out["method"], "fresh-rows")
+        self.assertEqual(c.corrector()["fresh_rows"], 400)
+        np.testing.assert_allclose(c.corrected([7])["vectors"][0], self.F[7], atol=1e-6)
+        np.testing.assert_allclose(c.corrected([700])["vectors"][0], unit(self.X[700]),
+                                   atol=1e-6)
+        self.assertTrue(c.refit(wait=True)["accepted"])
+        trained = c.corrector()
+        others = c.corrected(list(range(400, 420)))
+        # A newer row for 5 and a first one for 900: published at once,
+        # the network untouched (every other row the same bits).
+        c.update([5, 900], [unit(self.X[5]), self.F[900]], step=2)
+        out = c.refit(wait=True, rows_only=True)
+        self.assertTrue(out["accepted"], out)
+        self.assertEqual(out["version"], trained["version"] + 1)
+        self.assertIsNone(out["holdout"], "a rows-only publish holds out nothing")
+        self.assertEqual(c.corrector()["holdout"], trained["holdout"])
+        v = c.corrected([5, 900])
+        np.testing.assert_allclose(v["vectors"], [unit(self.X[5]), self.F[900]], atol=1e-6)
+        again = c.corrected(list(range(400, 420)))
+        self.assertEqual(again["vectors"], others["vectors"])
+        self.assertEqual(c.corrector()["fresh_rows"], 401)
+        self.assertEqual(c.corrector()["refits"]["accepted"], 3)
+        # Nothing new: nothing published.
+        out = c.refit(wait=True, rows_only=True)
+        self.assertFalse(out["accepted"], out)
+        self.assertIn("no fresh rows", out["reason"])
+        self.assertEqual(c.corrector()["version"], trained["version"] + 1)
+
+    def test_rows_only_needs_the_flag(self):
+        d = self.daemon()
+        self.assertError(call(d, "POST", "/v1/refit?rows_only=true&wait=true"), 409,
+                         "conflict", "rows_only", "--serve-fresh-rows")
+
     def test_without_the_flag_every_row_is_h_of_s(self):
         d = self.daemon()
         c = d.client
@@ -175,6 +215,15 @@ class ShardedFreshRows(ApiCase):
         np.testing.assert_allclose(v, F[probe], atol=1e-6)
         found = c.search(F[probe] * 2.0, k=1)["results"]
         self.assertEqual([r[0]["id"] for r in found], [int(i) for i in ids[probe]])
+        # Rows only, through the coordinator: one new row, on its shard.
+        one = int(ids[1])
+        newer = unit(X[1])
+        c.update([one], [newer], step=2)
+        out = c.refit(wait=True, rows_only=True)
+        self.assertTrue(out["accepted"], out)
+        self.assertEqual(out["method"], "fresh-rows")
+        np.testing.assert_allclose(c.corrected([one])["vectors"][0], newer, atol=1e-6)
+        self.assertEqual(c.corrector()["fresh_rows"], len(sent) + 1)
 
 
 if __name__ == "__main__":

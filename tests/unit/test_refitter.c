@@ -4,7 +4,8 @@
  * none without new pairs), the wait semantics of a requested refit (its
  * outcome covers every update acknowledged before the call), stopping
  * (waiters are cancelled, updates go on), expiry of pairs that lag the
- * newest step (durable across a restart) and log compaction.
+ * newest step (durable across a restart), log compaction, and requests
+ * that publish fresh rows only (--serve-fresh-rows).
  *
  * Timing: everything the worker does is awaited by polling the engine's
  * status against a generous deadline (a loaded 2-core machine, sanitizers);
@@ -263,6 +264,46 @@ START_TEST(requested_refit_sees_acknowledged_updates)
 }
 END_TEST
 
+/*
+ * --serve-fresh-rows: a rows-only request publishes the buffer's rows with
+ * the serving network and trains nothing (no pair held out); a request
+ * that trains, made while a rows-only one is queued, gets a refit that
+ * trains; with nothing new, a rows-only request publishes nothing.
+ */
+START_TEST(rows_only_publishes_without_training)
+{
+	struct fresh_engine_config c = config();
+	struct fresh_refit_outcome out;
+	struct fresh_engine *e;
+	uint64_t seq;
+
+	c.kind = FRESH_CORRECTOR_MLP;
+	c.hidden = 8;
+	c.refit.serve_fresh_rows = true;
+	c.refit.max_epochs = 5;
+	e = open_engine(c);
+	seq = post(e, 0, 500);
+	ck_assert_int_eq(fresh_engine_refit_rows(e, true, &out), FRESH_OK);
+	ck_assert_msg(out.report.accepted, "%s", out.report.reason);
+	ck_assert_str_eq(out.report.method, "fresh-rows");
+	ck_assert_uint_eq(out.report.held_out, 0);
+	ck_assert_uint_eq(out.version, 1);
+	ck_assert_uint_eq(out.trained_through, seq);
+	ck_assert_uint_eq(status(e).fresh_rows, 500);
+	seq = post(e, 500, 600);
+	ck_assert_int_eq(fresh_engine_refit_rows(e, false, &out), FRESH_OK);
+	ck_assert_int_eq(fresh_engine_refit(e, true, &out), FRESH_OK);
+	ck_assert_msg(out.report.accepted, "%s", out.report.reason);
+	ck_assert_uint_gt(out.report.held_out, 0);
+	ck_assert_uint_ge(out.trained_through, seq);
+	ck_assert_uint_eq(status(e).fresh_rows, 600);
+	ck_assert_int_eq(fresh_engine_refit_rows(e, true, &out), FRESH_OK);
+	ck_assert(!out.report.accepted);
+	ck_assert(strstr(out.report.reason, "no fresh rows") != NULL);
+	fresh_engine_close(e);
+}
+END_TEST
+
 START_TEST(too_few_pairs_is_an_outcome_not_an_error)
 {
 	struct fresh_engine *e = open_engine(config());
@@ -389,6 +430,7 @@ static Suite *refitter_suite(void)
 	tcase_add_test(policy, refit_t_seconds_after_first_new_pair);
 	tcase_add_test(policy, policy_off_never_refits);
 	tcase_add_test(requests, requested_refit_sees_acknowledged_updates);
+	tcase_add_test(requests, rows_only_publishes_without_training);
 	tcase_add_test(requests, too_few_pairs_is_an_outcome_not_an_error);
 	tcase_add_test(requests, stopped_refitter_cancels_waiters);
 	tcase_add_test(requests, lagging_pairs_expire_durably);
