@@ -179,14 +179,16 @@ static enum fresh_status build_checkpoint_locked(struct fresh_engine *e,
 	want = fresh_corrector_version(c);
 	cur = fresh_engine_acquire(e);
 	have = fresh_model_version(cur);
-	fresh_model_release(cur);
 	st = check_version_locked(e, want, have, force, err);
 	if (st != FRESH_OK) {
+		fresh_model_release(cur);
 		fresh_corrector_free(c);
 		return st;
 	}
-	st = fresh_model_build(e->index, c, e->refit_pool, NULL, &e->stopping,
-			       e->data_dir, out, err);
+	/* The coordinator's rows-only publishes: cur's C, rows redone. */
+	st = fresh_model_build_like(cur, e->index, c, e->refit_pool, NULL,
+				    &e->stopping, e->data_dir, out, err);
+	fresh_model_release(cur);
 	if (st != FRESH_OK)
 		fresh_corrector_free(c);
 	return st;

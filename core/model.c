@@ -424,6 +424,133 @@ done:
 	return FRESH_OK;
 }
 
+/* Same shape, normalization and parameters: h is the same map of s. */
+static bool same_network(const struct fresh_corrector *a,
+			 const struct fresh_corrector *b)
+{
+	return fresh_corrector_shape_equal(fresh_corrector_shape(a),
+					   fresh_corrector_shape(b)) &&
+	       fresh_corrector_normalize(a) == fresh_corrector_normalize(b) &&
+	       memcmp(fresh_corrector_params_const(a),
+		      fresh_corrector_params_const(b),
+		      fresh_corrector_layout(a).total * sizeof(float)) == 0;
+}
+
+/* Row r of C becomes fresh row f (d floats), normalized like C's rows. */
+static void put_row(struct fresh_model *m, size_t r, const float *f, size_t d)
+{
+	float *y = m->corrected + r * d;
+
+	memcpy(y, f, d * sizeof *y);
+	if (fresh_corrector_normalize(m->corr))
+		fresh_normalize_rows(y, 1, d, NULL, 1);
+}
+
+/* Row r of C becomes h(s_r) again (its fresh row went). */
+static enum fresh_status redo_row(struct fresh_model *m, size_t r, size_t d,
+				  struct fresh_corrector_ws *ws)
+{
+	const struct fresh_corrector_shape *sh = fresh_corrector_shape(m->corr);
+	float *y = m->corrected + r * d;
+	enum fresh_status st = fresh_corrector_apply(
+		m->corr, fresh_index_vectors(m->index) + r * sh->d_in, 1, y,
+		ws);
+
+	if (st == FRESH_OK && fresh_corrector_normalize(m->corr))
+		fresh_normalize_rows(y, 1, d, NULL, 1);
+	return st;
+}
+
+/*
+ * base's C with the rows whose fresh row changed, came or went redone;
+ * the ids of base's and corr's fresh rows are walked together (both
+ * ascending). corr is m->corr already.
+ */
+static enum fresh_status redo_changed_rows(struct fresh_model *m,
+					   const struct fresh_model *base)
+{
+	const struct fresh_corrector_shape *sh = fresh_corrector_shape(m->corr);
+	size_t d = sh->d_out, row, i = 0, j = 0;
+	const uint64_t *bid, *nid;
+	const float *brow, *nrow;
+	size_t nb = fresh_corrector_fresh_rows(base->corr, &bid, &brow);
+	size_t nn = fresh_corrector_fresh_rows(m->corr, &nid, &nrow);
+	struct fresh_corrector_ws ws;
+	enum fresh_status st = fresh_corrector_ws_init(&ws, 1, sh->hidden);
+
+	memcpy(m->corrected, base->corrected,
+	       fresh_index_size(m->index) * d * sizeof(float));
+	m->fresh_served = 0;
+	while (st == FRESH_OK && (i < nb || j < nn)) {
+		bool in_b = i < nb && (j == nn || bid[i] <= nid[j]);
+		bool in_n = j < nn && (i == nb || nid[j] <= bid[i]);
+		uint64_t id = in_n ? nid[j] : bid[i];
+
+		if (fresh_index_find(m->index, id, &row)) {
+			if (in_n)
+				m->fresh_served++;
+			if (in_n && (!in_b || memcmp(brow + i * d, nrow + j * d,
+						     d * sizeof(float))))
+				put_row(m, row, nrow + j * d, d);
+			else if (!in_n)
+				st = redo_row(m, row, d, &ws);
+		}
+		i += in_b;
+		j += in_n;
+	}
+	fresh_corrector_ws_free(&ws);
+	return st;
+}
+
+enum fresh_status fresh_model_build_like(
+	const struct fresh_model *base, struct fresh_index *idx,
+	struct fresh_corrector *corr, struct fresh_pool *pool,
+	struct fresh_progress *prog, const atomic_bool *cancel,
+	const char *spill_dir, struct fresh_model **out,
+	struct fresh_error *err)
+{
+	size_t n = fresh_index_size(idx);
+	struct fresh_model *m;
+	enum fresh_status st;
+
+	if (base->index != idx || !base->corrected || base->corrected_h ||
+	    fresh_corrector_shape(corr)->kind != FRESH_CORRECTOR_MLP ||
+	    (fresh_index_store(idx) == FRESH_STORE_BF16 && spill_dir) ||
+	    !same_network(base->corr, corr))
+		return fresh_model_build(idx, corr, pool, prog, cancel,
+					 spill_dir, out, err);
+	m = calloc(1, sizeof *m);
+	if (!m)
+		return fresh_fail(err, FRESH_NOMEM, "out of memory");
+	atomic_init(&m->refs, 1);
+	m->spill.fd = -1;
+	m->can_correct = true;
+	st = alloc_corrected(m, idx, fresh_corrector_shape(corr)->d_out, NULL,
+			     err);
+	if (st != FRESH_OK) {
+		free(m);
+		return st;
+	}
+	m->corr = corr;
+	fresh_index_retain(idx);
+	m->index = idx;
+	if (prog) {
+		atomic_store(&prog->done, 0);
+		atomic_store(&prog->total, n);
+	}
+	st = redo_changed_rows(m, base);
+	if (st != FRESH_OK) {
+		m->corr = NULL; /* the caller's still */
+		model_free(m);
+		return fresh_fail(err, st, "building the corrected model: %s",
+				  fresh_status_str(st));
+	}
+	if (prog)
+		atomic_store(&prog->done, n);
+	*out = m;
+	return FRESH_OK;
+}
+
 void fresh_model_stamp(struct fresh_model *m, uint64_t version,
 		       uint64_t trained_through)
 {

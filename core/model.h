@@ -50,6 +50,20 @@ enum fresh_status fresh_model_build(
 	struct fresh_model **out, struct fresh_error *err);
 
 /*
+ * As fresh_model_build, and cheaper when base, a model of idx, scores
+ * through the same network as corr (same shape, normalization and
+ * parameters: a publish of fresh rows only) and holds C in float32 in
+ * memory: base's C is copied and only the rows whose fresh row changed,
+ * came or went are redone. Otherwise a full build. Same bits either way.
+ */
+enum fresh_status fresh_model_build_like(
+	const struct fresh_model *base, struct fresh_index *idx,
+	struct fresh_corrector *corr, struct fresh_pool *pool,
+	struct fresh_progress *prog, const atomic_bool *cancel,
+	const char *spill_dir, struct fresh_model **out,
+	struct fresh_error *err);
+
+/*
  * Sets the version and trained-through sequence of a model's corrector.
  * Only before the model is published: published models are immutable.
  */

@@ -148,9 +148,10 @@ static void train_and_publish(struct fresh_refitter *r, double t0, bool full,
 		fresh_corrector_set_trained_through(cand, seq);
 		if (full) /* rows only: the serving network's errors */
 			fresh_corrector_set_holdout(cand, &out->report.holdout);
-		st = fresh_model_build(fresh_model_index(cur), cand,
-				       r->cfg.pool, &r->build_prog, &r->cancel,
-				       r->cfg.spill_dir, &m, &err);
+		/* Rows only: cur's C with the changed rows redone. */
+		st = fresh_model_build_like(
+			cur, fresh_model_index(cur), cand, r->cfg.pool,
+			&r->build_prog, &r->cancel, r->cfg.spill_dir, &m, &err);
 		if (st != FRESH_OK)
 			fresh_corrector_free(cand);
 		out->build_seconds =

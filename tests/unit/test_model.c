@@ -5,6 +5,8 @@
  * corrector, and searches from several threads during repeated publishes
  * see consistent, non-decreasing versions (run under TSan and ASan in CI).
  * An mlp model over a bf16 index answers as the float32 one, bit for bit.
+ * Fresh rows replace h(s) of their targets, and a publish of rows only,
+ * built from the serving model, equals a full build.
  */
 #include <check.h>
 #include <dirent.h>
@@ -572,6 +574,83 @@ START_TEST(fresh_rows_replace_h_of_their_targets)
 }
 END_TEST
 
+/*
+ * A publish of fresh rows only: built from the serving model (its C
+ * copied, the rows whose fresh row changed, came or went redone), it has
+ * the same bits as a full build; with another network it is a full build.
+ */
+START_TEST(build_like_equals_a_full_build)
+{
+	enum { N = 1500, D = 10, NB = 40 };
+	struct fx f;
+	struct fresh_corrector *c0 =
+		random_corrector(FRESH_CORRECTOR_MLP, D, D, 6, true, 8);
+	struct fresh_corrector *c1, *c2;
+	struct fresh_model *base, *like, *full;
+	uint64_t ids[NB + 2];
+	float rows[(NB + 2) * D], *a = malloc(N * D * sizeof *a),
+				  *b = malloc(N * D * sizeof *b);
+	size_t all[N];
+	struct tu_rng r = {12};
+
+	fx_make(&f, N, D, 31);
+	for (size_t i = 0; i < N; i++)
+		all[i] = i;
+	tu_fill_normal(&r, rows, (NB + 2) * D);
+	for (size_t i = 0; i < NB; i++)
+		ids[i] = 5 * (7 * i) + 3; /* rows 0, 7, 14, ... */
+	ck_assert_int_eq(fresh_corrector_set_fresh_rows(c0, ids, rows, NB),
+			 FRESH_OK);
+	base = build(&f, c0);
+	for (int other_network = 0; other_network < 2; other_network++) {
+		/* Rows 0..9 kept, 10..19 changed, 20..29 gone, 30..39 kept,
+		 * two new ones (one an id the index lacks). */
+		uint64_t nid[NB];
+		float nrow[NB * D];
+		size_t k = 0;
+
+		for (size_t i = 0; i < NB; i++) {
+			if (i >= 20 && i < 30)
+				continue;
+			nid[k] = ids[i];
+			memcpy(nrow + k * D, rows + i * D, D * sizeof(float));
+			if (i >= 10 && i < 20)
+				nrow[k * D] += 0.5f;
+			k++;
+		}
+		nid[k] = 5 * 1001 + 3;
+		memcpy(nrow + k++ * D, rows + NB * D, D * sizeof(float));
+		nid[k] = 4; /* not in the index */
+		memcpy(nrow + k++ * D, rows + (NB + 1) * D, D * sizeof(float));
+		ck_assert_int_eq(fresh_corrector_clone(c0, &c1), FRESH_OK);
+		if (other_network)
+			fresh_corrector_params(c1)[3] += 0.25f;
+		ck_assert_int_eq(
+			fresh_corrector_set_fresh_rows(c1, nid, nrow, k),
+			FRESH_OK);
+		ck_assert_int_eq(fresh_corrector_clone(c1, &c2), FRESH_OK);
+		ck_assert_int_eq(fresh_model_build_like(base, f.idx, c1, f.pool,
+							NULL, NULL, NULL, &like,
+							NULL),
+				 FRESH_OK);
+		full = build(&f, c2);
+		ck_assert_uint_eq(fresh_model_fresh_rows(like), k - 1);
+		ck_assert_uint_eq(fresh_model_fresh_rows(full), k - 1);
+		ck_assert_int_eq(fresh_model_corrected_rows(like, all, N, a),
+				 FRESH_OK);
+		ck_assert_int_eq(fresh_model_corrected_rows(full, all, N, b),
+				 FRESH_OK);
+		ck_assert_mem_eq(a, b, N * D * sizeof(float));
+		fresh_model_release(like);
+		fresh_model_release(full);
+	}
+	fresh_model_release(base);
+	free(a);
+	free(b);
+	fx_free(&f);
+}
+END_TEST
+
 START_TEST(searches_during_publishes)
 {
 	struct fx f;
@@ -637,6 +716,7 @@ static Suite *model_suite(void)
 	tcase_add_test(plans, cancelled_build_leaves_corrector_with_caller);
 	tcase_add_test(plans, mlp_over_bf16_equals_f32);
 	tcase_add_test(plans, fresh_rows_replace_h_of_their_targets);
+	tcase_add_test(plans, build_like_equals_a_full_build);
 	tcase_add_test(swap, searches_during_publishes);
 	suite_add_tcase(s, plans);
 	suite_add_tcase(s, swap);
