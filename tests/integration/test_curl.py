@@ -27,7 +27,7 @@ class CurlExamples(unittest.TestCase):
         with Daemon("--demo", "--demo-size", "5000") as d:
             expect = {
                 "healthz.sh": [200, 200], "info.sh": [200], "search.sh": [200, 200, 200],
-                "negatives.sh": [200, 200], "updates.sh": [202], "refit.sh": [202, 200],
+                "negatives.sh": [200, 200], "updates.sh": [202], "refit.sh": [202, 200, 409],
                 "corrector.sh": [200, 200], "checkpoint.sh": [200], "targets.sh": [200, 200],
                 "pairs.sh": [200], "query_map.sh": [200, 200],
                 "qdrant.sh": [200, 200, 200, 200, 200],
