@@ -42,6 +42,17 @@ static size_t fresh_block_bytes(size_t n, size_t d_out)
 	return 8 + n * (8 + d_out * sizeof(float));
 }
 
+bool fresh_checkpoint_fits(const struct fresh_corrector_shape *shape,
+			   size_t fresh_rows)
+{
+	size_t params = fresh_corrector_layout_of(shape).total;
+	size_t row = 8 + shape->d_out * sizeof(float);
+
+	return fresh_rows <= (CKPT_MAX_BYTES - CKPT_HEADER - CKPT_HOLDOUT - 12 -
+			      params * sizeof(float)) /
+				     row;
+}
+
 enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 					    void **buf, size_t *len)
 {
@@ -54,8 +65,11 @@ enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 	size_t fresh = nf ? fresh_block_bytes(nf, shape->d_out) : 0;
 	size_t n = CKPT_HEADER + layout.total * sizeof(float) + fresh +
 		   CKPT_HOLDOUT + 4;
-	unsigned char *b = calloc(1, n);
+	unsigned char *b;
 
+	if (n > CKPT_MAX_BYTES) /* no reader would take it back */
+		return FRESH_TOO_LARGE;
+	b = calloc(1, n);
 	if (!b)
 		return FRESH_NOMEM;
 	memcpy(b, CKPT_MAGIC, 8);
@@ -281,6 +295,12 @@ enum fresh_status fresh_corrector_save(const struct fresh_corrector *c,
 	size_t len;
 	enum fresh_status st = fresh_corrector_serialize(c, &buf, &len);
 
+	if (st == FRESH_TOO_LARGE)
+		return fresh_fail(err, st,
+				  "%s: the corrector and its fresh rows pass "
+				  "the %zu-byte checkpoint limit (lower "
+				  "--max-pairs)",
+				  path, CKPT_MAX_BYTES);
 	if (st != FRESH_OK)
 		return fresh_fail(err, st, "%s: out of memory", path);
 	st = fresh_atomic_open(&f, path, err);

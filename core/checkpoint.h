@@ -20,7 +20,12 @@
  * 4 x f64: stale MSE, corrected MSE, stale and corrected relative error;
  * all zero when absent}, CRC-32C of all that precedes it. Every byte is
  * meaningful: a checkpoint re-serializes to itself. fresh_corrector_serialize allocates *buf (free()).
+ * Format 2 adds fresh rows after the parameters (checkpoint.c). A
+ * checkpoint is at most 4 GiB: serialize refuses more (FRESH_TOO_LARGE).
  */
+bool fresh_checkpoint_fits(const struct fresh_corrector_shape *shape,
+			   size_t fresh_rows);
+
 enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
 					    void **buf, size_t *len);
 enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,

@@ -240,6 +240,14 @@ enum fresh_status fresh_corrector_set_fresh_rows(struct fresh_corrector *c,
 		for (size_t i = 0; i < n; i++)
 			order[i] = (struct id_row){ids[i], i};
 		qsort(order, n, sizeof *order, id_row_cmp);
+		for (size_t i = 1; i < n; i++) {
+			if (order[i].id == order[i - 1].id) {
+				fresh_free(nid);
+				fresh_free(nrow);
+				free(order);
+				return FRESH_INVALID; /* one row an id */
+			}
+		}
 		for (size_t i = 0; i < n; i++) {
 			nid[i] = order[i].id;
 			memcpy(nrow + i * d, rows + order[i].k * d,

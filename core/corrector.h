@@ -137,8 +137,8 @@ void fresh_corrector_set_holdout(struct fresh_corrector *c,
  * Fresh rows served in place of h(s) (--serve-fresh-rows): n targets' ids
  * and their fresh embeddings (n x d_out), copied and kept sorted by id.
  * Part of the corrector: checkpointed and installed with it, applied when
- * a model materializes C (model.h). Duplicate ids are the caller's to
- * avoid. n = 0 clears them.
+ * a model materializes C (model.h). FRESH_INVALID when an id comes twice
+ * (nothing changes). n = 0 clears them.
  */
 enum fresh_status fresh_corrector_set_fresh_rows(struct fresh_corrector *c,
 						 const uint64_t *ids,

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "datadir.h"
 #include "hash.h"
 #include "mem.h"
@@ -108,6 +109,13 @@ enum fresh_status fresh_engine_open(const struct fresh_engine_config *cfg,
 	fresh_swap_init(&e->swap, NULL);
 
 	st = fresh_corrector_shape_check(&e->shape, err);
+	if (st == FRESH_OK && cfg->refit.serve_fresh_rows &&
+	    !fresh_checkpoint_fits(&e->shape, cfg->max_pairs))
+		st = fresh_fail(err, FRESH_INVALID,
+				"--serve-fresh-rows: %zu pairs of %zu floats "
+				"would not fit in a checkpoint (4 GiB); lower "
+				"--max-pairs",
+				cfg->max_pairs, e->shape.d_out);
 	if (st == FRESH_OK)
 		st = fresh_datadir_open(cfg->data_dir, &e->dd, err);
 	if (st == FRESH_OK)

@@ -513,7 +513,10 @@ enum fresh_status fresh_model_build_like(
 	struct fresh_model *m;
 	enum fresh_status st;
 
+	/* Whenever a full build would not hold C (identity, no rows) too. */
 	if (base->index != idx || !base->corrected || base->corrected_h ||
+	    (fresh_corrector_is_identity(corr) &&
+	     !fresh_corrector_fresh_rows(corr, NULL, NULL)) ||
 	    fresh_corrector_shape(corr)->kind != FRESH_CORRECTOR_MLP ||
 	    (fresh_index_store(idx) == FRESH_STORE_BF16 && spill_dir) ||
 	    !same_network(base->corr, corr))

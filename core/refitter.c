@@ -124,6 +124,13 @@ static void train_and_publish(struct fresh_refitter *r, double t0, bool full,
 	memset(&snap, 0, sizeof snap);
 	err.msg[0] = '\0';
 	rc.rows_only = !full;
+	/*
+	 * The model before the pairs: a reload published between them makes
+	 * this refit superseded, never one that puts the old index's pairs
+	 * on the new index.
+	 */
+	cur = r->host.acquire(r->host.ctx);
+	base = fresh_model_version(cur);
 	st = r->host.snapshot(r->host.ctx, full && rc.logit_weight > 0, &snap,
 			      &groups, &seq);
 	pthread_mutex_lock(&r->mu);
@@ -131,8 +138,6 @@ static void train_and_publish(struct fresh_refitter *r, double t0, bool full,
 	r->running_seq_known = st == FRESH_OK;
 	pthread_mutex_unlock(&r->mu);
 
-	cur = r->host.acquire(r->host.ctx);
-	base = fresh_model_version(cur);
 	if (st == FRESH_OK)
 		st = fresh_refit_train(fresh_model_index(cur), &snap, &groups,
 				       fresh_model_corrector(cur), &rc,
@@ -146,7 +151,7 @@ static void train_and_publish(struct fresh_refitter *r, double t0, bool full,
 		r->state = FRESH_REFIT_MATERIALIZING;
 		pthread_mutex_unlock(&r->mu);
 		fresh_corrector_set_trained_through(cand, seq);
-		if (full) /* rows only: the serving network's errors */
+		if (!out->report.network_kept) /* else the network's own */
 			fresh_corrector_set_holdout(cand, &out->report.holdout);
 		/* Rows only: cur's C with the changed rows redone. */
 		st = fresh_model_build_like(
@@ -250,8 +255,9 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		/* Rows only when only rows were asked for. */
-		bool full = r->requested_full || !r->requested ||
-			    auto_due(r, fresh_monotonic());
+		/* A rows-only request runs as one; a due training comes
+		 * next (rows only leave the policy's count alone). */
+		bool full = r->requested_full || !r->requested;
 		r->requested = false;
 		r->requested_full = false;
 		run_refit(r, full);

@@ -212,37 +212,48 @@ enum fresh_status fresh_engine_fit(const void *current, size_t current_len,
 				  fresh_corrector_shape(cur)->d_in,
 				  fresh_corrector_shape(cur)->d_out);
 	}
-	if ((!c.rows_only && pairs->n < c.min_pairs) || pairs->n == 0) {
+	memset(&snap, 0, sizeof snap);
+	snap.n = pairs->n;
+	snap.dim = fresh_corrector_shape(cur)->d_out;
+	snap.ids = pairs->ids;
+	snap.g = pairs->fresh;
+	snap.steps = pairs->steps;
+	snap.has_step = pairs->has_step;
+	if (c.rows_only || pairs->n < c.min_pairs || pairs->n == 0) {
+		struct fresh_refit_report r;
+
 		rep->pairs = pairs->n;
 		snprintf(rep->reason, sizeof rep->reason,
 			 "%zu pairs buffered on the shards; a refit needs "
 			 "--min-pairs %zu",
 			 pairs->n, c.min_pairs);
-		fresh_corrector_free(cur);
-		return FRESH_OK;
+		r = *rep;
+		if (c.rows_only || c.serve_fresh_rows) {
+			/* No training: the serving network, new rows. */
+			if (fresh_corrector_holdout(cur, &rep->holdout)) {
+				rep->current_mse = rep->holdout.corrected_mse;
+				rep->current_rel_err =
+					rep->holdout.corrected_rel_err;
+			}
+			st = fresh_refit_rows(cur, &snap, &c, &cand, rep, err);
+			if (st == FRESH_OK && !cand && !c.rows_only)
+				*rep = r; /* the reason is the pairs */
+		}
+	} else {
+		st = fresh_index_create(pairs->n, pairs->d_in, pairs->stale,
+					pairs->ids, "pairs from the shards",
+					&idx, err);
+		/* Updates' queries stay on the shards: no logit term. */
+		c.logit_weight = 0;
+		if (st == FRESH_OK)
+			st = fresh_refit_train(idx, &snap, &groups, cur, &c,
+					       NULL, cancel, &cand, rep, err);
+		fresh_index_release(idx);
 	}
-	st = fresh_index_create(pairs->n, pairs->d_in, pairs->stale, pairs->ids,
-				"pairs from the shards", &idx, err);
-	if (st != FRESH_OK) {
-		fresh_corrector_free(cur);
-		return st;
-	}
-	memset(&snap, 0, sizeof snap);
-	snap.n = pairs->n;
-	snap.dim = pairs->d_out;
-	snap.ids = pairs->ids;
-	snap.g = pairs->fresh;
-	snap.steps = pairs->steps;
-	snap.has_step = pairs->has_step;
-	/* Updates' queries stay on the shards: no logit term here. */
-	c.logit_weight = 0;
-	st = fresh_refit_train(idx, &snap, &groups, cur, &c, NULL, cancel,
-			       &cand, rep, err);
-	fresh_index_release(idx);
 	if (st == FRESH_OK && cand) {
 		fresh_corrector_set_version(cand,
 					    fresh_corrector_version(cur) + 1);
-		if (!c.rows_only) /* rows only: the serving network's */
+		if (!rep->network_kept) /* else the network's own */
 			fresh_corrector_set_holdout(cand, &rep->holdout);
 		st = fresh_corrector_serialize(cand, ckpt, ckpt_len);
 		if (st != FRESH_OK)

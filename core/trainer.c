@@ -339,8 +339,22 @@ static bool fresh_rows_differ(const struct fresh_corrector *current,
 	return false;
 }
 
-/* The serving network with the pairs' rows, when they are new. */
-static enum fresh_status rows_only(const struct fresh_corrector *current,
+/* Whether the serving network maps the stale rows at all (a width change
+ * needs a fit first). */
+static bool can_correct(const struct fresh_corrector *c)
+{
+	const struct fresh_corrector_layout l = fresh_corrector_layout(c);
+	const float *p = fresh_corrector_params_const(c);
+
+	if (fresh_corrector_residual(c))
+		return true;
+	for (size_t i = l.a; i < l.b; i++)
+		if (p[i] != 0.0f)
+			return true;
+	return false;
+}
+
+enum fresh_status fresh_refit_rows(const struct fresh_corrector *current,
 				   const struct fresh_pairs_snapshot *pairs,
 				   const struct fresh_refit_config *cfg,
 				   struct fresh_corrector **out,
@@ -350,12 +364,18 @@ static enum fresh_status rows_only(const struct fresh_corrector *current,
 	struct fresh_corrector *c = NULL;
 	enum fresh_status st;
 
-	rep->pairs = pairs->n;
+	*out = NULL;
 	if (!cfg->serve_fresh_rows ||
 	    fresh_corrector_shape(current)->kind != FRESH_CORRECTOR_MLP) {
 		snprintf(rep->reason, sizeof rep->reason,
 			 "publishing rows only needs --serve-fresh-rows and "
 			 "an mlp corrector");
+		return FRESH_OK;
+	}
+	if (!can_correct(current)) {
+		snprintf(rep->reason, sizeof rep->reason,
+			 "no network maps the stale width to the fresh one "
+			 "yet: a refit must train one before rows are served");
 		return FRESH_OK;
 	}
 	if (!fresh_rows_differ(current, pairs)) {
@@ -372,13 +392,16 @@ static enum fresh_status rows_only(const struct fresh_corrector *current,
 		return fresh_fail(err, st, "no memory for %zu fresh rows",
 				  pairs->n);
 	}
-	/* The clone keeps the serving network's held-out errors. */
-	fresh_corrector_holdout(current, &rep->holdout);
-	rep->current_mse = rep->holdout.corrected_mse;
-	rep->current_rel_err = rep->holdout.corrected_rel_err;
+	/* What was trained, if anything, is not what is published. */
+	rep->epochs = rep->steps = rep->skipped_steps = rep->rollbacks = 0;
+	rep->lambda = 0.0;
+	rep->refit_on_all = rep->mlp_dropped = false;
+	rep->logit_groups = 0;
 	rep->normalize = fresh_corrector_normalize(current);
 	rep->method = "fresh-rows";
+	rep->network_kept = true;
 	rep->accepted = true;
+	rep->reason[0] = '\0';
 	*out = c;
 	return FRESH_OK;
 }
@@ -397,6 +420,7 @@ enum fresh_status fresh_refit_train(
 	struct fresh_holdout cur;
 	struct fresh_fit_data s;
 	double t0 = fresh_monotonic();
+	bool evaluated = false;
 	enum fresh_status st;
 
 	*out = NULL;
@@ -412,8 +436,15 @@ enum fresh_status fresh_refit_train(
 			 "corrector 'none' has nothing to fit");
 		return FRESH_OK;
 	}
-	if (cfg->rows_only)
-		return rows_only(current, pairs, cfg, out, rep, err);
+	if (cfg->rows_only) {
+		/* The clone keeps the serving network's held-out errors. */
+		rep->pairs = pairs->n;
+		if (fresh_corrector_holdout(current, &rep->holdout)) {
+			rep->current_mse = rep->holdout.corrected_mse;
+			rep->current_rel_err = rep->holdout.corrected_rel_err;
+		}
+		return fresh_refit_rows(current, pairs, cfg, out, rep, err);
+	}
 	st = split_pairs(idx, pairs, cfg->holdout_permille, &s);
 	if (st != FRESH_OK)
 		return fresh_fail(err, st, "no memory for %zu pairs", pairs->n);
@@ -481,32 +512,10 @@ enum fresh_status fresh_refit_train(
 	}
 	rep->current_mse = cur.corrected_mse;
 	rep->current_rel_err = cur.corrected_rel_err;
+	evaluated = true;
 	if (!isfinite(rep->holdout.corrected_mse)) {
 		snprintf(rep->reason, sizeof rep->reason,
 			 "held-out error is not finite");
-	} else if (cfg->serve_fresh_rows && sh->kind == FRESH_CORRECTOR_MLP &&
-		   (!(rep->holdout.corrected_mse < cur.corrected_mse) ||
-		    (rep->holdout.stale_defined &&
-		     !(rep->holdout.corrected_mse < rep->holdout.stale_mse))) &&
-		   fresh_rows_differ(current, pairs)) {
-		/* The published network stays; only the served rows are new. */
-		fresh_corrector_free(cand);
-		cand = NULL;
-		st = fresh_corrector_clone(current, &cand);
-		if (st == FRESH_OK)
-			st = fresh_corrector_set_fresh_rows(cand, pairs->ids,
-							    pairs->g, pairs->n);
-		if (st != FRESH_OK) {
-			st = fresh_fail(err, st, "no memory for %zu fresh rows",
-					pairs->n);
-			goto done;
-		}
-		rep->holdout.corrected_mse = cur.corrected_mse;
-		rep->holdout.corrected_rel_err = cur.corrected_rel_err;
-		rep->method = "fresh-rows";
-		rep->accepted = true;
-		*out = cand;
-		cand = NULL;
 	} else if (!(rep->holdout.corrected_mse < cur.corrected_mse)) {
 		snprintf(rep->reason, sizeof rep->reason,
 			 "held-out MSE %.6g does not beat the published "
@@ -546,6 +555,21 @@ enum fresh_status fresh_refit_train(
 		cand = NULL;
 	}
 done:
+	if (st == FRESH_OK && !*out && cfg->serve_fresh_rows &&
+	    sh->kind == FRESH_CORRECTOR_MLP) {
+		/*
+		 * Not published (too few pairs, not better): the serving
+		 * network stays, with the buffer's rows if they are new.
+		 */
+		struct fresh_refit_report r = *rep;
+		if (evaluated) { /* the serving network on these pairs */
+			rep->holdout.corrected_mse = cur.corrected_mse;
+			rep->holdout.corrected_rel_err = cur.corrected_rel_err;
+		}
+		st = fresh_refit_rows(current, pairs, cfg, out, rep, err);
+		if (st == FRESH_OK && !*out)
+			*rep = r; /* the training's reason, not "no new rows" */
+	}
 	fresh_corrector_free(cand);
 	fresh_logits_free(logits);
 	split_free(&s);

@@ -80,6 +80,7 @@ struct fresh_refit_report {
 	const char *method;  /* "ridge", "ridge+mlp", "ridge+logits" */
 	size_t logit_groups; /* query groups the logit term used */
 	bool normalize;
+	bool network_kept; /* "fresh-rows": the serving network, new rows */
 	double seconds;
 };
 
@@ -98,6 +99,20 @@ enum fresh_status fresh_refit_train(
 	const struct fresh_refit_config *cfg, struct fresh_progress *prog,
 	const atomic_bool *cancel, struct fresh_corrector **out,
 	struct fresh_refit_report *rep, struct fresh_error *err);
+
+/*
+ * No training: current's network with the pairs' rows (cfg->rows_only,
+ * and what a refit that publishes nothing falls back to under
+ * serve_fresh_rows). Accepted ("fresh-rows", network_kept) when the rows
+ * differ from the ones current serves; otherwise rep->reason says why not
+ * and *out is NULL. Fills only the fields that describe the publish.
+ */
+enum fresh_status fresh_refit_rows(const struct fresh_corrector *current,
+				   const struct fresh_pairs_snapshot *pairs,
+				   const struct fresh_refit_config *cfg,
+				   struct fresh_corrector **out,
+				   struct fresh_refit_report *rep,
+				   struct fresh_error *err);
 
 /* Whether the pair of id is held out (the fixed hash split). */
 bool fresh_refit_is_holdout(uint64_t id, unsigned permille);

@@ -246,7 +246,8 @@ void *coord_refit_main(void *arg)
 		c->running = false;
 		c->state = FRESH_REFIT_IDLE;
 		c->gen_done = c->gen_started;
-		c->last_refit_end = coord_mono_now();
+		if (full) /* the timer counts from the last training */
+			c->last_refit_end = coord_mono_now();
 		pthread_cond_broadcast(&c->cv);
 	}
 	pthread_mutex_unlock(&c->mu);

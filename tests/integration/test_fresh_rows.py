@@ -86,12 +86,34 @@ class FreshRows(ApiCase):
         after = c.corrected([5])
         self.assertEqual(after["corrector_version"], before["corrector_version"] + 1)
         np.testing.assert_allclose(after["vectors"][0], newer, atol=1e-6)
-        # Nothing new: nothing published.
+        # Nothing new: no publish of rows (a network may still win).
         out = c.refit(wait=True)
-        if out["accepted"]:
-            self.assertNotEqual(out["method"], "fresh-rows", out)
-        else:
-            self.assertEqual(c.corrector()["version"], after["corrector_version"])
+        self.assertNotEqual(out["method"], "fresh-rows", out)
+
+    def test_a_refit_that_cannot_train_still_serves_the_rows(self):
+        d = self.daemon("--serve-fresh-rows", "--min-pairs", "64")
+        c = d.client
+        c.update(range(10), self.F[:10], step=1)
+        out = c.refit(wait=True)
+        self.assertTrue(out["accepted"], out)
+        self.assertEqual(out["method"], "fresh-rows")
+        self.assertEqual(c.corrector()["fresh_rows"], 10)
+        self.assertIsNone(c.corrector()["holdout"], "no network was trained")
+        # Cleared pairs, then rows only: nothing served any more.
+        self.assertEqual(call(d, "DELETE", "/v1/pairs").status, 200)
+        out = c.refit(wait=True, rows_only=True)
+        self.assertTrue(out["accepted"], out)
+        self.assertEqual(c.corrector()["fresh_rows"], 0)
+        np.testing.assert_allclose(c.corrected([3])["vectors"][0], unit(self.X[3]), atol=1e-6)
+
+    def test_rows_wait_for_a_network_that_changes_width(self):
+        d = self.daemon("--serve-fresh-rows", "--fresh-dim", "8")
+        c = d.client
+        c.update(range(100), self.F[:100, :8], step=1)
+        out = c.refit(wait=True, rows_only=True)
+        self.assertFalse(out["accepted"], out)
+        self.assertIn("no network maps", out["reason"])
+        self.assertEqual(c.corrector()["version"], 0)
 
     def test_rows_only_publishes_rows_without_training(self):
         d = self.daemon("--serve-fresh-rows")
@@ -171,7 +193,8 @@ class FreshRows(ApiCase):
     def test_the_flag_needs_an_mlp_and_no_shard(self):
         for args, needle in ((("--corrector", "affine"), "needs --corrector mlp"),
                              (("--corrector", "none"), "needs --corrector mlp"),
-                             (("--shard",), "coordinator's flag")):
+                             (("--shard",), "coordinator's flag"),
+                             (("--max-pairs", "100000000"), "lower --max-pairs")):
             p = subprocess.run([FRESHD, "--index", self.ipath, "--serve-fresh-rows", *args,
                                 "--listen", "127.0.0.1:0"],
                                capture_output=True, text=True, timeout=30)
@@ -224,6 +247,11 @@ class ShardedFreshRows(ApiCase):
         self.assertEqual(out["method"], "fresh-rows")
         np.testing.assert_allclose(c.corrected([one])["vectors"][0], newer, atol=1e-6)
         self.assertEqual(c.corrector()["fresh_rows"], len(sent) + 1)
+        # Cleared on every shard, then rows only: none served.
+        self.assertEqual(call(coord, "DELETE", "/v1/pairs").status, 200)
+        out = c.refit(wait=True, rows_only=True)
+        self.assertTrue(out["accepted"], out)
+        self.assertEqual(c.corrector()["fresh_rows"], 0)
 
 
 if __name__ == "__main__":

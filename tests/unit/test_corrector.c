@@ -503,6 +503,57 @@ START_TEST(checkpoint_carries_fresh_rows)
 	ck_assert_mem_eq(got + 6, rows + 12, 6 * sizeof(float)); /* id 41 */
 	ck_assert_mem_eq(got + 12, rows, 6 * sizeof(float));	 /* id 900 */
 	fresh_corrector_free(d);
+	/* A row that is not finite, under a valid checksum. */
+	{
+		size_t at = 72 + fresh_corrector_layout(c).total * 4 + 8 + 24;
+		float nan = NAN, keep;
+		memcpy(&keep, b + at + 20, 4);
+		memcpy(b + at + 20, &nan, 4);
+		crc = fresh_crc32c(0, b, len - 4);
+		memcpy(b + len - 4, &crc, 4);
+		ck_assert_int_eq(fresh_corrector_deserialize(b, len, &d, &err),
+				 FRESH_FORMAT);
+		ck_assert(strstr(err.msg, "not finite") != NULL);
+		memcpy(b + at + 20, &keep, 4);
+	}
+	/* Format 2 with no rows: format 2 always has some. */
+	{
+		unsigned char *z = malloc(plain_len + 8);
+		size_t head = 72 + fresh_corrector_layout(c).total * 4;
+		uint32_t two = 2;
+		void *p1;
+		size_t l1;
+		ck_assert_int_eq(fresh_corrector_clone(c, &d), FRESH_OK);
+		ck_assert_int_eq(
+			fresh_corrector_set_fresh_rows(d, NULL, NULL, 0),
+			FRESH_OK);
+		ck_assert_int_eq(fresh_corrector_serialize(d, &p1, &l1),
+				 FRESH_OK);
+		fresh_corrector_free(d);
+		memcpy(z, p1, head);
+		memset(z + head, 0, 8);
+		memcpy(z + head + 8, (unsigned char *)p1 + head, l1 - head);
+		memcpy(z + 8, &two, 4);
+		crc = fresh_crc32c(0, z, plain_len + 4);
+		memcpy(z + plain_len + 4, &crc, 4);
+		d = NULL;
+		ck_assert_int_eq(
+			fresh_corrector_deserialize(z, plain_len + 8, &d, &err),
+			FRESH_FORMAT);
+		ck_assert_ptr_null(d);
+		free(p1);
+		free(z);
+	}
+	/* One row an id. */
+	{
+		const uint64_t twice[2] = {5, 5};
+		ck_assert_int_eq(fresh_corrector_clone(c, &d), FRESH_OK);
+		ck_assert_int_eq(
+			fresh_corrector_set_fresh_rows(d, twice, rows, 2),
+			FRESH_INVALID);
+		ck_assert_uint_eq(fresh_corrector_fresh_rows(d, NULL, NULL), 3);
+		fresh_corrector_free(d);
+	}
 	/* Ids out of order under a valid checksum. */
 	{
 		size_t at = 72 + fresh_corrector_layout(c).total * 4 + 8;

@@ -645,6 +645,48 @@ START_TEST(build_like_equals_a_full_build)
 		fresh_model_release(full);
 	}
 	fresh_model_release(base);
+	/*
+	 * The identity network losing its rows: a full build scans S (no
+	 * C), and so does the like build, with the same answers.
+	 */
+	{
+		struct fresh_hit ha[3 * 5], hb[3 * 5];
+		size_t na[3], nb[3];
+		float q[3 * D];
+
+		tu_fill_normal(&r, q, 3 * D);
+		c1 = random_corrector(FRESH_CORRECTOR_MLP, D, D, 6, true, 9);
+		memset(fresh_corrector_params(c1), 0,
+		       fresh_corrector_layout(c1).total * sizeof(float));
+		struct fresh_corrector *c3;
+
+		ck_assert_int_eq(fresh_corrector_clone(c1, &c2), FRESH_OK);
+		ck_assert_int_eq(fresh_corrector_clone(c1, &c3), FRESH_OK);
+		ck_assert_int_eq(
+			fresh_corrector_set_fresh_rows(c1, ids, rows, NB),
+			FRESH_OK);
+		base = build(&f, c1);
+		ck_assert_int_eq(fresh_model_build_like(base, f.idx, c2, f.pool,
+							NULL, NULL, NULL, &like,
+							NULL),
+				 FRESH_OK);
+		full = build(&f, c3);
+		ck_assert_uint_eq(fresh_model_extra_bytes(like),
+				  fresh_model_extra_bytes(full));
+		ck_assert_uint_eq(fresh_model_fresh_rows(like), 0);
+		ck_assert_int_eq(fresh_model_search(like, f.pool,
+						    FRESH_SCORING_CORRECTED, q,
+						    3, 5, NULL, ha, na),
+				 FRESH_OK);
+		ck_assert_int_eq(fresh_model_search(full, f.pool,
+						    FRESH_SCORING_CORRECTED, q,
+						    3, 5, NULL, hb, nb),
+				 FRESH_OK);
+		tu_assert_hits_eq(ha, hb, 3 * 5);
+		fresh_model_release(base);
+		fresh_model_release(like);
+		fresh_model_release(full);
+	}
 	free(a);
 	free(b);
 	fx_free(&f);
