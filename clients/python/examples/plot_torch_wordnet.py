@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = {"zeroshot": "0.6", "inbatch": "tab:gray", "stale": "tab:red", "freshd": "tab:green",
+          "freshd-rows": "darkgreen",
           "writeback": "tab:orange", "freshd-writeback": "tab:olive", "oracle": "black",
           "periodic-50": "tab:blue", "periodic-100": "tab:purple", "periodic-150": "tab:cyan",
           "periodic-300": "tab:brown"}

@@ -55,7 +55,9 @@ Negatives (n per query, positives excluded):
              computes anyway are worth by themselves;
   freshd-rows  freshd started with --serve-fresh-rows: each refit also
              publishes its pairs' fresh rows, and freshd scores those
-             targets by them instead of h(stale);
+             targets by them instead of h(stale); between refits the
+             rows are also published every --rows-every K steps (1),
+             without training (refit?rows_only=true);
   freshd-writeback  not run by default: freshd's updates and refits as
              in freshd, but negatives drawn in torch from the rows the
              loss last encoded where there is one and freshd's corrected
@@ -380,7 +382,10 @@ def run(task, args, method, seed, freshd_bin, workdir):
             torch.optim.Adam(qt.dense() + tt.dense(), lr=args.lr)]
     qbags = Bags([q for q, _ in task.train], task.vocab)
     order = np.random.default_rng(seed).permutation(len(task.train))
-    gen = torch.Generator().manual_seed(seed)
+    # The negatives' random stream: the seed's, unless --sample-seed moves
+    # it (same batch order, other draws: how much a run owes to its draws).
+    sseed = seed if args.sample_seed is None else args.sample_seed
+    gen = torch.Generator().manual_seed(sseed)
     t0 = time.time()
     corpus_embeddings, encodings, daemon, period = task.n, 0, None, 0
     stale0 = embed_all(tt, task.targets, task.n)  # the cache at step 0 (not counted)
@@ -421,7 +426,7 @@ def run(task, args, method, seed, freshd_bin, workdir):
             else:
                 out = daemon.client.negatives(q.detach().numpy(), positives=[[int(p)] for p in pos],
                                               n=args.negatives, method="sample",
-                                              temperature=args.temperature, seed=seed * 100003 + step)
+                                              temperature=args.temperature, seed=sseed * 100003 + step)
                 neg = np.array([[h["id"] for h in r] for r in out["results"]])
             cand = np.unique(np.concatenate([pos, neg.ravel()]))
         t = tt(*task.targets.batch(cand))
@@ -456,6 +461,8 @@ def run(task, args, method, seed, freshd_bin, workdir):
                 if method == "freshd-writeback":  # corrected rows where none was written
                     fresh_T = torch.where(written[:, None], fresh_T,
                                           torch.from_numpy(corrected_all(daemon.client, task.n)))
+            elif method == "freshd-rows" and args.rows_every and (step + 1) % args.rows_every == 0:
+                daemon.client.refit(wait=True, rows_only=True)  # no training: the rows, served
         if period and (step + 1) % period == 0 and step + 1 < args.steps:
             name = "index-%d.npy" % (step + 1)
             save_npy(os.path.join(daemon.data_dir, name), embed_all(tt, task.targets, task.n))
@@ -530,6 +537,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="few steps, four methods (CI)")
     ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--sample-seed", type=int, default=None,
+                    help="seed of the negatives' draws (default: the run's seed; the batch "
+                         "order and initialisation stay the run's)")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--negatives", type=int, default=16)
@@ -546,6 +556,9 @@ def main(argv=None):
     ap.add_argument("--tower-hidden", type=int, default=0,
                     help="an MLP branch of this width in each tower (0: mean of token vectors and a linear map)")
     ap.add_argument("--refit-every", type=int, default=25)
+    ap.add_argument("--rows-every", type=int, default=1,
+                    help="freshd-rows: between refits, publish the fresh rows every so many "
+                         "steps (POST /v1/refit?rows_only=true; 0: only with refits)")
     ap.add_argument("--corrector", default="mlp")
     ap.add_argument("--max-step-lag", type=int, default=0,
                     help="the corrector forgets pairs this many steps old (0: keeps all)")
