@@ -169,24 +169,26 @@ enum fresh_status fresh_engine_start_refitter(struct fresh_engine *e)
 	return FRESH_OK;
 }
 
-enum fresh_status fresh_engine_refit(struct fresh_engine *e, bool wait,
-				     struct fresh_refit_outcome *out)
+/* The newest update applied: what a requested refit must reflect. */
+static uint64_t applied_seq(struct fresh_engine *e)
 {
 	uint64_t seq;
 
 	pthread_mutex_lock(&e->mu);
 	seq = e->applied_seq;
 	pthread_mutex_unlock(&e->mu);
-	return fresh_refitter_request(e->refitter, seq, wait, out);
+	return seq;
+}
+
+enum fresh_status fresh_engine_refit(struct fresh_engine *e, bool wait,
+				     struct fresh_refit_outcome *out)
+{
+	return fresh_refitter_request(e->refitter, applied_seq(e), wait, out);
 }
 
 enum fresh_status fresh_engine_refit_rows(struct fresh_engine *e, bool wait,
 					  struct fresh_refit_outcome *out)
 {
-	uint64_t seq;
-
-	pthread_mutex_lock(&e->mu);
-	seq = e->applied_seq;
-	pthread_mutex_unlock(&e->mu);
-	return fresh_refitter_request_rows(e->refitter, seq, wait, out);
+	return fresh_refitter_request_rows(e->refitter, applied_seq(e), wait,
+					   out);
 }
