@@ -254,7 +254,6 @@ static void *worker_main(void *arg)
 			pthread_mutex_lock(&r->mu);
 			continue;
 		}
-		/* Rows only when only rows were asked for. */
 		/* A rows-only request runs as one; a due training comes
 		 * next (rows only leave the policy's count alone). */
 		bool full = r->requested_full || !r->requested;

@@ -565,6 +565,8 @@ done:
 		if (evaluated) { /* the serving network on these pairs */
 			rep->holdout.corrected_mse = cur.corrected_mse;
 			rep->holdout.corrected_rel_err = cur.corrected_rel_err;
+		} else if (!fresh_corrector_holdout(current, &rep->holdout)) {
+			rep->held_out = 0; /* nothing was evaluated */
 		}
 		st = fresh_refit_rows(current, pairs, cfg, out, rep, err);
 		if (st == FRESH_OK && !*out)

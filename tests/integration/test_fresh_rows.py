@@ -97,6 +97,7 @@ class FreshRows(ApiCase):
         out = c.refit(wait=True)
         self.assertTrue(out["accepted"], out)
         self.assertEqual(out["method"], "fresh-rows")
+        self.assertIsNone(out["holdout"], "nothing was evaluated")
         self.assertEqual(c.corrector()["fresh_rows"], 10)
         self.assertIsNone(c.corrector()["holdout"], "no network was trained")
         # Cleared pairs, then rows only: nothing served any more.
