@@ -230,11 +230,7 @@ enum fresh_status fresh_engine_fit(const void *current, size_t current_len,
 		r = *rep;
 		if (c.rows_only || c.serve_fresh_rows) {
 			/* No training: the serving network, new rows. */
-			if (fresh_corrector_holdout(cur, &rep->holdout)) {
-				rep->current_mse = rep->holdout.corrected_mse;
-				rep->current_rel_err =
-					rep->holdout.corrected_rel_err;
-			}
+			fresh_refit_report_serving(cur, rep);
 			st = fresh_refit_rows(cur, &snap, &c, &cand, rep, err);
 			if (st == FRESH_OK && !cand && !c.rows_only)
 				*rep = r; /* the reason is the pairs */

@@ -354,6 +354,16 @@ static bool can_correct(const struct fresh_corrector *c)
 	return false;
 }
 
+bool fresh_refit_report_serving(const struct fresh_corrector *current,
+				struct fresh_refit_report *rep)
+{
+	if (!fresh_corrector_holdout(current, &rep->holdout))
+		return false;
+	rep->current_mse = rep->holdout.corrected_mse;
+	rep->current_rel_err = rep->holdout.corrected_rel_err;
+	return true;
+}
+
 enum fresh_status fresh_refit_rows(const struct fresh_corrector *current,
 				   const struct fresh_pairs_snapshot *pairs,
 				   const struct fresh_refit_config *cfg,
@@ -437,12 +447,8 @@ enum fresh_status fresh_refit_train(
 		return FRESH_OK;
 	}
 	if (cfg->rows_only) {
-		/* The clone keeps the serving network's held-out errors. */
 		rep->pairs = pairs->n;
-		if (fresh_corrector_holdout(current, &rep->holdout)) {
-			rep->current_mse = rep->holdout.corrected_mse;
-			rep->current_rel_err = rep->holdout.corrected_rel_err;
-		}
+		fresh_refit_report_serving(current, rep);
 		return fresh_refit_rows(current, pairs, cfg, out, rep, err);
 	}
 	st = split_pairs(idx, pairs, cfg->holdout_permille, &s);
@@ -565,7 +571,7 @@ done:
 		if (evaluated) { /* the serving network on these pairs */
 			rep->holdout.corrected_mse = cur.corrected_mse;
 			rep->holdout.corrected_rel_err = cur.corrected_rel_err;
-		} else if (!fresh_corrector_holdout(current, &rep->holdout)) {
+		} else if (!fresh_refit_report_serving(current, rep)) {
 			rep->held_out = 0; /* nothing was evaluated */
 		}
 		st = fresh_refit_rows(current, pairs, cfg, out, rep, err);

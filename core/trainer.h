@@ -107,6 +107,14 @@ enum fresh_status fresh_refit_train(
  * differ from the ones current serves; otherwise rep->reason says why not
  * and *out is NULL. Fills only the fields that describe the publish.
  */
+/*
+ * A publish that keeps current's network reports that network's own
+ * held-out errors: rep->holdout and current_* from current (false, and
+ * rep untouched, when it has none).
+ */
+bool fresh_refit_report_serving(const struct fresh_corrector *current,
+				struct fresh_refit_report *rep);
+
 enum fresh_status fresh_refit_rows(const struct fresh_corrector *current,
 				   const struct fresh_pairs_snapshot *pairs,
 				   const struct fresh_refit_config *cfg,
