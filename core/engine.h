@@ -100,7 +100,7 @@ struct fresh_engine_info {
 	enum fresh_store store;
 	size_t index_bytes;  /* the index in memory (rows, ids, bf16) */
 	size_t mapped_bytes; /* bf16: the float32 rows (S, h(S)), in files */
-	size_t extra_bytes;  /* corrected matrix, norms, fold */
+	size_t extra_bytes;  /* corrected matrix, norms, fold, fresh rows */
 	size_t staged_bytes; /* the same for a staged checkpoint's model */
 	/* bf16: rows rescored in float32 since the start (all models). */
 	unsigned long long rescored_rows;

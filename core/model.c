@@ -616,6 +616,9 @@ size_t fresh_model_extra_bytes(const struct fresh_model *m)
 		bytes += n * fresh_corrector_shape(m->corr)->d_out * 4;
 	if (m->row_scale)
 		bytes += n * 4;
+	/* The fresh rows the corrector carries: an id and a row each. */
+	bytes += fresh_corrector_fresh_rows(m->corr, NULL, NULL) *
+		 (8 + fresh_corrector_shape(m->corr)->d_out * 4);
 	return bytes;
 }
 

@@ -89,7 +89,10 @@ size_t fresh_model_query_dim(const struct fresh_model *m,
 bool fresh_model_can_correct(const struct fresh_model *m);
 /* How many rows it serves as the corrector's fresh rows, not h(s). */
 size_t fresh_model_fresh_rows(const struct fresh_model *m);
-/* Bytes of memory the model adds to the index (corrected matrix, norms). */
+/*
+ * Bytes of memory the model adds to the index (corrected matrix, norms,
+ * the corrector's fresh rows).
+ */
 size_t fresh_model_extra_bytes(const struct fresh_model *m);
 /* Bytes it keeps in a file, mapped (h(S) in float32 under bf16), or 0. */
 size_t fresh_model_mapped_bytes(const struct fresh_model *m);

@@ -523,6 +523,9 @@ START_TEST(fresh_rows_replace_h_of_their_targets)
 				 FRESH_OK);
 		ck_assert_uint_eq(fresh_model_fresh_rows(a), NF);
 		ck_assert_uint_eq(fresh_model_fresh_rows(b), NF);
+		/* C, and the corrector's rows (the one its index lacks too). */
+		ck_assert_uint_eq(fresh_model_extra_bytes(a),
+				  N * D * 4 + (NF + 1) * (8 + D * 4));
 		for (size_t row = 2; row < N; row += 37) { /* no fresh row */
 			double ss = 0.0;
 			ck_assert_int_eq(
