@@ -61,6 +61,8 @@ class FreshRows(ApiCase):
         self.assertTrue(out["accepted"], out)
         self.assertEqual(c.corrector()["fresh_rows"], 400)
         self.assertEqual(metric_value(c.metrics(), "freshd_fresh_rows_served"), 400.0)
+        # The model's memory: C, and an id and a row for each fresh row.
+        self.assertEqual(c.info()["memory"]["model_bytes"], N * D * 4 + 400 * (8 + D * 4))
         v = np.asarray(c.corrected(list(range(10)) + list(range(400, 410)))["vectors"], np.float32)
         np.testing.assert_allclose(v[:10], self.F[:10], atol=1e-6)
         # Targets without a pair are h(s): near their fresh row, not equal.
