@@ -6,8 +6,9 @@
 reads DIR/results.json and those of the MORE_DIRs (other methods run with
 the same settings, e.g. the writeback probes) and writes DIR/accuracy-vs-embeddings.png (held-out R@10 and R@1 against the
 corpus embeddings each method used, mean over seeds with the seeds' range)
-and DIR/accuracy-over-steps.png (held-out R@10 during training, mean over
-seeds).
+DIR/accuracy-over-steps.png (held-out R@10 during training, mean over
+seeds) and, when the runs measured it, DIR/overlap-over-steps.png (how
+much of the fresh top-10 each method's index finds during training).
 """
 
 import json
@@ -21,17 +22,55 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = {"zeroshot": "0.6", "inbatch": "tab:gray", "stale": "tab:red", "freshd": "tab:green",
-          "freshd-rows": "darkgreen",
+          "freshd-rows": "darkgreen", "freshd-delta": "tab:pink",
+          "writeback-projected": "gold", "writeback-aged": "tab:purple",
+          "writeback-aged-every-5": "tab:purple",
           "writeback": "tab:orange", "freshd-writeback": "tab:olive", "oracle": "black",
           "periodic-50": "tab:blue", "periodic-100": "tab:purple", "periodic-150": "tab:cyan",
           "periodic-300": "tab:brown"}
+
+
+def over_steps(results, methods, key, scale, ylabel, path):
+    """key of the runs' curves against the training step, mean over the
+    runs of a method at each step they share; nothing when no curve has it."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    drawn = False
+    for m in methods:
+        at = {}
+        for r in results:
+            if r["method"] == m:
+                for p in r.get("curve") or []:
+                    if p.get(key) is not None:
+                        at.setdefault(p["step"], []).append(scale * p[key])
+        if not at:
+            continue
+        steps = sorted(at)
+        ax.plot(steps, [np.mean(at[s]) for s in steps], marker=".", label=m,
+                color=COLORS.get(m, "tab:pink"), ls="--" if "-every-" in m else "-")
+        drawn = True
+    if drawn:
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(out, *more):
     results = []
     for d in (out,) + more:
         with open(os.path.join(d, "results.json")) as f:
-            results += json.load(f)["results"]
+            run = json.load(f)
+        every = run["args"].get("refit_every", 25)
+        for r in run["results"]:
+            # Runs of a method with other refit intervals are drawn apart.
+            if every != 25 and r["method"] not in ("stale", "oracle", "inbatch", "zeroshot",
+                                                  "writeback", "writeback-projected") \
+                    and not r["method"].startswith("periodic-"):
+                r = dict(r, method="%s-every-%d" % (r["method"], every))
+            results.append(r)
     methods = []
     for r in results:
         if r["method"] not in methods:
@@ -69,20 +108,10 @@ def main(out, *more):
     fig.tight_layout()
     fig.savefig(os.path.join(out, "accuracy-vs-embeddings.png"), dpi=110)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for m in methods:
-        rs = [r for r in results if r["method"] == m and r.get("curve")]
-        if not rs:
-            continue
-        steps = [p["step"] for p in rs[0]["curve"]]
-        y = np.mean([[100 * p["r10"] for p in r["curve"]] for r in rs], axis=0)
-        ax.plot(steps, y, marker=".", label=m, color=COLORS.get(m, "tab:pink"))
-    ax.set_xlabel("training step")
-    ax.set_ylabel("held-out R@10 (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "accuracy-over-steps.png"), dpi=110)
+    over_steps(results, methods, "r10", 100, "held-out R@10 (%)",
+               os.path.join(out, "accuracy-over-steps.png"))
+    over_steps(results, methods, "fresh_top10_overlap", 100,
+               "fresh top-10 its index finds (%)", os.path.join(out, "overlap-over-steps.png"))
     return 0
 
 

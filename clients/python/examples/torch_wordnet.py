@@ -63,15 +63,33 @@ Negatives (n per query, positives excluded):
              loss last encoded where there is one and freshd's corrected
              rows (POST /v1/corrected after each refit) elsewhere: the
              simulation freshd-rows was built from (it differs in that
-             freshd-rows serves a row only from the refit after it came).
+             freshd-rows serves a row only from the refit after it came);
+  writeback-projected  not run by default, a probe of what ages the
+             written rows: writeback, but each row is the target's token
+             vectors as last encoded under the current projection
+             (normalize(P_now x_then)), so that only the token vectors'
+             moves since a row was written are missing from it;
+  writeback-aged  not run by default: writeback, but each row written
+             at step t is moved by a linear map of its birth bucket
+             (t // K, K = --refit-every), fitted every K steps by ridge on
+             the last K steps' re-encodings of rows born then (a target's
+             previous row and its new one); the never-written rows are
+             rows of step 0;
+  freshd-delta  not run by default: freshd-writeback, but each written
+             row moves as freshd's corrected row of its target moved since
+             the row came (row + h_now(s) - h_then(s), normalised): whether
+             the corrector can age the rows it is sent.
 Negatives are drawn from softmax(score / T) without replacement
 (Gumbel-top-k, method "sample"), T = 0.05.
 
 Counted: corpus embeddings (targets encoded only to index them: N at step
 0, N per refresh), target-tower encodings for the loss, wall time.
 Evaluated: R@1, R@10, MRR of the held-out queries over all targets with
-the final towers, and, for the daemons, how many of the final fresh top-10
-their index finds (how stale the negatives were at the end).
+the final towers, and, for the daemons (and the methods that draw from
+rows in torch), how many of the final fresh top-10 their index finds (how
+stale the negatives were), at the end and at each --eval-every step;
+drift_split: how much of the target rows' drift is the tower's head
+moving and how much its token vectors (see drift_split()).
 --drift-probe adds, after each run, what of the drift maps of the stale
 rows fitted in torch can undo, and freshd's corrector beside them.
 """
@@ -270,6 +288,73 @@ def top10_found(probe, want, V):
     return float(np.mean([len(set(w) & set(g)) / 10 for w, g in zip(want, got)]))
 
 
+# Negatives drawn in torch from rows the loss wrote.
+WRITES = ("writeback", "freshd-writeback", "freshd-delta", "writeback-projected", "writeback-aged")
+
+
+def age_maps(window, width, min_pairs=128, lam=1.0):
+    """Per birth bucket (rows encoded at steps [b w, (b+1) w)), the linear
+    map A = I + B that takes such a row to the one encoded now, fitted by
+    ridge (B toward zero) on the window's re-encodings of such rows."""
+    prev = torch.cat([p for p, _, _ in window])
+    new = torch.cat([n for _, n, _ in window])
+    bucket = torch.cat([b for _, _, b in window]) // width
+    maps = {}
+    for b in bucket.unique().tolist():
+        sel = bucket == b
+        if int(sel.sum()) < min_pairs:
+            continue
+        X, Y = prev[sel].double(), new[sel].double()
+        d = X.shape[1]
+        B = torch.linalg.solve(X.T @ X + lam * torch.eye(d, dtype=X.dtype), X.T @ (Y - X))
+        maps[b] = (torch.eye(d, dtype=X.dtype) + B).float()
+    return maps
+
+
+def aged_rows(raw, born, maps, width):
+    """Each row moved by the map of its birth bucket (as it is, without one)."""
+    out = raw.clone()
+    bucket = born // width
+    for b, A in maps.items():
+        sel = bucket == b
+        if bool(sel.any()):
+            out[sel] = F.normalize(raw[sel] @ A, dim=1)
+    return out
+
+
+def drift_split(task, tt, stale0, final_T):
+    """Where the target rows' drift comes from, with a linear tower head
+    (row = normalize(P x), x the mean of the text's token vectors): the
+    mean squared distance to the final rows of the stale rows; of the
+    step-0 token means under the final P (left when only the head is
+    brought up to date: the token vectors' share); and of the final token
+    means under the step-0 P, the identity (left when only the token
+    vectors are: the head's share)."""
+    with torch.no_grad():
+        x = torch.cat([tt.bag(*task.targets.batch(range(i, min(task.n, i + 8192))))
+                       for i in range(0, task.n, 8192)])
+        P = tt.proj.weight
+        final = torch.from_numpy(final_T)
+        s0 = torch.from_numpy(stale0)  # normalize(x0): P starts as the identity
+
+        def msd(a):
+            return round(float(((a - final) ** 2).sum(1).mean()), 5)
+        return {"stale": msd(s0), "old_tokens_final_projection": msd(F.normalize(s0 @ P.T, dim=1)),
+                "final_tokens_old_projection": msd(F.normalize(x, dim=1))}
+
+
+def index_overlap(daemon, rows, now_T, seed):
+    """How much of the fresh top-10 (of now_T's probes) the index finds:
+    the daemon's, or the rows a torch method draws from; None for neither."""
+    if daemon is None and rows is None:
+        return None
+    probe, want = fresh_top10(now_T, seed)
+    if rows is not None:
+        return top10_found(probe, want, rows.numpy())
+    got = daemon.client.search(probe, k=10)["results"]
+    return float(np.mean([len(set(w) & {h["id"] for h in g}) / 10 for w, g in zip(want, got)]))
+
+
 def evaluate(task, qt, tt):
     T = torch.from_numpy(embed_all(tt, task.targets, task.n))
     rank = held_out_ranks(task, qt, T)
@@ -368,6 +453,8 @@ def drift_probe(task, args, qt, tt, stale0, final_T, seed, corrected=None, pairs
 def run(task, args, method, seed, freshd_bin, workdir):
     """Trains with one method; returns its figures."""
     torch.manual_seed(seed)
+    if method == "writeback-projected" and args.tower_hidden:
+        raise SystemExit("writeback-projected needs --tower-hidden 0 (a linear tower head)")
     if args.towers == "shared":  # one token table, a projection each
         bag = token_table(task.vectors)
         qt, tt = Tower(bag, args.tower_hidden), Tower(bag, args.tower_hidden)
@@ -389,7 +476,7 @@ def run(task, args, method, seed, freshd_bin, workdir):
     t0 = time.time()
     corpus_embeddings, encodings, daemon, period = task.n, 0, None, 0
     stale0 = embed_all(tt, task.targets, task.n)  # the cache at step 0 (not counted)
-    corrects = method in ("freshd", "freshd-rows", "freshd-writeback")
+    corrects = method in ("freshd", "freshd-rows", "freshd-writeback", "freshd-delta")
     if method not in ("inbatch", "oracle", "zeroshot", "writeback"):
         d = tempfile.mkdtemp(prefix="freshd-torch-", dir=workdir)
         save_npy(os.path.join(d, "index.npy"), stale0)
@@ -414,13 +501,28 @@ def run(task, args, method, seed, freshd_bin, workdir):
         if method == "inbatch":
             cand = np.unique(pos)
         else:
-            if method in ("oracle", "writeback", "freshd-writeback"):
+            if method == "oracle" or method in WRITES:
                 if method == "oracle":
                     fresh_T = torch.from_numpy(embed_all(tt, task.targets, task.n))
                     corpus_embeddings += task.n
+                elif method == "writeback-aged":
+                    if fresh_T is None:  # every row, its step, the step's re-encodings
+                        raw = torch.from_numpy(stale0.copy())
+                        born = torch.zeros(task.n, dtype=torch.long)
+                        window, maps = [], {}
+                    fresh_T = aged_rows(raw, born, maps, args.refit_every)
+                elif method == "writeback-projected":
+                    if fresh_T is None:  # each target's token-vector mean as last encoded
+                        with torch.no_grad():
+                            M = torch.cat([tt.bag(*task.targets.batch(range(i, min(task.n, i + 8192))))
+                                           for i in range(0, task.n, 8192)])
+                    fresh_T = F.normalize(M @ tt.proj.weight.detach().T, dim=1)
                 elif fresh_T is None:
                     fresh_T = torch.from_numpy(stale0.copy())
                     written = torch.zeros(task.n, dtype=torch.bool)
+                    if method == "freshd-delta":  # each written row and h(stale) when it came
+                        raw, base = fresh_T.clone(), fresh_T.clone()
+                        C = torch.from_numpy(corrected_all(daemon.client, task.n))
                 neg = gumbel_topk(q.detach() @ fresh_T.T, args.negatives, args.temperature,
                                   torch.from_numpy(pos), gen).numpy()
             else:
@@ -431,6 +533,16 @@ def run(task, args, method, seed, freshd_bin, workdir):
             cand = np.unique(np.concatenate([pos, neg.ravel()]))
         t = tt(*task.targets.batch(cand))
         encodings += len(cand)
+        if method == "writeback-aged":
+            c_ = torch.from_numpy(cand)
+            window.append((raw[c_].clone(), t.detach().clone(), born[c_].clone()))
+            raw[c_], born[c_] = t.detach(), step
+            if (step + 1) % args.refit_every == 0:
+                maps = age_maps(window, args.refit_every)
+                window = []
+        if method == "writeback-projected":
+            with torch.no_grad():
+                M[torch.from_numpy(cand)] = tt.bag(*task.targets.batch(cand))
         if args.loss == "own" and method != "inbatch":
             # Each query against its positive and its own negatives only:
             # what the negatives are decides what the step teaches.
@@ -445,9 +557,22 @@ def run(task, args, method, seed, freshd_bin, workdir):
         loss.backward()
         for o in opts:
             o.step()
-        if method in ("writeback", "freshd-writeback"):
+        if args.eval_every and (step + 1) % args.eval_every == 0:
+            # Before this step's rows, refits or refresh change the index:
+            # the overlap is that of the index the step drew from.
+            te = time.time()
+            point, now_T = evaluate(task, qt, tt)
+            overlap = index_overlap(daemon, fresh_T if method in WRITES else None, now_T, seed)
+            if overlap is not None:
+                point["fresh_top10_overlap"] = overlap
+            curve.append(dict(step=step + 1, **point))
+            eval_s += time.time() - te
+        if method in ("writeback", "freshd-writeback", "freshd-delta"):
             fresh_T[torch.from_numpy(cand)] = t.detach()
             written[torch.from_numpy(cand)] = True
+            if method == "freshd-delta":
+                raw[torch.from_numpy(cand)] = t.detach()
+                base[torch.from_numpy(cand)] = C[torch.from_numpy(cand)]
         if corrects:
             if args.drift_probe:
                 last_row[cand], last_step[cand] = t.detach().numpy(), step
@@ -461,6 +586,9 @@ def run(task, args, method, seed, freshd_bin, workdir):
                 if method == "freshd-writeback":  # corrected rows where none was written
                     fresh_T = torch.where(written[:, None], fresh_T,
                                           torch.from_numpy(corrected_all(daemon.client, task.n)))
+                elif method == "freshd-delta":  # written rows moved as h moved since they came
+                    C = torch.from_numpy(corrected_all(daemon.client, task.n))
+                    fresh_T = torch.where(written[:, None], F.normalize(raw + C - base, dim=1), C)
             elif method == "freshd-rows" and args.rows_every and (step + 1) % args.rows_every == 0:
                 daemon.client.refit(wait=True, rows_only=True)  # no training: the rows, served
         if period and (step + 1) % period == 0 and step + 1 < args.steps:
@@ -469,23 +597,16 @@ def run(task, args, method, seed, freshd_bin, workdir):
             daemon.client.request("POST", "/v1/index/reload", {"path": name})
             wait_reload(daemon.client, name)
             corpus_embeddings += task.n
-        if args.eval_every and (step + 1) % args.eval_every == 0:
-            te = time.time()
-            curve.append(dict(step=step + 1, **evaluate(task, qt, tt)[0]))
-            eval_s += time.time() - te
     wall = time.time() - t0 - eval_s
     metrics, final_T = evaluate(task, qt, tt)
     res = dict(method=method, seed=seed, steps=0 if method == "zeroshot" else args.steps, corpus_embeddings=corpus_embeddings,
                corpus_passes=corpus_embeddings / task.n, loss_encodings=encodings,
                wall_s=round(wall, 1), curve=curve, **metrics)
-    if daemon or method == "writeback":  # how much of the final fresh top-10 the index finds
-        probe, want = fresh_top10(final_T, seed)
-        if method in ("writeback", "freshd-writeback"):
-            res["fresh_top10_overlap"] = top10_found(probe, want, fresh_T.numpy())
-        else:
-            got = daemon.client.search(probe, k=10)["results"]
-            res["fresh_top10_overlap"] = float(np.mean([len(set(w) & {h["id"] for h in g}) / 10
-                                                        for w, g in zip(want, got)]))
+    overlap = index_overlap(daemon, fresh_T if method in WRITES else None, final_T, seed)
+    if overlap is not None:
+        res["fresh_top10_overlap"] = overlap
+    if not args.tower_hidden and method != "zeroshot":
+        res["drift_split"] = drift_split(task, tt, stale0, final_T)
     if args.drift_probe and (method == "freshd" or not args.quick):  # quick: freshd's run only
         res["drift_probe"] = drift_probe(task, args, qt, tt, stale0, final_T, seed,
                                          corrected_all(daemon.client, task.n) if corrects else None,
