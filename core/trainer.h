@@ -101,13 +101,6 @@ enum fresh_status fresh_refit_train(
 	struct fresh_refit_report *rep, struct fresh_error *err);
 
 /*
- * No training: current's network with the pairs' rows (cfg->rows_only,
- * and what a refit that publishes nothing falls back to under
- * serve_fresh_rows). Accepted ("fresh-rows", network_kept) when the rows
- * differ from the ones current serves; otherwise rep->reason says why not
- * and *out is NULL. Fills only the fields that describe the publish.
- */
-/*
  * A publish that keeps current's network reports that network's own
  * held-out errors: rep->holdout and current_* from current (false, and
  * rep untouched, when it has none).
@@ -115,6 +108,13 @@ enum fresh_status fresh_refit_train(
 bool fresh_refit_report_serving(const struct fresh_corrector *current,
 				struct fresh_refit_report *rep);
 
+/*
+ * No training: current's network with the pairs' rows (cfg->rows_only,
+ * and what a refit that publishes nothing falls back to under
+ * serve_fresh_rows). Accepted ("fresh-rows", network_kept) when the rows
+ * differ from the ones current serves; otherwise rep->reason says why not
+ * and *out is NULL. Fills only the fields that describe the publish.
+ */
 enum fresh_status fresh_refit_rows(const struct fresh_corrector *current,
 				   const struct fresh_pairs_snapshot *pairs,
 				   const struct fresh_refit_config *cfg,
