@@ -211,6 +211,18 @@ void srv_coord_metrics(struct srv_request *req, struct srv_reply *r)
 		srv_buf_printf(&b, "freshd_pairs_buffered %" PRIu64 "\n",
 			       buffered);
 	}
+	{
+		uint64_t rows = 0;
+		for (size_t s = 0; s < c->n; s++)
+			rows += c->shards[s].fresh_rows;
+		srv_buf_printf(&b,
+			       "# HELP freshd_fresh_rows_served Targets the "
+			       "shards score by their fresh row, not h(s), as "
+			       "of the last probe.\n"
+			       "# TYPE freshd_fresh_rows_served gauge\n"
+			       "freshd_fresh_rows_served %" PRIu64 "\n",
+			       rows);
+	}
 	pthread_mutex_unlock(&c->mu);
 	if (b.failed || !b.data) {
 		struct srv_error e;

@@ -27,7 +27,7 @@
 
 struct facts {
 	size_t dim, fresh_dim;
-	uint64_t fingerprint, version;
+	uint64_t fingerprint, version, fresh_rows;
 	bool is_shard;
 };
 
@@ -59,6 +59,9 @@ static bool read_info(struct shard *sh, struct facts *f, char *why, size_t cap)
 		f->version = (uint64_t)json_integer_value(
 			json_object_get(corr, "version"));
 		f->fingerprint = strtoull(fp, NULL, 16);
+		/* 0 from a shard that predates the field. */
+		f->fresh_rows = (uint64_t)json_integer_value(
+			json_object_get(corr, "fresh_rows"));
 		f->is_shard = json_is_true(json_object_get(j, "shard"));
 		ok = true;
 	} else {
@@ -163,6 +166,7 @@ static void probe(struct srv_coord *c, struct shard *sh)
 	sh->why[0] = '\0';
 	sh->fingerprint = f.fingerprint;
 	sh->version = f.version;
+	sh->fresh_rows = f.fresh_rows;
 	sh->dim = f.dim;
 	sh->fresh_dim = f.fresh_dim;
 	pthread_mutex_unlock(&c->mu);

@@ -28,6 +28,7 @@ struct shard {
 	bool up, known, is_shard;
 	char why[320];
 	uint64_t fingerprint, version;
+	uint64_t fresh_rows; /* served by their fresh row, at the probe */
 	size_t dim, fresh_dim;
 	/* The ids it serves, sorted; swapped under c->ids_lock. */
 	uint64_t *ids;

@@ -107,6 +107,8 @@ class FreshRows(ApiCase):
         out = c.refit(wait=True, rows_only=True)
         self.assertTrue(out["accepted"], out)
         self.assertEqual(c.corrector()["fresh_rows"], 0)
+        self.assertTrue(wait_until(lambda: metric_value(c.metrics(), "freshd_fresh_rows_served")
+                                   == 0, timeout=30))
         np.testing.assert_allclose(c.corrected([3])["vectors"][0], unit(self.X[3]), atol=1e-6)
 
     def test_rows_wait_for_a_network_that_changes_width(self):
@@ -236,6 +238,9 @@ class ShardedFreshRows(ApiCase):
         per_shard = [s.client.corrector()["fresh_rows"] for s in shards]
         self.assertEqual(sum(per_shard), len(sent))
         self.assertTrue(all(n > 0 for n in per_shard), per_shard)
+        # The coordinator's gauge sums the shards' as its probes see them.
+        self.assertTrue(wait_until(lambda: metric_value(c.metrics(), "freshd_fresh_rows_served")
+                                   == len(sent), timeout=30))
         probe = sent[[0, 1, len(sent) // 2, -1]]
         v = np.asarray(c.corrected([int(i) for i in ids[probe]])["vectors"], np.float32)
         np.testing.assert_allclose(v, F[probe], atol=1e-6)
