@@ -315,6 +315,46 @@ class ReadOnlyEndpoints(ApiCase):
             self.assertLess(abs(counts.get(i, 0) - draws * p), 5 * sigma + 2,
                             "id %d drawn %d times of %d, p=%.3f" % (i, counts.get(i, 0), draws, p))
 
+    def test_negatives_sample_draws_like_gumbel_top_k(self):
+        # n=16 draws without replacement: how often each id is drawn must
+        # match a reference Gumbel-top-k in numpy over the same scores, and
+        # the queries of one request must draw independently of each other
+        # (no more shared negatives than between requests).
+        q = self.Q[2] + np.random.default_rng(14).standard_normal(D).astype(np.float32)
+        T, n, per, reqs = 4.0, 16, 50, 60
+        scores = self.X.astype(np.float64) @ q.astype(np.float64)
+        pos = int(self.ids[int(np.argmax(scores))])
+        drawn = []
+        for r in range(reqs):
+            out = self.c.negatives(np.tile(q, (per, 1)), positives=[[pos]] * per, n=n,
+                                   method="sample", temperature=T, seed=2000 + r)
+            drawn.append([set(h["id"] for h in res) for res in out["results"]])
+        got = np.zeros(N)
+        row = {int(i): k for k, i in enumerate(self.ids)}
+        for req in drawn:
+            for ids in req:
+                self.assertEqual(len(ids), n)
+                for i in ids:
+                    got[row[i]] += 1
+        rng = np.random.default_rng(15)
+        want = np.zeros(N)
+        z = scores / T
+        z[row[pos]] = -np.inf
+        for _ in range(reqs * per):
+            keys = z - np.log(-np.log(rng.random(N)))
+            want[np.argpartition(-keys, n)[:n]] += 1
+        a, b = got / (reqs * per), want / (reqs * per)
+        seen = (a + b) / 2 > 0.02
+        self.assertGreater(seen.sum(), 50)
+        zs = (a - b)[seen] / np.sqrt((a * (1 - a) + b * (1 - b))[seen] / (reqs * per))
+        self.assertLess(float(np.mean(zs ** 2)), 2.0, "inclusion rates differ from Gumbel-top-k")
+        self.assertLess(float(np.abs(zs).max()), 5.0)
+        within = np.mean([len(req[i] & req[j]) for req in drawn
+                          for i in range(per) for j in range(i + 1, per)])
+        across = np.mean([len(drawn[r][i] & drawn[r + 1][i])
+                          for r in range(reqs - 1) for i in range(per)])
+        self.assertLess(abs(within - across), 0.3, (within, across))
+
     # -- targets and corrected vectors -------------------------------------
     def test_target(self):
         for row in (0, 5, list(self.ids).index(BIG_ID)):
