@@ -98,6 +98,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -596,6 +597,8 @@ def run(task, args, method, seed, freshd_bin, workdir):
             save_npy(os.path.join(daemon.data_dir, name), embed_all(tt, task.targets, task.n))
             daemon.client.request("POST", "/v1/index/reload", {"path": name})
             wait_reload(daemon.client, name)
+            if step + 1 > period:  # the index this one replaced
+                os.unlink(os.path.join(daemon.data_dir, "index-%d.npy" % (step + 1 - period)))
             corpus_embeddings += task.n
     wall = time.time() - t0 - eval_s
     metrics, final_T = evaluate(task, qt, tt)
@@ -617,6 +620,7 @@ def run(task, args, method, seed, freshd_bin, workdir):
         if corrects:
             res["holdout"] = daemon.client.corrector().get("holdout")
         daemon.stop()
+        shutil.rmtree(daemon.data_dir, ignore_errors=True)
     log(json.dumps(res))
     return res
 
@@ -713,6 +717,17 @@ def main(argv=None):
         ["periodic-%s" % p for p in args.periods.split(",")] +
         ["oracle"])
     workdir = tempfile.mkdtemp(prefix="freshd-torch-")
+    try:
+        rc = train_all(args, methods, workdir)
+    except BaseException:
+        log("kept %s (the daemons' logs)" % workdir)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
+    return rc
+
+
+def train_all(args, methods, workdir):
+    """Every seed and method; writes and checks the results."""
     task = Task(args, workdir)
     pristine = task.vectors.copy()
     results = []
