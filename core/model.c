@@ -461,13 +461,36 @@ static enum fresh_status redo_row(struct fresh_model *m, size_t r, size_t d,
 	return st;
 }
 
+struct copy_job {
+	float *dst;
+	const float *src;
+	size_t n, d;
+};
+
 /*
- * base's C with the rows whose fresh row changed, came or went redone;
- * the ids of base's and corr's fresh rows are walked together (both
- * ascending). corr is m->corr already.
+ * Rows [task * CHUNK_ROWS, ...) of C. A new C's pages are faulted in and
+ * zeroed by the kernel as they are first written, most of a copy's time:
+ * tasks spread that over the pool too.
+ */
+static void copy_task(void *arg, size_t task, size_t worker)
+{
+	const struct copy_job *j = arg;
+	size_t r0 = task * CHUNK_ROWS;
+	size_t nr = j->n - r0 < CHUNK_ROWS ? j->n - r0 : CHUNK_ROWS;
+
+	(void)worker;
+	memcpy(j->dst + r0 * j->d, j->src + r0 * j->d,
+	       nr * j->d * sizeof(float));
+}
+
+/*
+ * base's C (copied on pool) with the rows whose fresh row changed, came or
+ * went redone; the ids of base's and corr's fresh rows are walked together
+ * (both ascending). corr is m->corr already.
  */
 static enum fresh_status redo_changed_rows(struct fresh_model *m,
-					   const struct fresh_model *base)
+					   const struct fresh_model *base,
+					   struct fresh_pool *pool)
 {
 	const struct fresh_corrector_shape *sh = fresh_corrector_shape(m->corr);
 	size_t d = sh->d_out, row, i = 0, j = 0;
@@ -475,11 +498,16 @@ static enum fresh_status redo_changed_rows(struct fresh_model *m,
 	const float *brow, *nrow;
 	size_t nb = fresh_corrector_fresh_rows(base->corr, &bid, &brow);
 	size_t nn = fresh_corrector_fresh_rows(m->corr, &nid, &nrow);
+	struct copy_job cj = {m->corrected, base->corrected,
+			      fresh_index_size(m->index), d};
 	struct fresh_corrector_ws ws;
 	enum fresh_status st = fresh_corrector_ws_init(&ws, 1, sh->hidden);
 
-	memcpy(m->corrected, base->corrected,
-	       fresh_index_size(m->index) * d * sizeof(float));
+	if (pool)
+		fresh_pool_run(pool, (cj.n + CHUNK_ROWS - 1) / CHUNK_ROWS,
+			       copy_task, &cj);
+	else
+		memcpy(cj.dst, cj.src, cj.n * d * sizeof(float));
 	m->fresh_served = 0;
 	while (st == FRESH_OK && (i < nb || j < nn)) {
 		bool in_b = i < nb && (j == nn || bid[i] <= nid[j]);
@@ -541,7 +569,7 @@ enum fresh_status fresh_model_build_like(
 		atomic_store(&prog->done, 0);
 		atomic_store(&prog->total, n);
 	}
-	st = redo_changed_rows(m, base);
+	st = redo_changed_rows(m, base, pool);
 	if (st != FRESH_OK) {
 		m->corr = NULL; /* the caller's still */
 		model_free(m);
