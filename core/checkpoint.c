@@ -53,56 +53,114 @@ bool fresh_checkpoint_fits(const struct fresh_corrector_shape *shape,
 				     row;
 }
 
-enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
-					    void **buf, size_t *len)
+/* The checkpoint's bytes in order, to a buffer or a file, and their CRC. */
+struct emitter {
+	enum fresh_status (*put)(void *ctx, const void *p, size_t n);
+	void *ctx;
+	uint32_t crc;
+	enum fresh_status st;
+};
+
+static void emit(struct emitter *e, const void *p, size_t n)
+{
+	if (e->st != FRESH_OK || n == 0)
+		return;
+	e->crc = fresh_crc32c(e->crc, p, n);
+	e->st = e->put(e->ctx, p, n);
+}
+
+/* The checkpoint's length, or 0 when no reader would take it back. */
+static size_t checkpoint_bytes(const struct fresh_corrector *c)
+{
+	const struct fresh_corrector_shape *shape = fresh_corrector_shape(c);
+	size_t nf = fresh_corrector_fresh_rows(c, NULL, NULL);
+	size_t n = CKPT_HEADER +
+		   fresh_corrector_layout(c).total * sizeof(float) +
+		   (nf ? fresh_block_bytes(nf, shape->d_out) : 0) +
+		   CKPT_HOLDOUT + 4;
+
+	return n > CKPT_MAX_BYTES ? 0 : n;
+}
+
+/*
+ * Header, parameters, fresh rows (format 2), held-out block, CRC. The rows
+ * go out from the corrector's own memory: no copy of the checkpoint is
+ * made, which at --max-pairs rows of d floats is most of it.
+ */
+static enum fresh_status emit_corrector(const struct fresh_corrector *c,
+					struct emitter *e)
 {
 	const struct fresh_corrector_shape *shape = fresh_corrector_shape(c);
 	struct fresh_corrector_layout layout = fresh_corrector_layout(c);
+	unsigned char head[CKPT_HEADER] = {0}, hold[CKPT_HOLDOUT] = {0};
+	unsigned char ids_le[8 * 512], crc[4];
 	struct fresh_holdout q;
 	const uint64_t *ids;
 	const float *rows;
 	size_t nf = fresh_corrector_fresh_rows(c, &ids, &rows);
-	size_t fresh = nf ? fresh_block_bytes(nf, shape->d_out) : 0;
-	size_t n = CKPT_HEADER + layout.total * sizeof(float) + fresh +
-		   CKPT_HOLDOUT + 4;
-	unsigned char *b;
 
-	if (n > CKPT_MAX_BYTES) /* no reader would take it back */
-		return FRESH_TOO_LARGE;
-	b = calloc(1, n);
-	if (!b)
-		return FRESH_NOMEM;
-	memcpy(b, CKPT_MAGIC, 8);
-	fresh_put32(b + 8, nf ? CKPT_FORMAT_FRESH : CKPT_FORMAT);
-	fresh_put32(b + 12, (uint32_t)shape->kind);
-	fresh_put32(b + 16, (uint32_t)shape->act);
-	fresh_put32(b + 20, fresh_corrector_normalize(c) ? 1u : 0u);
-	fresh_put64(b + 24, shape->d_in);
-	fresh_put64(b + 32, shape->d_out);
-	fresh_put64(b + 40, shape->hidden);
-	fresh_put64(b + 48, fresh_corrector_version(c));
-	fresh_put64(b + 56, fresh_corrector_trained_through(c));
-	fresh_put64(b + 64, layout.total);
-	memcpy(b + CKPT_HEADER, fresh_corrector_params_const(c),
-	       layout.total * sizeof(float));
+	memcpy(head, CKPT_MAGIC, 8);
+	fresh_put32(head + 8, nf ? CKPT_FORMAT_FRESH : CKPT_FORMAT);
+	fresh_put32(head + 12, (uint32_t)shape->kind);
+	fresh_put32(head + 16, (uint32_t)shape->act);
+	fresh_put32(head + 20, fresh_corrector_normalize(c) ? 1u : 0u);
+	fresh_put64(head + 24, shape->d_in);
+	fresh_put64(head + 32, shape->d_out);
+	fresh_put64(head + 40, shape->hidden);
+	fresh_put64(head + 48, fresh_corrector_version(c));
+	fresh_put64(head + 56, fresh_corrector_trained_through(c));
+	fresh_put64(head + 64, layout.total);
+	emit(e, head, sizeof head);
+	emit(e, fresh_corrector_params_const(c), layout.total * sizeof(float));
 	if (nf) {
-		unsigned char *f =
-			b + CKPT_HEADER + layout.total * sizeof(float);
-		fresh_put64(f, nf);
-		for (size_t i = 0; i < nf; i++)
-			fresh_put64(f + 8 + 8 * i, ids[i]);
-		memcpy(f + 8 + 8 * nf, rows, nf * shape->d_out * sizeof(float));
+		fresh_put64(ids_le, nf);
+		emit(e, ids_le, 8);
+		for (size_t i = 0; i < nf; i += 512) {
+			size_t m = nf - i < 512 ? nf - i : 512;
+			for (size_t k = 0; k < m; k++)
+				fresh_put64(ids_le + 8 * k, ids[i + k]);
+			emit(e, ids_le, 8 * m);
+		}
+		emit(e, rows, nf * shape->d_out * sizeof(float));
 	}
 	if (fresh_corrector_holdout(c, &q)) {
-		unsigned char *h = b + n - 4 - CKPT_HOLDOUT;
 		double v[4] = {q.stale_mse, q.corrected_mse, q.stale_rel_err,
 			       q.corrected_rel_err};
-		fresh_put32(h, 1u | (q.stale_defined ? 2u : 0u));
-		fresh_put64(h + 8, q.n);
+		fresh_put32(hold, 1u | (q.stale_defined ? 2u : 0u));
+		fresh_put64(hold + 8, q.n);
 		for (int i = 0; i < 4; i++)
-			memcpy(h + 16 + 8 * i, &v[i], 8);
+			memcpy(hold + 16 + 8 * i, &v[i], 8);
 	}
-	fresh_put32(b + n - 4, fresh_crc32c(0, b, n - 4));
+	emit(e, hold, sizeof hold);
+	fresh_put32(crc, e->crc);
+	if (e->st == FRESH_OK) /* not a part of its own checksum */
+		e->st = e->put(e->ctx, crc, sizeof crc);
+	return e->st;
+}
+
+static enum fresh_status put_buffer(void *ctx, const void *p, size_t n)
+{
+	unsigned char **at = ctx;
+
+	memcpy(*at, p, n);
+	*at += n;
+	return FRESH_OK;
+}
+
+enum fresh_status fresh_corrector_serialize(const struct fresh_corrector *c,
+					    void **buf, size_t *len)
+{
+	size_t n = checkpoint_bytes(c);
+	unsigned char *b, *at;
+	struct emitter e = {put_buffer, &at, 0, FRESH_OK};
+
+	if (n == 0)
+		return FRESH_TOO_LARGE;
+	b = malloc(n);
+	if (!b)
+		return FRESH_NOMEM;
+	at = b;
+	(void)emit_corrector(c, &e);
 	*buf = b;
 	*len = n;
 	return FRESH_OK;
@@ -286,30 +344,36 @@ enum fresh_status fresh_corrector_deserialize(const void *buf, size_t len,
 	return FRESH_OK;
 }
 
+struct file_out {
+	struct fresh_atomic_file f;
+	struct fresh_error *err;
+};
+
+static enum fresh_status put_file(void *ctx, const void *p, size_t n)
+{
+	struct file_out *o = ctx;
+
+	return fresh_atomic_write(&o->f, p, n, o->err);
+}
+
 enum fresh_status fresh_corrector_save(const struct fresh_corrector *c,
 				       const char *path,
 				       struct fresh_error *err)
 {
-	struct fresh_atomic_file f;
-	void *buf;
-	size_t len;
-	enum fresh_status st = fresh_corrector_serialize(c, &buf, &len);
+	struct file_out out = {.err = err};
+	struct emitter e = {put_file, &out, 0, FRESH_OK};
+	enum fresh_status st;
 
-	if (st == FRESH_TOO_LARGE)
-		return fresh_fail(err, st,
+	if (checkpoint_bytes(c) == 0)
+		return fresh_fail(err, FRESH_TOO_LARGE,
 				  "%s: the corrector and its fresh rows pass "
 				  "the %zu-byte checkpoint limit (lower "
 				  "--max-pairs)",
 				  path, CKPT_MAX_BYTES);
+	st = fresh_atomic_open(&out.f, path, err);
 	if (st != FRESH_OK)
-		return fresh_fail(err, st, "%s: out of memory", path);
-	st = fresh_atomic_open(&f, path, err);
-	if (st == FRESH_OK) {
-		st = fresh_atomic_write(&f, buf, len, err);
-		st = fresh_atomic_finish(&f, st, err);
-	}
-	free(buf);
-	return st;
+		return st;
+	return fresh_atomic_finish(&out.f, emit_corrector(c, &e), err);
 }
 
 enum fresh_status fresh_corrector_load(const char *path,

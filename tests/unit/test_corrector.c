@@ -403,6 +403,62 @@ START_TEST(checkpoint_round_trip)
 }
 END_TEST
 
+/*
+ * A checkpoint file has the bytes fresh_corrector_serialize gives, with
+ * more fresh rows than one block of ids (they are written in blocks).
+ */
+START_TEST(checkpoint_file_is_the_serialized_bytes)
+{
+	enum { NF = 1300, D = 5 };
+	struct fresh_corrector_shape s = {FRESH_CORRECTOR_MLP, FRESH_ACT_RELU,
+					  D, D, 3};
+	struct fresh_corrector *c = random_corrector(s, 13, 1.0f), *d;
+	struct fresh_holdout ho = {77, false, 0.0, 0.5, 0.0, 0.25};
+	uint64_t *ids = malloc(NF * sizeof *ids);
+	float *rows = malloc(NF * D * sizeof *rows);
+	const uint64_t *got_ids;
+	const float *got_rows;
+	struct tu_rng r = {78};
+	char path[4200];
+	unsigned char *file;
+	void *raw;
+	size_t len;
+	FILE *fp;
+
+	tu_fill_normal(&r, rows, NF * D);
+	for (size_t i = 0; i < NF; i++)
+		ids[i] = (uint64_t)(NF - i) * 1000003u +
+			 (i % 7); /* descending */
+	ck_assert_int_eq(fresh_corrector_set_fresh_rows(c, ids, rows, NF),
+			 FRESH_OK);
+	fresh_corrector_set_holdout(c, &ho);
+	fresh_corrector_set_version(c, 5);
+	tu_path(path, sizeof path, dir, "rows.ckpt");
+	ck_assert_int_eq(fresh_corrector_save(c, path, NULL), FRESH_OK);
+	ck_assert_int_eq(fresh_corrector_serialize(c, &raw, &len), FRESH_OK);
+	file = malloc(len + 1);
+	fp = fopen(path, "rb");
+	ck_assert_ptr_nonnull(fp);
+	ck_assert_uint_eq(fread(file, 1, len + 1, fp), len);
+	fclose(fp);
+	ck_assert_mem_eq(file, raw, len);
+	ck_assert_int_eq(fresh_corrector_load(path, &d, NULL), FRESH_OK);
+	ck_assert_uint_eq(fresh_corrector_fresh_rows(d, &got_ids, &got_rows),
+			  NF);
+	for (size_t i = 0; i < NF; i++) { /* ascending: ids[NF - 1 - i] */
+		ck_assert_uint_eq(got_ids[i], ids[NF - 1 - i]);
+		ck_assert_mem_eq(got_rows + i * D, rows + (NF - 1 - i) * D,
+				 D * sizeof(float));
+	}
+	fresh_corrector_free(d);
+	fresh_corrector_free(c);
+	free(file);
+	free(raw);
+	free(ids);
+	free(rows);
+}
+END_TEST
+
 START_TEST(checkpoint_damage_is_refused)
 {
 	struct fresh_corrector_shape s = {FRESH_CORRECTOR_AFFINE,
@@ -628,6 +684,7 @@ static Suite *corrector_suite(void)
 	tcase_add_test(ckpt, checkpoint_round_trip);
 	tcase_add_test(ckpt, checkpoint_damage_is_refused);
 	tcase_add_test(ckpt, checkpoint_carries_fresh_rows);
+	tcase_add_test(ckpt, checkpoint_file_is_the_serialized_bytes);
 	tcase_add_test(ckpt, crc32c_known_value);
 	suite_add_tcase(s, num);
 	suite_add_tcase(s, ckpt);
