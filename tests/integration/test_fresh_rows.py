@@ -107,8 +107,7 @@ class FreshRows(ApiCase):
         out = c.refit(wait=True, rows_only=True)
         self.assertTrue(out["accepted"], out)
         self.assertEqual(c.corrector()["fresh_rows"], 0)
-        self.assertTrue(wait_until(lambda: metric_value(c.metrics(), "freshd_fresh_rows_served")
-                                   == 0, timeout=30))
+        self.assertEqual(metric_value(c.metrics(), "freshd_fresh_rows_served"), 0.0)
         np.testing.assert_allclose(c.corrected([3])["vectors"][0], unit(self.X[3]), atol=1e-6)
 
     def test_rows_wait_for_a_network_that_changes_width(self):
@@ -260,6 +259,8 @@ class ShardedFreshRows(ApiCase):
         out = c.refit(wait=True, rows_only=True)
         self.assertTrue(out["accepted"], out)
         self.assertEqual(c.corrector()["fresh_rows"], 0)
+        self.assertTrue(wait_until(lambda: metric_value(c.metrics(), "freshd_fresh_rows_served")
+                                   == 0, timeout=30))
 
 
 if __name__ == "__main__":
