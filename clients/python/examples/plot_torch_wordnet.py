@@ -65,10 +65,10 @@ def main(out, *more):
             run = json.load(f)
         every = run["args"].get("refit_every", 25)
         for r in run["results"]:
-            # Runs of a method with other refit intervals are drawn apart.
-            if every != 25 and r["method"] not in ("stale", "oracle", "inbatch", "zeroshot",
-                                                  "writeback", "writeback-projected") \
-                    and not r["method"].startswith("periodic-"):
+            # Runs of a method that refits (freshd's corrector, the aged
+            # rows' maps) at another interval are drawn apart.
+            refits = r["method"].startswith("freshd") or r["method"] == "writeback-aged"
+            if every != 25 and refits:
                 r = dict(r, method="%s-every-%d" % (r["method"], every))
             results.append(r)
     methods = []

@@ -323,6 +323,13 @@ def aged_rows(raw, born, maps, width):
     return out
 
 
+def token_means(task, tt):
+    """Every target's mean token vector in the target tower (no gradient)."""
+    with torch.no_grad():
+        return torch.cat([tt.bag(*task.targets.batch(range(i, min(task.n, i + 8192))))
+                          for i in range(0, task.n, 8192)])
+
+
 def drift_split(task, tt, stale0, final_T):
     """Where the target rows' drift comes from, with a linear tower head
     (row = normalize(P x), x the mean of the text's token vectors): the
@@ -332,8 +339,7 @@ def drift_split(task, tt, stale0, final_T):
     means under the step-0 P, the identity (left when only the token
     vectors are: the head's share)."""
     with torch.no_grad():
-        x = torch.cat([tt.bag(*task.targets.batch(range(i, min(task.n, i + 8192))))
-                       for i in range(0, task.n, 8192)])
+        x = token_means(task, tt)
         P = tt.proj.weight
         final = torch.from_numpy(final_T)
         s0 = torch.from_numpy(stale0)  # normalize(x0): P starts as the identity
@@ -514,9 +520,7 @@ def run(task, args, method, seed, freshd_bin, workdir):
                     fresh_T = aged_rows(raw, born, maps, args.refit_every)
                 elif method == "writeback-projected":
                     if fresh_T is None:  # each target's token-vector mean as last encoded
-                        with torch.no_grad():
-                            M = torch.cat([tt.bag(*task.targets.batch(range(i, min(task.n, i + 8192))))
-                                           for i in range(0, task.n, 8192)])
+                        M = token_means(task, tt)
                     fresh_T = F.normalize(M @ tt.proj.weight.detach().T, dim=1)
                 elif fresh_T is None:
                     fresh_T = torch.from_numpy(stale0.copy())
