@@ -36,7 +36,8 @@ struct fresh_corrector {
 	/* Targets served their fresh row in place of h(s) (ascending ids). */
 	size_t fresh_n;
 	uint64_t *fresh_ids;
-	float *fresh_rows; /* fresh_n x d_out */
+	float *fresh_rows;    /* fresh_n x d_out */
+	uint64_t *fresh_seqs; /* the record each row came from, or NULL */
 };
 
 const char *fresh_corrector_kind_name(enum fresh_corrector_kind kind)
@@ -186,9 +187,9 @@ enum fresh_status fresh_corrector_clone(const struct fresh_corrector *c,
 	d->normalize = c->normalize;
 	d->has_holdout = c->has_holdout;
 	d->holdout = c->holdout;
-	if (c->fresh_n &&
-	    fresh_corrector_set_fresh_rows(d, c->fresh_ids, c->fresh_rows,
-					   c->fresh_n) != FRESH_OK) {
+	if (c->fresh_n && fresh_corrector_set_fresh_rows_seqs(
+				  d, c->fresh_ids, c->fresh_rows, c->fresh_seqs,
+				  c->fresh_n) != FRESH_OK) {
 		fresh_corrector_free(d);
 		return FRESH_NOMEM;
 	}
@@ -203,6 +204,7 @@ void fresh_corrector_free(struct fresh_corrector *c)
 	fresh_free(c->params);
 	fresh_free(c->fresh_ids);
 	fresh_free(c->fresh_rows);
+	fresh_free(c->fresh_seqs);
 	free(c);
 }
 
@@ -222,21 +224,27 @@ enum fresh_status fresh_corrector_set_fresh_rows(struct fresh_corrector *c,
 						 const uint64_t *ids,
 						 const float *rows, size_t n)
 {
+	return fresh_corrector_set_fresh_rows_seqs(c, ids, rows, NULL, n);
+}
+
+enum fresh_status fresh_corrector_set_fresh_rows_seqs(struct fresh_corrector *c,
+						      const uint64_t *ids,
+						      const float *rows,
+						      const uint64_t *seqs,
+						      size_t n)
+{
 	size_t d = c->shape.d_out;
-	uint64_t *nid = NULL;
+	uint64_t *nid = NULL, *nseq = NULL;
 	float *nrow = NULL;
 	struct id_row *order = NULL;
 
 	if (n) {
 		nid = fresh_alloc(n, sizeof *nid);
 		nrow = fresh_alloc(n, d * sizeof *nrow);
+		nseq = seqs ? fresh_alloc(n, sizeof *nseq) : NULL;
 		order = malloc(n * sizeof *order);
-		if (!nid || !nrow || !order) {
-			fresh_free(nid);
-			fresh_free(nrow);
-			free(order);
-			return FRESH_NOMEM;
-		}
+		if (!nid || !nrow || (seqs && !nseq) || !order)
+			goto nomem;
 		for (size_t i = 0; i < n; i++)
 			order[i] = (struct id_row){ids[i], i};
 		qsort(order, n, sizeof *order, id_row_cmp);
@@ -244,6 +252,7 @@ enum fresh_status fresh_corrector_set_fresh_rows(struct fresh_corrector *c,
 			if (order[i].id == order[i - 1].id) {
 				fresh_free(nid);
 				fresh_free(nrow);
+				fresh_free(nseq);
 				free(order);
 				return FRESH_INVALID; /* one row an id */
 			}
@@ -252,15 +261,30 @@ enum fresh_status fresh_corrector_set_fresh_rows(struct fresh_corrector *c,
 			nid[i] = order[i].id;
 			memcpy(nrow + i * d, rows + order[i].k * d,
 			       d * sizeof *nrow);
+			if (nseq)
+				nseq[i] = seqs[order[i].k];
 		}
 		free(order);
 	}
 	fresh_free(c->fresh_ids);
 	fresh_free(c->fresh_rows);
+	fresh_free(c->fresh_seqs);
 	c->fresh_n = n;
 	c->fresh_ids = nid;
 	c->fresh_rows = nrow;
+	c->fresh_seqs = nseq;
 	return FRESH_OK;
+nomem:
+	fresh_free(nid);
+	fresh_free(nrow);
+	fresh_free(nseq);
+	free(order);
+	return FRESH_NOMEM;
+}
+
+const uint64_t *fresh_corrector_fresh_row_seqs(const struct fresh_corrector *c)
+{
+	return c->fresh_seqs;
 }
 
 size_t fresh_corrector_fresh_rows(const struct fresh_corrector *c,

@@ -143,6 +143,19 @@ void fresh_corrector_set_holdout(struct fresh_corrector *c,
 enum fresh_status fresh_corrector_set_fresh_rows(struct fresh_corrector *c,
 						 const uint64_t *ids,
 						 const float *rows, size_t n);
+/*
+ * The same, with the update-log record each row came from (seqs[i] for
+ * ids[i]; may be NULL: not known). The records are soft state: cloned
+ * with the corrector, not checkpointed, so a corrector read back from a
+ * checkpoint has none (rowage.h then serves its rows as they are).
+ */
+enum fresh_status fresh_corrector_set_fresh_rows_seqs(struct fresh_corrector *c,
+						      const uint64_t *ids,
+						      const float *rows,
+						      const uint64_t *seqs,
+						      size_t n);
+/* The records, parallel to the ascending ids; NULL when not known. */
+const uint64_t *fresh_corrector_fresh_row_seqs(const struct fresh_corrector *c);
 /* How many, with borrowed pointers to the ids (ascending) and rows. */
 size_t fresh_corrector_fresh_rows(const struct fresh_corrector *c,
 				  const uint64_t **ids, const float **rows);

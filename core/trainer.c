@@ -312,31 +312,33 @@ static enum fresh_status refit_affine_on_all(struct fresh_corrector *c,
 	return st;
 }
 
-/* Whether pairs would serve other rows than current's fresh rows. */
-static bool fresh_rows_differ(const struct fresh_corrector *current,
-			      const struct fresh_pairs_snapshot *pairs)
+/*
+ * c (a clone or candidate of current's shape) gets pairs' rows, aged when
+ * cfg says so, with the records they came from.
+ */
+static enum fresh_status put_rows(const struct fresh_corrector *current,
+				  const struct fresh_pairs_snapshot *pairs,
+				  const struct fresh_refit_config *cfg,
+				  struct fresh_corrector *c,
+				  struct fresh_refit_report *rep)
 {
-	const uint64_t *ids;
-	const float *rows;
-	size_t n = fresh_corrector_fresh_rows(current, &ids, &rows);
-	size_t d = pairs->dim;
+	float *rows = NULL;
+	enum fresh_status st;
 
-	if (n != pairs->n)
-		return true;
-	for (size_t i = 0; i < pairs->n; i++) {
-		size_t lo = 0, hi = n;
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (ids[mid] < pairs->ids[i])
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (lo == n || ids[lo] != pairs->ids[i] ||
-		    memcmp(rows + lo * d, pairs->g + i * d, d * sizeof *rows))
-			return true;
-	}
-	return false;
+	if (!cfg->age_fresh_rows || !pairs->n)
+		return fresh_corrector_set_fresh_rows_seqs(
+			c, pairs->ids, pairs->g, pairs->seqs, pairs->n);
+	rows = fresh_alloc(pairs->n, pairs->dim * sizeof *rows);
+	if (!rows)
+		return FRESH_NOMEM;
+	st = fresh_rowage_apply(current, pairs, cfg->min_pairs,
+				fresh_corrector_normalize(c), rows,
+				&rep->rowage);
+	if (st == FRESH_OK)
+		st = fresh_corrector_set_fresh_rows_seqs(c, pairs->ids, rows,
+							 pairs->seqs, pairs->n);
+	fresh_free(rows);
+	return st;
 }
 
 /* Whether the serving network maps the stale rows at all (a width change
@@ -388,15 +390,14 @@ enum fresh_status fresh_refit_rows(const struct fresh_corrector *current,
 			 "yet: a refit must train one before rows are served");
 		return FRESH_OK;
 	}
-	if (!fresh_rows_differ(current, pairs)) {
+	if (!fresh_rowage_changed(current, pairs)) {
 		snprintf(rep->reason, sizeof rep->reason,
 			 "no fresh rows other than the %zu served", pairs->n);
 		return FRESH_OK;
 	}
 	st = fresh_corrector_clone(current, &c);
 	if (st == FRESH_OK)
-		st = fresh_corrector_set_fresh_rows(c, pairs->ids, pairs->g,
-						    pairs->n);
+		st = put_rows(current, pairs, cfg, c, rep);
 	if (st != FRESH_OK) {
 		fresh_corrector_free(c);
 		return fresh_fail(err, st, "no memory for %zu fresh rows",
@@ -550,8 +551,7 @@ enum fresh_status fresh_refit_train(
 			}
 		}
 		if (cfg->serve_fresh_rows && sh->kind == FRESH_CORRECTOR_MLP &&
-		    fresh_corrector_set_fresh_rows(cand, pairs->ids, pairs->g,
-						   pairs->n) != FRESH_OK) {
+		    put_rows(current, pairs, cfg, cand, rep) != FRESH_OK) {
 			st = fresh_fail(err, FRESH_NOMEM,
 					"no memory for %zu fresh rows",
 					pairs->n);

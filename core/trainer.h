@@ -30,6 +30,7 @@
 #include "model.h"
 #include "pairs.h"
 #include "queries.h"
+#include "rowage.h"
 #include "status.h"
 
 enum fresh_normalize_mode {
@@ -63,6 +64,12 @@ struct fresh_refit_config {
 	 * from the rows it serves.
 	 */
 	bool rows_only;
+	/*
+	 * The rows served are aged (rowage.h): each publish fits a map
+	 * from served rows to the rows that replaced them and moves the
+	 * rest by it (needs serve_fresh_rows).
+	 */
+	bool age_fresh_rows;
 };
 
 struct fresh_refit_config fresh_refit_config_default(void);
@@ -81,6 +88,7 @@ struct fresh_refit_report {
 	size_t logit_groups; /* query groups the logit term used */
 	bool normalize;
 	bool network_kept; /* "fresh-rows": the serving network, new rows */
+	struct fresh_rowage_report rowage; /* with age_fresh_rows */
 	double seconds;
 };
 

@@ -56,6 +56,16 @@ json_t *srv_refit_json(const struct fresh_refit_outcome *o)
 			    r->lambda > 0 ? json_real(r->lambda) : json_null());
 	json_object_set_new(j, "refit_on_all_pairs",
 			    json_boolean(r->refit_on_all));
+	if (r->rowage.replaced || r->rowage.added || r->rowage.fitted)
+		json_object_set_new(
+			j, "rows_aged",
+			json_pack("{s:b,s:I,s:I,s:I,s:o}", "fitted",
+				  r->rowage.fitted, "replaced",
+				  (json_int_t)r->rowage.replaced, "added",
+				  (json_int_t)r->rowage.added, "moved",
+				  (json_int_t)r->rowage.aged, "ridge_lambda",
+				  r->rowage.fitted ? json_real(r->rowage.lambda)
+						   : json_null()));
 	json_object_set_new(
 		j, "duration_ms",
 		json_integer((json_int_t)((o->train_seconds + o->build_seconds +

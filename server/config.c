@@ -133,6 +133,11 @@ static size_t build(struct flag *f, size_t cap, struct srv_config *c,
 		 "score a target with a fresh row by that row, not h(s): each "
 		 "refit's pairs go into its corrector and checkpoint (mlp)",
 		 0, 0, NULL},
+		{"age-fresh-rows", BOOL, &r->age_fresh_rows, NULL,
+		 "with --serve-fresh-rows: each publish fits an affine map "
+		 "from served rows to the rows that replaced them and moves "
+		 "the other rows by it",
+		 0, 0, NULL},
 		{"logit-temperature", FLOAT, &r->logit_temperature, "T",
 		 "softmax temperature of the logit term", 1e-4, 100, NULL},
 		{"max-update-queries", SIZE, &e->max_queries, "N",
@@ -477,6 +482,15 @@ enum srv_parse_result srv_config_parse(int argc, char **argv,
 				  "flag: a shard serves what it installs"
 				: "--serve-fresh-rows needs --corrector mlp "
 				  "(only a materialized h(S) can hold rows)");
+		return SRV_CONFIG_ERROR;
+	}
+	if (cfg->engine.refit.age_fresh_rows &&
+	    (!cfg->engine.refit.serve_fresh_rows || cfg->shards)) {
+		fail(err, cap,
+		     cfg->shards ? "--age-fresh-rows: not with --shards (the "
+				   "coordinator keeps no record of the rows "
+				   "the shards serve)"
+				 : "--age-fresh-rows needs --serve-fresh-rows");
 		return SRV_CONFIG_ERROR;
 	}
 	if (cfg->shard) {

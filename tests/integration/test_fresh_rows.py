@@ -5,7 +5,8 @@ rows /v1/corrected and search answer with, that a later update waits for
 the next refit (the version names what scores), that a restart (also under
 --store bf16) and a checkpoint installed elsewhere give the same answers
 bit for bit, the fresh_rows counts, the flag's refusals, and a coordinator
-over two shards serving each shard its rows."""
+over two shards serving each shard its rows; with --age-fresh-rows, the
+rows not re-encoded moved by the map the re-encoded ones teach."""
 
 import os
 import shutil
@@ -194,13 +195,71 @@ class FreshRows(ApiCase):
         np.testing.assert_array_equal(all_corrected(d3.client, N), view)
         self.assertEqual(bits(d3.client.search(self.Q, k=25)), answers)
 
-    def test_the_flag_needs_an_mlp_and_no_shard(self):
+    def test_aged_rows_follow_a_drift_of_the_encoder(self):
+        """--age-fresh-rows: the encoder moves by a common map between two
+        steps; the rows it re-encoded teach the map, and the rows it did
+        not re-encode are served moved by it. A restart serves the aged
+        rows from the checkpoint; its first publish, without the records,
+        serves the rows as sent."""
+        d = self.daemon("--serve-fresh-rows", "--age-fresh-rows", keep_dir=True)
+        self.addCleanup(shutil.rmtree, d.data_dir, True)
+        c = d.client
+        rng = np.random.default_rng(8)
+        move = np.eye(D, dtype=np.float32) + 0.3 * rng.standard_normal((D, D)).astype(np.float32)
+        first = self.F[:1500]
+        c.update(range(1500), first, step=1)
+        out = c.refit(wait=True, rows_only=True)
+        self.assertTrue(out["accepted"], out)
+        self.assertEqual(out["rows_aged"], {"fitted": False, "replaced": 0, "added": 1500,
+                                            "moved": 0, "ridge_lambda": None})
+        moved = unit(first @ move)
+        noisy = unit(moved[:600] + 0.01 * rng.standard_normal((600, D)).astype(np.float32))
+        c.update(range(600), noisy, step=2)
+        out = c.refit(wait=True, rows_only=True)
+        self.assertTrue(out["accepted"], out)
+        aged = out["rows_aged"]
+        self.assertTrue(aged["fitted"], aged)
+        self.assertEqual((aged["replaced"], aged["added"], aged["moved"]), (600, 0, 900))
+        self.assertGreater(aged["ridge_lambda"], 0)
+        v = all_corrected(c, 1500)
+        np.testing.assert_allclose(v[:600], noisy, atol=1e-6)
+        np.testing.assert_allclose(np.linalg.norm(v[600:], axis=1), 1.0, atol=1e-5)
+        before = np.square(first[600:] - moved[600:]).sum(1).mean()
+        after = np.square(v[600:] - moved[600:]).sum(1).mean()
+        self.assertLess(after, before / 10, (after, before))
+        # Searches score the aged rows.
+        found = c.search(moved[[700, 1200]] * 2.0, k=1)["results"]
+        self.assertEqual([r[0]["id"] for r in found], [700, 1200])
+        version = c.corrector()["version"]
+        d.stop()
+        d2 = self.daemon("--serve-fresh-rows", "--age-fresh-rows", data_dir=d.data_dir)
+        c2 = d2.client
+        self.assertEqual(c2.corrector()["version"], version)
+        np.testing.assert_array_equal(all_corrected(c2, 1500), v)
+        c2.update([1600], [self.F[1600]], step=3)
+        out = c2.refit(wait=True, rows_only=True)
+        self.assertTrue(out["accepted"], out)
+        self.assertFalse(out["rows_aged"]["fitted"], out)
+        after_restart = all_corrected(c2, 1500)
+        np.testing.assert_allclose(after_restart[:600], noisy, atol=1e-6)
+        np.testing.assert_allclose(after_restart[600:], first[600:], atol=1e-6)
+
+    def test_the_flags_need_an_mlp_and_no_shard(self):
         for args, needle in ((("--corrector", "affine"), "needs --corrector mlp"),
                              (("--corrector", "none"), "needs --corrector mlp"),
                              (("--shard",), "coordinator's flag"),
                              (("--max-pairs", "100000000"), "lower --max-pairs")):
             p = subprocess.run([FRESHD, "--index", self.ipath, "--serve-fresh-rows", *args,
                                 "--listen", "127.0.0.1:0"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(p.returncode, 0, args)
+            self.assertIn(needle, p.stderr, args)
+            self.assertEqual(p.stdout, "", args)
+        for args, needle in ((("--index", self.ipath, "--age-fresh-rows"),
+                              "--age-fresh-rows needs --serve-fresh-rows"),
+                             (("--shards", "http://127.0.0.1:1", "--serve-fresh-rows",
+                               "--age-fresh-rows"), "not with --shards")):
+            p = subprocess.run([FRESHD, *args, "--listen", "127.0.0.1:0"],
                                capture_output=True, text=True, timeout=30)
             self.assertNotEqual(p.returncode, 0, args)
             self.assertIn(needle, p.stderr, args)

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = {"zeroshot": "0.6", "inbatch": "tab:gray", "stale": "tab:red", "freshd": "tab:green",
-          "freshd-rows": "darkgreen", "freshd-delta": "tab:pink",
+          "freshd-rows": "darkgreen", "freshd-aged": "lime", "freshd-delta": "tab:pink",
           "writeback-projected": "gold", "writeback-aged": "tab:purple",
           "writeback-aged-every-5": "tab:purple",
           "writeback": "tab:orange", "freshd-writeback": "tab:olive", "oracle": "black",

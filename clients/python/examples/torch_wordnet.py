@@ -58,6 +58,10 @@ Negatives (n per query, positives excluded):
              targets by them instead of h(stale); between refits the
              rows are also published every --rows-every K steps (1),
              without training (refit?rows_only=true);
+  freshd-aged  freshd-rows with --age-fresh-rows: each publish fits an
+             affine map from the rows freshd served to the rows that
+             replaced them and moves every other served row by it, so
+             that rows written hundreds of steps ago follow the encoder;
   freshd-writeback  not run by default: freshd's updates and refits as
              in freshd, but negatives drawn in torch from the rows the
              loss last encoded where there is one and freshd's corrected
@@ -483,7 +487,9 @@ def run(task, args, method, seed, freshd_bin, workdir):
     t0 = time.time()
     corpus_embeddings, encodings, daemon, period = task.n, 0, None, 0
     stale0 = embed_all(tt, task.targets, task.n)  # the cache at step 0 (not counted)
-    corrects = method in ("freshd", "freshd-rows", "freshd-writeback", "freshd-delta")
+    corrects = method in ("freshd", "freshd-rows", "freshd-aged", "freshd-writeback",
+                          "freshd-delta")
+    serves_rows = method in ("freshd-rows", "freshd-aged")
     if method not in ("inbatch", "oracle", "zeroshot", "writeback"):
         d = tempfile.mkdtemp(prefix="freshd-torch-", dir=workdir)
         save_npy(os.path.join(d, "index.npy"), stale0)
@@ -491,8 +497,10 @@ def run(task, args, method, seed, freshd_bin, workdir):
             "--corrector", args.corrector, "--normalize-output", "on", "--min-pairs", "256",
             "--refit-every-pairs", "0", "--refit-every-seconds", "0",
             "--max-step-lag", str(args.max_step_lag)] + args.freshd_flags.split()
-        if method == "freshd-rows":
+        if serves_rows:
             flags.append("--serve-fresh-rows")
+        if method == "freshd-aged":
+            flags.append("--age-fresh-rows")
         daemon = Daemon(freshd_bin, "index.npy", d, flags)
         if method.startswith("periodic-"):
             period = int(method.split("-")[1])
@@ -594,7 +602,7 @@ def run(task, args, method, seed, freshd_bin, workdir):
                 elif method == "freshd-delta":  # written rows moved as h moved since they came
                     C = torch.from_numpy(corrected_all(daemon.client, task.n))
                     fresh_T = torch.where(written[:, None], F.normalize(raw + C - base, dim=1), C)
-            elif method == "freshd-rows" and args.rows_every and (step + 1) % args.rows_every == 0:
+            elif serves_rows and args.rows_every and (step + 1) % args.rows_every == 0:
                 daemon.client.refit(wait=True, rows_only=True)  # no training: the rows, served
         if period and (step + 1) % period == 0 and step + 1 < args.steps:
             name = "index-%d.npy" % (step + 1)
@@ -618,7 +626,7 @@ def run(task, args, method, seed, freshd_bin, workdir):
         res["drift_probe"] = drift_probe(task, args, qt, tt, stale0, final_T, seed,
                                          corrected_all(daemon.client, task.n) if corrects else None,
                                          (last_row, last_step, args.steps) if corrects else None,
-                                         "freshd's served rows" if method == "freshd-rows"
+                                         "freshd's served rows" if serves_rows
                                          else "freshd's corrector")
     if daemon:
         if corrects:
@@ -711,13 +719,13 @@ def main(argv=None):
         args.steps, args.seeds, args.periods, args.eval_every = 40, "1", "20", 0
         args.refit_every = 10
         args.probe_epochs = 3
-        args.methods = args.methods or "stale,freshd,freshd-rows,periodic-20,writeback"
+        args.methods = args.methods or "stale,freshd,freshd-rows,freshd-aged,periodic-20,writeback"
     if not os.path.isdir(WORDNET) or not os.path.exists(os.path.join(WORDNET, "data.noun")):
         log("WordNet is missing: apt-get install wordnet-base")
         return 3
     torch.set_num_threads(2)
     methods = args.methods.split(",") if args.methods else (
-        ["zeroshot", "inbatch", "stale", "freshd", "freshd-rows"] +
+        ["zeroshot", "inbatch", "stale", "freshd", "freshd-rows", "freshd-aged"] +
         ["periodic-%s" % p for p in args.periods.split(",")] +
         ["oracle"])
     workdir = tempfile.mkdtemp(prefix="freshd-torch-")
@@ -755,7 +763,7 @@ def train_all(args, methods, workdir):
         # training made better than the stale one does.
         by = {r["method"]: r for r in results}
         ok = True
-        for m in ("freshd", "freshd-rows"):
+        for m in ("freshd", "freshd-rows", "freshd-aged"):
             if m in by:
                 good = by[m]["fresh_top10_overlap"] > by["stale"]["fresh_top10_overlap"]
                 log("quick check: fresh top-10 overlap %s %.3f vs stale %.3f: %s" % (
