@@ -49,8 +49,8 @@ bool fresh_rowage_changed(const struct fresh_corrector *current,
 		if (k == n)
 			return true;
 		if (seqs && pairs->seqs ? seqs[k] != pairs->seqs[i]
-			 : memcmp(rows + k * d, pairs->g + i * d,
-				  d * sizeof *rows) != 0)
+					: memcmp(rows + k * d, pairs->g + i * d,
+						 d * sizeof *rows) != 0)
 			return true;
 	}
 	return false;
@@ -62,8 +62,8 @@ static enum fresh_status move_rows(const float *x, size_t n, size_t d,
 				   const float *m, const float *c,
 				   bool normalize, float *y)
 {
-	enum fresh_status st = fresh_sgemm(false, true, n, d, d, 1.0f, x, d, m,
-					   d, 0.0f, y, d);
+	enum fresh_status st =
+		fresh_sgemm(false, true, n, d, d, 1.0f, x, d, m, d, 0.0f, y, d);
 
 	if (st != FRESH_OK)
 		return st;
@@ -152,8 +152,12 @@ enum fresh_status fresh_rowage_apply(const struct fresh_corrector *current,
 		j++;
 	}
 	st = fresh_ridge_fit(x, y, nre, d, d, 0.0, m, c, &rr);
-	if (st != FRESH_OK)
+	if (st != FRESH_OK) {
+		/* No map (an eigensolver failure): the rows as served. */
+		if (st != FRESH_NOMEM)
+			st = FRESH_OK;
 		goto done;
+	}
 	/* Move the rows kept: gathered, moved, scattered back. */
 	for (size_t i = 0, j = 0; i < np; i++) {
 		size_t k = served[i];

@@ -44,8 +44,8 @@ static void unit(float *x, size_t d)
 }
 
 /* y = normalize(x + m x + c) + noise * N(0, 1). */
-static void drift(const struct world *w, const float *x, float *y,
-		  float noise, struct tu_rng *r)
+static void drift(const struct world *w, const float *x, float *y, float noise,
+		  struct tu_rng *r)
 {
 	for (size_t o = 0; o < D; o++) {
 		double a = x[o] + w->c[o];
@@ -78,10 +78,10 @@ static void make_world(struct world *w, size_t replaced, float noise,
 	/* The ids were given descending: index i is served at SERVED-1-i. */
 	ck_assert_int_eq(fresh_corrector_create(&s, &w->cur, NULL), FRESH_OK);
 	fresh_corrector_set_normalize(w->cur, true);
-	ck_assert_int_eq(fresh_corrector_set_fresh_rows_seqs(
-				 w->cur, ids, w->served, records ? seqs : NULL,
-				 SERVED),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_corrector_set_fresh_rows_seqs(
+			w->cur, ids, w->served, records ? seqs : NULL, SERVED),
+		FRESH_OK);
 	for (size_t k = 0; k < D * D; k++)
 		w->m[k] = 0.15f * tu_normal(&r);
 	for (size_t k = 0; k < D; k++)
@@ -180,9 +180,9 @@ START_TEST(moves_kept_rows_as_a_naive_ridge_would)
 
 	make_world(&w, REPLACED, 0.02f, true);
 	out = malloc(w.snap.n * D * sizeof *out);
-	ck_assert_int_eq(fresh_rowage_apply(w.cur, &w.snap, 64, true, out,
-					    &rep),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_rowage_apply(w.cur, &w.snap, 64, true, out, &rep),
+		FRESH_OK);
 	ck_assert(rep.fitted);
 	ck_assert_uint_eq(rep.replaced, REPLACED);
 	ck_assert_uint_eq(rep.added, ADDED);
@@ -211,9 +211,11 @@ START_TEST(moves_kept_rows_as_a_naive_ridge_would)
 		for (size_t p = 0; p < D; p++) {
 			double xp = w.served[i * D + p] - xm[p];
 			for (size_t q = 0; q < D; q++) {
-				a[p * D + q] += xp * (w.served[i * D + q] - xm[q]);
-				b[p * D + q] += xp * (w.snap.g[j * D + q] -
-						      w.served[i * D + q] - ym[q]);
+				a[p * D + q] +=
+					xp * (w.served[i * D + q] - xm[q]);
+				b[p * D + q] +=
+					xp * (w.snap.g[j * D + q] -
+					      w.served[i * D + q] - ym[q]);
 			}
 		}
 	}
@@ -239,7 +241,8 @@ START_TEST(moves_kept_rows_as_a_naive_ridge_would)
 			norm += want[o] * want[o];
 		}
 		for (size_t o = 0; o < D; o++)
-			ck_assert_msg(fabs(got[o] - want[o] / sqrt(norm)) < 1e-4,
+			ck_assert_msg(fabs(got[o] - want[o] / sqrt(norm)) <
+					      1e-4,
 				      "entry %zu, %zu: %g vs %g", j, o, got[o],
 				      want[o] / sqrt(norm));
 	}
@@ -260,9 +263,9 @@ START_TEST(undoes_a_common_drift)
 
 	make_world(&w, REPLACED, 0.02f, true);
 	out = malloc(w.snap.n * D * sizeof *out);
-	ck_assert_int_eq(fresh_rowage_apply(w.cur, &w.snap, 64, true, out,
-					    &rep),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_rowage_apply(w.cur, &w.snap, 64, true, out, &rep),
+		FRESH_OK);
 	for (size_t j = 0; j < SERVED; j++) {
 		size_t i = served_of(j, REPLACED);
 		double nn = 0;
@@ -295,9 +298,9 @@ START_TEST(no_records_or_too_few_replaced_rows)
 
 	make_world(&w, REPLACED, 0.02f, false);
 	out = malloc(w.snap.n * D * sizeof *out);
-	ck_assert_int_eq(fresh_rowage_apply(w.cur, &w.snap, 64, true, out,
-					    &rep),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_rowage_apply(w.cur, &w.snap, 64, true, out, &rep),
+		FRESH_OK);
 	ck_assert(!rep.fitted);
 	ck_assert_mem_eq(out, w.snap.g, w.snap.n * D * sizeof *out);
 	free(out);
@@ -307,9 +310,9 @@ START_TEST(no_records_or_too_few_replaced_rows)
 	ck_assert_uint_eq(fresh_rowage_min_pairs(D, 64), 64);
 	make_world(&w, 2 * (D + 1) - 1, 0.02f, true);
 	out = malloc(w.snap.n * D * sizeof *out);
-	ck_assert_int_eq(fresh_rowage_apply(w.cur, &w.snap, 10, true, out,
-					    &rep),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_rowage_apply(w.cur, &w.snap, 10, true, out, &rep),
+		FRESH_OK);
 	ck_assert(!rep.fitted);
 	ck_assert_uint_eq(rep.replaced, 2 * (D + 1) - 1);
 	ck_assert_uint_eq(rep.aged, 0);
@@ -378,9 +381,9 @@ START_TEST(records_through_publishes_and_a_checkpoint)
 	cfg.serve_fresh_rows = cfg.rows_only = cfg.age_fresh_rows = true;
 	/* A network that maps at all: rows_only refuses an all-zero one. */
 	fresh_corrector_params(w.cur)[fresh_corrector_layout(w.cur).a] = 0.1f;
-	ck_assert_int_eq(fresh_refit_rows(w.cur, &w.snap, &cfg, &pub, &rep,
-					  NULL),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_refit_rows(w.cur, &w.snap, &cfg, &pub, &rep, NULL),
+		FRESH_OK);
 	ck_assert(rep.accepted);
 	ck_assert(rep.rowage.fitted);
 	ck_assert_uint_eq(rep.rowage.aged, SERVED - REPLACED);
@@ -394,9 +397,9 @@ START_TEST(records_through_publishes_and_a_checkpoint)
 	/* Nothing new since: nothing to publish. */
 	fresh_corrector_free(again);
 	memset(&rep, 0, sizeof rep); /* it fills only what it publishes */
-	ck_assert_int_eq(fresh_refit_rows(pub, &w.snap, &cfg, &again, &rep,
-					  NULL),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_refit_rows(pub, &w.snap, &cfg, &again, &rep, NULL),
+		FRESH_OK);
 	ck_assert(!rep.accepted);
 	ck_assert_ptr_null(again);
 
@@ -407,9 +410,9 @@ START_TEST(records_through_publishes_and_a_checkpoint)
 	ck_assert_ptr_null(fresh_corrector_fresh_row_seqs(back));
 	/* Its aged rows differ from the raw ones: a publish, rows as sent. */
 	memset(&rep, 0, sizeof rep);
-	ck_assert_int_eq(fresh_refit_rows(back, &w.snap, &cfg, &raw, &rep,
-					  NULL),
-			 FRESH_OK);
+	ck_assert_int_eq(
+		fresh_refit_rows(back, &w.snap, &cfg, &raw, &rep, NULL),
+		FRESH_OK);
 	ck_assert(rep.accepted);
 	ck_assert(!rep.rowage.fitted);
 	n = fresh_corrector_fresh_rows(raw, &ids, &rows);
