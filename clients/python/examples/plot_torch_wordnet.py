@@ -27,7 +27,7 @@ COLORS = {"zeroshot": "0.6", "inbatch": "tab:gray", "stale": "tab:red", "freshd"
           "writeback-aged-every-5": "tab:purple",
           "writeback": "tab:orange", "freshd-writeback": "tab:olive", "oracle": "black",
           "periodic-50": "tab:blue", "periodic-100": "tab:purple", "periodic-150": "tab:cyan",
-          "periodic-300": "tab:brown"}
+          "periodic-300": "tab:brown", "periodic-1": "0.35"}
 
 
 def over_steps(results, methods, key, scale, ylabel, path):
@@ -63,7 +63,10 @@ def main(out, *more):
     for d in (out,) + more:
         with open(os.path.join(d, "results.json")) as f:
             run = json.load(f)
-        every = run["args"].get("refit_every", 25)
+        args = run.get("args") or {}
+        if isinstance(args, list):  # merged runs: one args each (refit_every alike)
+            args = args[0]
+        every = args.get("refit_every", 25)
         for r in run["results"]:
             # Runs of a method that refits (freshd's corrector, the aged
             # rows' maps) at another interval are drawn apart.
@@ -77,9 +80,9 @@ def main(out, *more):
             methods.append(r["method"])
     allm = {k: [100 * np.mean([r[k] for r in results if r["method"] == m]) for m in methods]
             for k in ("r10", "r1")}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     for ax, key, label in ((axes[0], "r10", "R@10"), (axes[1], "r1", "R@1")):
-        px, py, placed = [], [], {}
+        px, py, at_x = [], [], {}
         for m in methods:
             rs = [r for r in results if r["method"] == m]
             x = np.mean([r["corpus_passes"] for r in rs])
@@ -87,15 +90,30 @@ def main(out, *more):
             color = COLORS.get(m, "tab:blue")
             ax.errorbar([x], [y.mean()], yerr=[[y.mean() - y.min()], [y.max() - y.mean()]],
                         fmt="o", color=color, capsize=3)
-            # Labels of points at the same x go one under the other.
-            below = placed.setdefault(round(float(x), 3), [])
-            near = sum(1 for v in below if abs(v - y.mean()) < 0.3 * np.ptp(allm[key]) / 4)
-            below.append(y.mean())
-            ax.annotate(m, (x, y.mean()), textcoords="offset points",
-                        xytext=(6, 4 - 10 * near), fontsize=8)
+            at_x.setdefault(round(float(np.log10(x)), 1), []).append((float(y.mean()), m, color, x))
             if m.startswith("periodic-"):
                 px.append(x)
                 py.append(y.mean())
+        # Labels of the points that share an x go in a column beside them,
+        # in the points' order, each with a line to its point.
+        span = np.ptp(allm[key]) or 1.0
+        for pts in at_x.values():
+            pts.sort(reverse=True)
+            x = pts[0][3]
+            left = x > 100  # the right edge: labels on the left
+            gap = 0.075 * span
+            ys = [p[0] for p in pts]
+            lab = [ys[0]]
+            for v in ys[1:]:
+                lab.append(min(v, lab[-1] - gap))
+            shift = (np.mean(ys) - np.mean(lab)) if len(pts) > 1 else 0.0
+            for (v, m, color, px_), ly in zip(pts, lab):
+                f = 2.2 if len(pts) > 1 else 1.15
+                ax.annotate(m, (px_, v), xytext=(x / f if left else x * f, ly + shift),
+                            textcoords="data", fontsize=8, va="center", color="0.1",
+                            ha="right" if left else "left",
+                            arrowprops=dict(arrowstyle="-", color=color, lw=0.8)
+                            if len(pts) > 1 else None)
         if px:
             order = np.argsort(px)
             ax.plot(np.array(px)[order], np.array(py)[order], "--", color="0.5", lw=1)
